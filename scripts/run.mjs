@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// Entry point behind every root script (`npm test`, `pnpm demo`, ...). It works on a fresh
+// clone with nothing but Node.js 20 + npm: it fetches pnpm if needed, installs the workspace
+// from the lockfile, builds, then runs the job. Only Node built-ins are used here.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const pnpmVersion = pkg.packageManager.split('@')[1];
+const pnpmMajor = pnpmVersion.split('.')[0];
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (res.error) throw res.error;
+  return res.status ?? 1;
+}
+
+function mustRun(cmd, args, opts) {
+  const status = run(cmd, args, opts);
+  if (status !== 0) {
+    console.error(`pgfleet: '${cmd} ${args.join(' ')}' failed with exit code ${status}`);
+    process.exit(status);
+  }
+}
+
+/** pnpm from PATH when it is the right major, else a local copy installed once with npm. */
+function findPnpm() {
+  const onPath = spawnSync('pnpm', ['--version'], { encoding: 'utf8' });
+  if (onPath.status === 0 && onPath.stdout.trim().split('.')[0] === pnpmMajor) return 'pnpm';
+  const local = join(root, '.cache', 'pnpm', 'node_modules', '.bin', 'pnpm');
+  if (!existsSync(local)) {
+    console.log(`pgfleet: installing pnpm ${pnpmVersion} into .cache/pnpm (one time)`);
+    mkdirSync(join(root, '.cache', 'pnpm'), { recursive: true });
+    mustRun('npm', ['install', '--prefix', join(root, '.cache', 'pnpm'), '--no-save', '--no-package-lock', '--loglevel=error', `pnpm@${pnpmVersion}`]);
+  }
+  return local;
+}
+
+/** Installs dependencies when node_modules is missing or older than the lockfile. */
+function ensureInstalled(pnpm) {
+  const stamp = join(root, 'node_modules', '.pgfleet-installed');
+  const lock = join(root, 'pnpm-lock.yaml');
+  const fresh =
+    existsSync(stamp) && existsSync(lock) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs;
+  if (fresh) return;
+  const args = existsSync(lock) ? ['install', '--frozen-lockfile'] : ['install'];
+  mustRun(pnpm, args, { env: { ...process.env, npm_config_yes: 'true' } });
+  writeFileSync(stamp, new Date().toISOString());
+}
+
+const job = process.argv[2] ?? 'test';
+const rest = process.argv.slice(3);
+const pnpm = findPnpm();
+ensureInstalled(pnpm);
+if (job === 'bootstrap') process.exit(0);
+
+const exec = (bin, args) => mustRun(pnpm, ['exec', bin, ...args]);
+const build = () => exec('turbo', ['run', 'build', '--output-logs=errors-only']);
+
+switch (job) {
+  case 'build':
+    build();
+    break;
+  case 'lint':
+    exec('biome', ['ci', '.']);
+    break;
+  case 'typecheck':
+    build();
+    exec('turbo', ['run', 'typecheck', '--output-logs=errors-only']);
+    break;
+  case 'test':
+  case 'test:unit':
+  case 'test:pg':
+  case 'test:e2e':
+    build();
+    mustRun(process.execPath, [join(root, 'scripts', 'test.mjs'), job, ...rest]);
+    break;
+  case 'demo':
+    build();
+    exec('tsx', [join(root, 'e2e', 'src', 'demo', 'main.ts'), ...rest]);
+    break;
+  case 'bench':
+    build();
+    exec('tsx', [join(root, 'bench', 'main.ts'), ...rest]);
+    break;
+  default:
+    console.error(`pgfleet: unknown job '${job}' (try: test, demo, bench, build, lint, typecheck)`);
+    process.exit(2);
+}
