@@ -2,11 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 // Workspace packages are resolved to their TypeScript sources (the "source" export
 // condition), so tests never run against a stale dist/.
-const conditions = ['source', 'node', 'import', 'module', 'default'];
+// (The rest is Vite's defaultServerConditions.)
+const conditions = ['source', 'module', 'node', 'development|production'];
 
 export default defineConfig({
   resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: conditions } },
+  ssr: { resolve: { conditions, externalConditions: ['source'] } },
   test: {
     projects: [
       {

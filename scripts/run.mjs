@@ -34,7 +34,15 @@ function findPnpm() {
   if (!existsSync(local)) {
     console.log(`pgfleet: installing pnpm ${pnpmVersion} into .cache/pnpm (one time)`);
     mkdirSync(join(root, '.cache', 'pnpm'), { recursive: true });
-    mustRun('npm', ['install', '--prefix', join(root, '.cache', 'pnpm'), '--no-save', '--no-package-lock', '--loglevel=error', `pnpm@${pnpmVersion}`]);
+    mustRun('npm', [
+      'install',
+      '--prefix',
+      join(root, '.cache', 'pnpm'),
+      '--no-save',
+      '--no-package-lock',
+      '--loglevel=error',
+      `pnpm@${pnpmVersion}`,
+    ]);
   }
   return local;
 }
@@ -43,8 +51,7 @@ function findPnpm() {
 function ensureInstalled(pnpm) {
   const stamp = join(root, 'node_modules', '.pgfleet-installed');
   const lock = join(root, 'pnpm-lock.yaml');
-  const fresh =
-    existsSync(stamp) && existsSync(lock) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs;
+  const fresh = existsSync(stamp) && existsSync(lock) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs;
   if (fresh) return;
   const args = existsSync(lock) ? ['install', '--frozen-lockfile'] : ['install'];
   mustRun(pnpm, args, { env: { ...process.env, npm_config_yes: 'true' } });

@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const job = process.argv[2] ?? 'test';
 const extra = process.argv.slice(3);
-const versions = (process.env.PGFLEET_PG_VERSIONS ?? '15,17').split(',').map((v) => v.trim()).filter(Boolean);
+const versions = (process.env.PGFLEET_PG_VERSIONS ?? '15,17')
+  .split(',')
+  .map((v) => v.trim())
+  .filter(Boolean);
 const outDir = join(root, '.cache', 'test-results');
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
@@ -34,8 +37,17 @@ for (const phase of phases) {
   if (phase.version) env.PGFLEET_PG_VERSION = phase.version;
   const res = spawnSync(
     process.execPath,
-    [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--project', phase.project,
-      '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, '--passWithNoTests', ...extra],
+    [
+      join(root, 'node_modules', 'vitest', 'vitest.mjs'),
+      'run',
+      '--project',
+      phase.project,
+      '--reporter=default',
+      '--reporter=json',
+      `--outputFile.json=${out}`,
+      '--passWithNoTests',
+      ...extra,
+    ],
     { stdio: 'inherit', cwd: root, env },
   );
   if (res.status !== 0) anyFailed = true;
@@ -44,7 +56,8 @@ for (const phase of phases) {
     totals.passed += r.numPassedTests;
     totals.failed += r.numFailedTests;
     totals.skipped += r.numPendingTests + (r.numTodoTests ?? 0);
-    if (r.numTotalTestSuites > 0 && r.numFailedTestSuites > 0 && r.numFailedTests === 0) totals.failed += r.numFailedTestSuites;
+    if (r.numTotalTestSuites > 0 && r.numFailedTestSuites > 0 && r.numFailedTests === 0)
+      totals.failed += r.numFailedTestSuites;
   } else if (res.status !== 0) {
     totals.failed += 1;
   }

@@ -1,1 +1,14 @@
-export {};
+export { type FindPostgresOptions, findPostgres, listInstallations } from './binaries.js';
+export { PostgresNotFoundError, SandboxError, SandboxNodeError } from './errors.js';
+export { SandboxNode, type StopMode } from './node.js';
+export { freePort } from './ports.js';
+export { Sandbox, type SandboxOptions } from './sandbox.js';
+export type {
+  ConnectionFacts,
+  InstallationSource,
+  NodeOptions,
+  PgInstallation,
+  ProvidedPgServer,
+  ServerSettings,
+  StandbyOptions,
+} from './types.js';
