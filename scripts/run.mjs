@@ -64,6 +64,7 @@ const pnpm = findPnpm();
 ensureInstalled(pnpm);
 if (job === 'bootstrap') process.exit(0);
 
+process.env.TURBO_TELEMETRY_DISABLED = '1';
 const exec = (bin, args) => mustRun(pnpm, ['exec', bin, ...args]);
 const build = () => exec('turbo', ['run', 'build', '--output-logs=errors-only']);
 
