@@ -38,7 +38,12 @@ export class NodeUnreachableError extends PgfleetError {
 /** The server answered with an error; `sqlState` is its SQLSTATE. */
 export class PgError extends PgfleetError {
   readonly sqlState: string;
-  constructor(sqlState: string, message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+  constructor(
+    sqlState: string,
+    message: string,
+    details: Record<string, unknown> = {},
+    options?: ErrorOptions,
+  ) {
     super('PG_ERROR', message, { ...details, sqlState }, options);
     this.sqlState = sqlState;
   }

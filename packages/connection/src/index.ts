@@ -1,1 +1,19 @@
-export {};
+export { type BackoffPolicy, backoffDelay } from './backoff.js';
+export { type ConnectOptions, connect, type RetryOptions, withConnection } from './connect.js';
+export {
+  CONNINFO_KEYWORDS,
+  type ConnParams,
+  formatConninfo,
+  formatUri,
+  isConninfoUri,
+  parseConninfo,
+  withConninfo,
+} from './conninfo.js';
+export { ConfigError, ConninfoError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
+export { type ErrorContext, toPgfleetError } from './map-error.js';
+export { type ProbeOptions, type ProbeResult, probe } from './probe.js';
+export type { Queryable } from './queryable.js';
+export { quoteIdent, quoteLiteral, quoteQualified } from './quote.js';
+export { REDACTED, redactConninfo, redactParams } from './redact.js';
+export type { TargetSessionAttrs } from './session-attrs.js';
+export { isConnectionSqlState, SqlState, type SqlStateCode, type SqlStateName } from './sqlstate.js';

@@ -56,6 +56,11 @@ export type SqlStateCode = (typeof SqlState)[SqlStateName];
 /** Class 08 and 57P0x: the session is gone or never came up; retrying elsewhere/later may help. */
 export function isConnectionSqlState(code: string | undefined): boolean {
   if (!code) return false;
-  return code.startsWith('08') || code === SqlState.ADMIN_SHUTDOWN || code === SqlState.CRASH_SHUTDOWN ||
-    code === SqlState.CANNOT_CONNECT_NOW || code === SqlState.DATABASE_DROPPED;
+  return (
+    code.startsWith('08') ||
+    code === SqlState.ADMIN_SHUTDOWN ||
+    code === SqlState.CRASH_SHUTDOWN ||
+    code === SqlState.CANNOT_CONNECT_NOW ||
+    code === SqlState.DATABASE_DROPPED
+  );
 }

@@ -1,0 +1,153 @@
+import { ConfigError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
+import { redactConninfo } from './redact.js';
+import { isConnectionSqlState } from './sqlstate.js';
+
+export interface ErrorContext {
+  /** Node name or `host:port`, named in the message. */
+  node?: string;
+  /** What we were doing, e.g. `connect`, `probe`, `promote`. */
+  action?: string;
+}
+
+/** Socket-level error codes meaning "the node did not answer" (Node's net/dns errors). */
+const UNREACHABLE_SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ENOENT', // unix socket file missing: the server is not running
+  'ERR_SOCKET_CLOSED',
+]);
+
+// node-pg reports a dropped socket or its own connect timeout with plain Errors.
+const UNREACHABLE_MESSAGES = [
+  /^Connection terminated/i,
+  /^timeout expired$/i,
+  /^Client has encountered a connection error/i,
+  /^Query read timeout$/i,
+];
+
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+interface ErrorLike {
+  message?: unknown;
+  code?: unknown;
+  errors?: unknown;
+  detail?: unknown;
+  hint?: unknown;
+  severity?: unknown;
+  schema?: unknown;
+  table?: unknown;
+  column?: unknown;
+  constraint?: unknown;
+  routine?: unknown;
+}
+
+function socketCode(err: ErrorLike): string | undefined {
+  if (typeof err.code === 'string' && UNREACHABLE_SOCKET_CODES.has(err.code)) return err.code;
+  // Node's happy-eyeballs connect (localhost → ::1 and 127.0.0.1) rejects with an
+  // AggregateError whose inner errors carry the codes.
+  if (Array.isArray(err.errors)) {
+    for (const inner of err.errors as ErrorLike[]) {
+      const c = inner && socketCode(inner);
+      if (c) return c;
+    }
+  }
+  return undefined;
+}
+
+function messageOf(err: unknown): string {
+  if (err && typeof err === 'object' && typeof (err as ErrorLike).message === 'string') {
+    const m = (err as ErrorLike).message as string;
+    if (m !== '') return m;
+    if (Array.isArray((err as ErrorLike).errors)) {
+      return ((err as ErrorLike).errors as unknown[]).map(messageOf).join('; ');
+    }
+  }
+  return String(err);
+}
+
+function prefix(ctx: ErrorContext): string {
+  const action = ctx.action ?? 'query';
+  return ctx.node ? `${action} on ${ctx.node}` : action;
+}
+
+function pgFields(err: ErrorLike): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of [
+    'severity',
+    'detail',
+    'hint',
+    'schema',
+    'table',
+    'column',
+    'constraint',
+    'routine',
+  ] as const) {
+    const v = err[k];
+    if (typeof v === 'string' && v !== '') out[k] = redactConninfo(v);
+  }
+  return out;
+}
+
+/**
+ * Maps anything thrown by node-pg, node's net module or our own code to a PgfleetError:
+ * - an error already typed is returned as is;
+ * - a server error (`.code` is a SQLSTATE) becomes {@link PgError}, except class 08 and
+ *   57P0x (the session is gone or the server is shutting down/starting), which become
+ *   {@link NodeUnreachableError} with `details.sqlState`;
+ * - socket errors (refused, reset, timed out, unreachable, DNS) and node-pg's
+ *   "Connection terminated" become {@link NodeUnreachableError};
+ * - anything else becomes a PgfleetError with code `UNEXPECTED`.
+ * Messages name the node and action and are redacted, so they never carry a password.
+ */
+export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetError {
+  if (err instanceof PgfleetError) return err;
+  const e: ErrorLike = err && typeof err === 'object' ? (err as ErrorLike) : {};
+  const raw = redactConninfo(messageOf(err));
+  const where = prefix(ctx);
+  const base: Record<string, unknown> = {};
+  if (ctx.node) base.node = ctx.node;
+  if (ctx.action) base.action = ctx.action;
+  const options = { cause: err };
+
+  if (typeof e.code === 'string' && SQLSTATE.test(e.code) && typeof e.severity === 'string') {
+    const sqlState = e.code;
+    const msg = `${where} failed: ${raw} (SQLSTATE ${sqlState})`;
+    if (isConnectionSqlState(sqlState)) {
+      return new NodeUnreachableError(msg, { ...base, ...pgFields(e), sqlState, reason: 'server' }, options);
+    }
+    return new PgError(sqlState, msg, { ...base, ...pgFields(e) }, options);
+  }
+
+  const code = socketCode(e);
+  if (code) {
+    return new NodeUnreachableError(`${where} failed: ${raw} (${code})`, { ...base, reason: code }, options);
+  }
+  if (/does not support SSL/i.test(raw)) {
+    // Permanent: retrying will not make the server grow TLS; the conninfo must change.
+    return new ConfigError(
+      `${where} failed: ${raw}; use sslmode=prefer or disable, or enable ssl on the server`,
+      {
+        ...base,
+        key: 'sslmode',
+      },
+      options,
+    );
+  }
+  if (UNREACHABLE_MESSAGES.some((re) => re.test(raw))) {
+    return new NodeUnreachableError(
+      `${where} failed: ${raw}`,
+      { ...base, reason: 'connection-lost' },
+      options,
+    );
+  }
+  return new PgfleetError('UNEXPECTED', `${where} failed: ${raw}`, base, options);
+}
