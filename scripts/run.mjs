@@ -92,7 +92,7 @@ switch (job) {
     break;
   case 'bench':
     build();
-    exec('tsx', [join(root, 'bench', 'main.ts'), ...rest]);
+    exec('tsx', [join(root, 'e2e', 'src', 'bench', 'main.ts'), ...rest]);
     break;
   default:
     console.error(`pgfleet: unknown job '${job}' (try: test, demo, bench, build, lint, typecheck)`);

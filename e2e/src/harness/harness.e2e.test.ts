@@ -10,7 +10,12 @@ const provider = suite.provider;
 
 /** One connection attempt + SELECT 1 with a hard deadline: 'ok', 'timeout' or the error code. */
 async function reach(conninfo: string, timeoutMs: number): Promise<string> {
-  const client = new pg.Client({ connectionString: undefined, ...parse(conninfo), connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  const client = new pg.Client({
+    connectionString: undefined,
+    ...parse(conninfo),
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+  });
   client.on('error', () => {});
   try {
     await client.connect();

@@ -17,11 +17,25 @@ export class ProviderCapabilityError extends Error {
 }
 
 function settingArgs(settings: Record<string, string | number | boolean>): string[] {
-  return Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : v}`]);
+  return Object.entries(settings).flatMap(([k, v]) => [
+    '-c',
+    `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : v}`,
+  ]);
 }
 
-const BASE = { wal_level: 'replica', max_wal_senders: 10, max_replication_slots: 10, hot_standby: true, wal_log_hints: true };
-const LOGICAL = { wal_level: 'logical', track_commit_timestamp: true, max_replication_slots: 20, max_wal_senders: 20 };
+const BASE = {
+  wal_level: 'replica',
+  max_wal_senders: 10,
+  max_replication_slots: 10,
+  hot_standby: true,
+  wal_log_hints: true,
+};
+const LOGICAL = {
+  wal_level: 'logical',
+  track_commit_timestamp: true,
+  max_replication_slots: 20,
+  max_wal_senders: 20,
+};
 
 class ContainerNode implements ClusterNode {
   constructor(
@@ -68,7 +82,16 @@ class ContainerNode implements ClusterNode {
   }
 
   async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-    await this.container.exec(['gosu', 'postgres', 'pg_ctl', 'stop', '-m', mode, '-D', '/var/lib/postgresql/data']);
+    await this.container.exec([
+      'gosu',
+      'postgres',
+      'pg_ctl',
+      'stop',
+      '-m',
+      mode,
+      '-D',
+      '/var/lib/postgresql/data',
+    ]);
   }
 
   async start(): Promise<void> {
@@ -111,7 +134,11 @@ export class ContainersProvider implements ClusterProvider {
       .withNetworkAliases(name)
       .withCommand(['postgres', ...settingArgs(settings)])
       .start();
-    await started.exec(['bash', '-c', `echo "host replication all all scram-sha-256" >> /var/lib/postgresql/data/pg_hba.conf`]);
+    await started.exec([
+      'bash',
+      '-c',
+      `echo "host replication all all scram-sha-256" >> /var/lib/postgresql/data/pg_hba.conf`,
+    ]);
     await started.exec(['gosu', 'postgres', 'pg_ctl', 'reload', '-D', '/var/lib/postgresql/data']);
     const node = new ContainerNode(name, this.major, started);
     this.nodes.set(name, node);
@@ -121,7 +148,7 @@ export class ContainersProvider implements ClusterProvider {
   async startStandby(name: string, primary: ClusterNode): Promise<ClusterNode> {
     const script = [
       'set -e',
-      'export PGPASSWORD=' + PASSWORD,
+      `export PGPASSWORD=${PASSWORD}`,
       'rm -rf /var/lib/postgresql/data/*',
       `until pg_basebackup -h ${primary.name} -U postgres -D /var/lib/postgresql/data -X stream -R -c fast -C -S ${name}; do sleep 1; done`,
       'chown -R postgres:postgres /var/lib/postgresql/data && chmod 700 /var/lib/postgresql/data',
@@ -155,7 +182,9 @@ export class ContainersProvider implements ClusterProvider {
   async heal(_a: string, b: string): Promise<void> {
     const node = this.require(b);
     const client = await getContainerRuntimeClient();
-    await client.network.getById(this.network.getId()).connect({ Container: node.container.getId(), EndpointConfig: { Aliases: [b] } });
+    await client.network
+      .getById(this.network.getId())
+      .connect({ Container: node.container.getId(), EndpointConfig: { Aliases: [b] } });
   }
 
   async destroy(): Promise<void> {

@@ -33,7 +33,8 @@ export async function createProvider(
   settings: ProviderSettings,
   log: (line: string) => void = (l) => console.log(l),
 ): Promise<ClusterProvider> {
-  if (settings.choice === 'sandbox') return SandboxProvider.create({ major: settings.major, binDir: settings.binDir });
+  if (settings.choice === 'sandbox')
+    return SandboxProvider.create({ major: settings.major, binDir: settings.binDir });
   const missing = await containerRuntimeUnavailable();
   if (settings.choice === 'containers') {
     if (missing) throw new Error(`E2E_PROVIDER=containers but ${missing}`);

@@ -4,7 +4,10 @@ export interface ClusterNode {
   readonly major: number;
   /** libpq conninfo; with `from`, the address party `from` uses (cut by `partition`). */
   conninfo(opts?: { from?: string }): string;
-  query<R extends Record<string, unknown> = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<R[]>;
   /** SIGKILL of the postmaster (container: kill). */
   kill(): Promise<void>;
   stop(mode?: 'fast' | 'immediate'): Promise<void>;

@@ -22,6 +22,8 @@ export async function eventually<T>(
     }
     await sleep(opts.intervalMs ?? 50);
   }
-  const seen = lastError ? `last error: ${(lastError as Error).message}` : `last value: ${JSON.stringify(last)}`;
+  const seen = lastError
+    ? `last error: ${(lastError as Error).message}`
+    : `last value: ${JSON.stringify(last)}`;
   throw new Error(`timed out waiting for ${what} (${seen})`);
 }

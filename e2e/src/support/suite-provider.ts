@@ -1,4 +1,8 @@
-import { createProvider, type ProviderSettings, providerSettingsFromEnv } from '../providers/select-provider.js';
+import {
+  createProvider,
+  type ProviderSettings,
+  providerSettingsFromEnv,
+} from '../providers/select-provider.js';
 import type { ClusterProvider } from '../providers/types.js';
 
 export interface SuiteProvider {
