@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import { probe } from '@pgfleet/connection';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ClusterNode } from '../providers/types.js';
 import { eventually } from '../support/eventually.js';
@@ -8,30 +8,11 @@ import { suiteProvider } from '../support/suite-provider.js';
 const suite = await suiteProvider();
 const provider = suite.provider;
 
-/** One connection attempt + SELECT 1 with a hard deadline: 'ok', 'timeout' or the error code. */
+/** One fresh connection + SELECT 1 with a hard deadline: 'ok', 'timeout' or the error code. */
 async function reach(conninfo: string, timeoutMs: number): Promise<string> {
-  const client = new pg.Client({
-    connectionString: undefined,
-    ...parse(conninfo),
-    connectionTimeoutMillis: timeoutMs,
-    query_timeout: timeoutMs,
-  });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return 'ok';
-  } catch (err) {
-    const e = err as { code?: string; message: string };
-    return /timeout/i.test(e.message) ? 'timeout' : (e.code ?? e.message);
-  } finally {
-    client.end().catch(() => {});
-  }
-}
-
-function parse(conninfo: string): pg.ClientConfig {
-  const kv = Object.fromEntries(conninfo.split(' ').map((p) => p.split('=') as [string, string]));
-  return { host: kv.host, port: Number(kv.port), user: kv.user, password: kv.password, database: kv.dbname };
+  const res = await probe(conninfo, { timeoutMs });
+  if (res.ok) return 'ok';
+  return res.latencyMs >= timeoutMs - 50 ? 'timeout' : res.error.code;
 }
 
 describe.skipIf(!provider)(`e2e harness (${suite.label})`, () => {
