@@ -102,8 +102,12 @@ export class Sandbox implements NodeRouting {
     this.registry = new ProcessRegistry(root);
   }
 
+  /**
+   * Starts an empty sandbox. Without `major`/`binDir`, PGFLEET_PG_VERSION and PG_BIN choose the
+   * server (the test suites run once per major that way); else the newest one found.
+   */
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
-    const installation = findPostgres(opts);
+    const installation = findPostgres({ ...sandboxDefaultsFromEnv(), ...stripUndefined(opts) });
     const runAs = resolveRunAs(opts.runAsUser);
     const base = opts.baseDir ?? tmpdir();
     mkdirSync(base, { recursive: true });
@@ -333,6 +337,18 @@ export class Sandbox implements NodeRouting {
     this.nodes.set(name, node);
     return node;
   }
+}
+
+/** The sandbox's only environment knobs: which server binaries to use. */
+export function sandboxDefaultsFromEnv(env: NodeJS.ProcessEnv = process.env): FindPostgresOptions {
+  const out: FindPostgresOptions = {};
+  if (env.PGFLEET_PG_VERSION) out.major = Number(env.PGFLEET_PG_VERSION);
+  if (env.PG_BIN) out.binDir = env.PG_BIN;
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function cutKey(a: string, b: string): string {

@@ -7,8 +7,7 @@ import './vitest.js';
  * major named by PGFLEET_PG_VERSION (default: the newest found).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-  const sb = await Sandbox.create({ name: 'vitest', major, binDir: process.env.PG_BIN });
+  const sb = await Sandbox.create({ name: 'vitest' });
   const node = await sb.startNode('shared', { logical: true });
   const f = node.facts();
   project.provide('pgServer', { conninfo: node.conninfo(), uri: node.uri(), major: node.major, ...f });
