@@ -1,1 +1,39 @@
-export {};
+export { type AckFacts, ackPosition } from './ack.js';
+export { ApplyPausedError, ConflictError, SchemaMismatchError } from './apply/errors.js';
+export { type CheckOptions, checkMesh, type TableCheck } from './check.js';
+export {
+  CONFLICT_POLICIES,
+  type ConflictPolicy,
+  DEAD_LETTER_POLICIES,
+  type DeadLetterPolicy,
+  type EdgeFilter,
+  type LoadConfigOptions,
+  loadConfig,
+  type NodeConfig,
+  type ResolvedConfig,
+  redactedConfig,
+  resolveConfig,
+  type TableSpec,
+} from './config.js';
+export {
+  CONFLICT_KINDS,
+  type ConflictDecision,
+  type ConflictKind,
+  type LocalRowVersion,
+  type RemoteChange,
+  type Resolution,
+  resolveConflict,
+} from './conflict.js';
+export { type DeadLetterDecision, type DeadLetterFacts, decideDeadLetter } from './dead-letter.js';
+export type { EdgeState, EdgeStatus } from './edge.js';
+export { startHttpServer } from './http.js';
+export type { Problem } from './init/checks.js';
+export { InitError, type InitOptions, type InitReport, initMesh } from './init/init.js';
+export { type Edge, edgeSlotName, edgesFor, originName } from './naming.js';
+export {
+  type ReplicatorHandle,
+  type ReplicatorOptions,
+  type ReplicatorStatus,
+  startReplicator,
+} from './replicator.js';
+export { type EdgeDbStatus, meshStatus } from './status.js';

@@ -1,0 +1,152 @@
+import { quoteIdent, quoteQualified } from '@pgfleet/connection';
+import { sqlMicros } from '../pg-time.js';
+
+/** A replicated table as the apply sees it: source relation columns matched to target types. */
+export interface ApplyTable {
+  schema: string;
+  name: string;
+  /** Columns the source sends, in relation order, with the target's SQL type (format_type output). */
+  columns: { name: string; type: string; isKey: boolean }[];
+  /** Indexes into `columns` of the replica identity. */
+  keyIndexes: number[];
+  /** REPLICA IDENTITY FULL: rows are matched on every column's text form. */
+  identityFull: boolean;
+}
+
+export interface BuiltStatement {
+  /** Stable for a given shape, so it can be a named prepared statement. */
+  name: string;
+  text: string;
+}
+
+function qualified(t: ApplyTable): string {
+  return `ONLY ${quoteQualified(t.schema, t.name)}`;
+}
+
+function col(t: ApplyTable, i: number): { name: string; type: string } {
+  const c = t.columns[i];
+  if (!c) throw new RangeError(`column index ${i} out of range for ${t.schema}.${t.name}`);
+  return c;
+}
+
+/** `$n::text[]` unnested into v(c0, c1, ...), each cast from its text form to the column type. */
+function unnestSource(t: ApplyTable, indexes: number[], firstParam: number, alias: string): string {
+  const arrays = indexes.map((_, j) => `$${firstParam + j}::text[]`).join(', ');
+  const names = indexes.map((_, j) => `${alias}${j}`).join(', ');
+  const casts = indexes.map((ci, j) => `${alias}${j}::${col(t, ci).type} AS ${alias}${j}`).join(', ');
+  return `SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`;
+}
+
+/**
+ * Condition that a local row `t` may be overwritten without conflict handling: its last
+ * change came from the same source origin (`$originParam`), or from this very transaction.
+ * `pg_xact_commit_timestamp_origin` needs track_commit_timestamp (checked at init).
+ */
+export function ownRowCondition(originParam: number): string {
+  return `((pg_xact_commit_timestamp_origin(t.xmin)).roident = $${originParam}::oid OR t.xmin = pg_current_xact_id()::xid)`;
+}
+
+/**
+ * INSERT of n rows (every column present), one text[] parameter per column. A key that
+ * already exists raises unique_violation, which sends the transaction to the careful path.
+ */
+export function insertStatement(t: ApplyTable, indexes: number[]): BuiltStatement {
+  const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
+  return {
+    name: '',
+    text: `INSERT INTO ${qualified(t)} AS t (${cols}) ${unnestSource(t, indexes, 1, 'c')}`,
+  };
+}
+
+/**
+ * UPDATE of n rows matched on their old key, setting the columns in `setIndexes` (columns
+ * sent as unchanged TOAST are left out by the caller). Params: old key arrays, then new
+ * value arrays, then the source origin id, then the expected row count. Raises PF001
+ * through pgfleet.expect_rows when a row is missing or was last changed by someone else.
+ */
+export function updateStatement(t: ApplyTable, setIndexes: number[]): BuiltStatement {
+  const k = t.keyIndexes.length;
+  const keySrc = t.keyIndexes.map((_, j) => `$${1 + j}::text[]`);
+  const valSrc = setIndexes.map((_, j) => `$${1 + k + j}::text[]`);
+  const names = [...t.keyIndexes.map((_, j) => `k${j}`), ...setIndexes.map((_, j) => `c${j}`)];
+  const casts = [
+    ...t.keyIndexes.map((ci, j) => `k${j}::${col(t, ci).type} AS k${j}`),
+    ...setIndexes.map((ci, j) => `c${j}::${col(t, ci).type} AS c${j}`),
+  ];
+  const originParam = 1 + k + setIndexes.length;
+  const set = setIndexes.map((ci, j) => `${quoteIdent(col(t, ci).name)} = v.c${j}`).join(', ');
+  const where = t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.k${j}`).join(' AND ');
+  return {
+    name: '',
+    text:
+      `WITH v AS (SELECT ${casts.join(', ')} FROM unnest(${[...keySrc, ...valSrc].join(', ')}) AS u(${names.join(', ')})), ` +
+      `w AS (UPDATE ${qualified(t)} AS t SET ${set} FROM v WHERE ${where} AND ${ownRowCondition(originParam)} RETURNING 1) ` +
+      `SELECT pgfleet.expect_rows(count(*), $${originParam + 1}::int8) FROM w`,
+  };
+}
+
+/** DELETE of n rows by key; same contract as updateStatement. Params: key arrays, origin, count. */
+export function deleteStatement(t: ApplyTable): BuiltStatement {
+  const k = t.keyIndexes.length;
+  const where = t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.c${j}`).join(' AND ');
+  return {
+    name: '',
+    text:
+      `WITH v AS (${unnestSource(t, t.keyIndexes, 1, 'c')}), ` +
+      `w AS (DELETE FROM ${qualified(t)} AS t USING v WHERE ${where} AND ${ownRowCondition(1 + k)} RETURNING 1) ` +
+      `SELECT pgfleet.expect_rows(count(*), $${k + 2}::int8) FROM w`,
+  };
+}
+
+export function truncateStatement(
+  tables: ApplyTable[],
+  opts: { cascade: boolean; restartIdentity: boolean },
+): string {
+  const list = tables.map((t) => qualified(t).replace(/^ONLY /, '')).join(', ');
+  return `TRUNCATE ONLY ${list}${opts.restartIdentity ? ' RESTART IDENTITY' : ''}${opts.cascade ? ' CASCADE' : ''}`;
+}
+
+/** Key match on `t` for the careful path: one text parameter per identity column starting at $first. */
+export function keyMatch(t: ApplyTable, first: number): string {
+  if (t.identityFull) {
+    // Compare text forms: some types (json, point) have no equality operator, and NULLs must match.
+    return t.keyIndexes
+      .map((ci, j) => `t.${quoteIdent(col(t, ci).name)}::text IS NOT DISTINCT FROM $${first + j}::text`)
+      .join(' AND ');
+  }
+  return t.keyIndexes
+    .map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = $${first + j}::text::${col(t, ci).type}`)
+    .join(' AND ');
+}
+
+/**
+ * Careful path lookup: locks the local row and returns what conflict detection needs:
+ * its ctid, its image as JSON, the commit timestamp (µs) and origin of its last change,
+ * and whether this transaction wrote it.
+ */
+export function lookupStatement(t: ApplyTable): string {
+  return (
+    `SELECT t.ctid::text AS ctid, to_jsonb(t) AS row, ${sqlMicros('c.timestamp')}::text AS commit_us, c.roident::int8 AS roident, ` +
+    `(t.xmin = pg_current_xact_id()::xid) AS mine ` +
+    `FROM ${qualified(t)} AS t, LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS c ` +
+    `WHERE ${keyMatch(t, 1)} LIMIT 1 FOR UPDATE OF t`
+  );
+}
+
+/** Careful path writes, addressed by the ctid the lookup locked. One text parameter per column. */
+export function insertOneStatement(t: ApplyTable, indexes: number[]): string {
+  const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
+  const vals = indexes.map((i, j) => `$${j + 1}::text::${col(t, i).type}`).join(', ');
+  return `INSERT INTO ${quoteQualified(t.schema, t.name)} (${cols}) VALUES (${vals})`;
+}
+
+export function updateByCtidStatement(t: ApplyTable, setIndexes: number[]): string {
+  const set = setIndexes
+    .map((i, j) => `${quoteIdent(col(t, i).name)} = $${j + 2}::text::${col(t, i).type}`)
+    .join(', ');
+  return `UPDATE ${qualified(t)} SET ${set} WHERE ctid = $1::tid`;
+}
+
+export function deleteByCtidStatement(t: ApplyTable): string {
+  return `DELETE FROM ${qualified(t)} WHERE ctid = $1::tid`;
+}

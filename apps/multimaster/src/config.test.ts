@@ -1,0 +1,152 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '@pgfleet/connection';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseTableName, resolveConfig } from './config.js';
+
+const nodes = [
+  { name: 'a', conninfo: 'host=h1 password=s3cret' },
+  { name: 'b', conninfo: 'host=h2' },
+];
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('no error');
+}
+
+describe('resolveConfig', () => {
+  it('fills defaults: rank = position, last_update_wins, pause_edge, listen 127.0.0.1:9187', () => {
+    const c = resolveConfig({ nodes, tables: ['public.t', 'sales.*'] });
+    expect(c.nodes.map((n) => n.rank)).toEqual([0, 1]);
+    expect(c.tables).toEqual([
+      { schema: 'public', table: 't', conflict: 'last_update_wins', targets: {} },
+      { schema: 'sales', table: '*', conflict: 'last_update_wins', targets: {} },
+    ]);
+    expect(c.deadLetter).toBe('pause_edge');
+    expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 9187 });
+  });
+
+  it('keeps per-table filters, columns, policy and per-target overrides', () => {
+    const c = resolveConfig({
+      nodes,
+      conflict: 'keep_local',
+      tables: [
+        {
+          name: 'public.t',
+          rowFilter: "region = 'eu'",
+          columns: ['id', 'region'],
+          conflict: 'error',
+          targets: { b: { rowFilter: 'true' } },
+        },
+        'public.u',
+      ],
+    });
+    expect(c.tables[0]).toEqual({
+      schema: 'public',
+      table: 't',
+      rowFilter: "region = 'eu'",
+      columns: ['id', 'region'],
+      conflict: 'error',
+      targets: { b: { rowFilter: 'true' } },
+    });
+    expect(c.tables[1]?.conflict).toBe('keep_local');
+  });
+
+  it.each([
+    ['unknown top-level key', { nodes, tables: ['a.b'], bogus: 1 }, 'bogus'],
+    [
+      'unknown nested key',
+      { nodes: [{ ...nodes[0], colour: 'x' }, nodes[1]], tables: ['a.b'] },
+      'nodes[0].colour',
+    ],
+    [
+      'bad node name',
+      { nodes: [{ name: 'A-1', conninfo: 'x' }, nodes[1]], tables: ['a.b'] },
+      'nodes[0].name',
+    ],
+    [
+      'duplicate node name',
+      { nodes: [nodes[0], { ...nodes[1], name: 'a' }], tables: ['a.b'] },
+      'nodes[1].name',
+    ],
+    [
+      'duplicate rank',
+      {
+        nodes: [
+          { ...nodes[0], rank: 1 },
+          { ...nodes[1], rank: 1 },
+        ],
+        tables: ['a.b'],
+      },
+      'nodes[1].rank',
+    ],
+    ['one node only', { nodes: [nodes[0]], tables: ['a.b'] }, 'nodes'],
+    ['bad table name', { nodes, tables: ['nodot'] }, 'tables[0]'],
+    ['bad policy', { nodes, tables: [{ name: 'a.b', conflict: 'newest' }] }, 'tables[0].conflict'],
+    ['unknown target node', { nodes, tables: [{ name: 'a.b', targets: { z: {} } }] }, 'tables[0].targets.z'],
+    ['metadata schema', { nodes, tables: ['pgfleet.*'] }, 'tables[0]'],
+    ['bad listen', { nodes, tables: ['a.b'], http: { listen: 'nope' } }, 'http.listen'],
+  ])('rejects %s naming the key path', (_n, input, key) => {
+    const e = errorOf(() => resolveConfig(input));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details.key).toBe(key);
+    expect(e.message).toContain(key);
+  });
+
+  it('never echoes a conninfo password in an error', () => {
+    const e = errorOf(() =>
+      resolveConfig({
+        nodes: [{ name: 'a', conninfo: 'password=s3cret', rank: -1 }, nodes[1]],
+        tables: ['a.b'],
+      }),
+    );
+    expect(JSON.stringify({ m: e.message, d: e.details })).not.toContain('s3cret');
+  });
+
+  it.each([
+    ['public.t', { schema: 'public', table: 't' }],
+    ['"My Schema"."a.b"', { schema: 'My Schema', table: 'a.b' }],
+    ['"q""x".t', { schema: 'q"x', table: 't' }],
+    ['s.*', { schema: 's', table: '*' }],
+    ['a.b.c', null],
+    ['.t', null],
+  ])('parses table name %s', (text, want) => {
+    expect(parseTableName(text)).toEqual(want);
+  });
+});
+
+describe('loadConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mmcfg-'));
+  const file = join(dir, 'mm.yaml');
+  writeFileSync(
+    file,
+    'nodes:\n  - { name: a, conninfo: "host=h1" }\n  - { name: b, conninfo: "host=h2" }\ntables: [public.t]\nhttp: { listen: "9000" }\n',
+  );
+
+  it('reads YAML, then env overrides, then flags', () => {
+    const env = {
+      PGFLEET_MM_CONFIG: file,
+      PGFLEET_MM_HTTP_LISTEN: '0.0.0.0:9100',
+      PGFLEET_MM_NODE_B_CONNINFO: 'host=h3',
+      PGFLEET_MM_CONFLICT: 'keep_local',
+    };
+    const c = loadConfig({ env, flags: { conflict: 'apply_remote' } });
+    expect(c.http.listen).toEqual({ host: '0.0.0.0', port: 9100 });
+    expect(c.nodes[1]?.conninfo).toBe('host=h3');
+    expect(c.conflict).toBe('apply_remote');
+    expect(c.tables[0]?.conflict).toBe('apply_remote');
+  });
+
+  it('names the file when it is missing or not YAML', () => {
+    expect(errorOf(() => loadConfig({ file: join(dir, 'nope.yaml') })).message).toContain('nope.yaml');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'nodes: [');
+    expect(errorOf(() => loadConfig({ file: bad })).message).toContain('not valid YAML');
+  });
+});

@@ -1,0 +1,440 @@
+import { backoffDelay, connect, parseConninfo, quoteQualified, toPgfleetError } from '@pgfleet/connection';
+import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { ackPosition } from './ack.js';
+import {
+  Applier,
+  type ApplierFailure,
+  type DeadLetterRow,
+  deadLetterValues,
+  type TargetColumns,
+} from './apply/applier.js';
+import { ApplyPausedError } from './apply/errors.js';
+import type { NodeConfig, ResolvedConfig } from './config.js';
+import type { ConflictKind } from './conflict.js';
+import { EdgeStream } from './decode/stream.js';
+import type { EdgeMetrics } from './metrics.js';
+import { type Edge, nodeOfOrigin } from './naming.js';
+import { serverFiltersOrigin } from './origin-filter.js';
+import { pgMicrosToUnixMs } from './pg-time.js';
+
+export type EdgeState = 'starting' | 'streaming' | 'paused' | 'reconnecting' | 'stopped';
+
+export interface EdgeStatus {
+  edge: string;
+  source: string;
+  target: string;
+  state: EdgeState;
+  /** Why the edge is paused or reconnecting (never holds a password). */
+  lastError: { code: string; message: string; details?: Record<string, unknown> } | null;
+  /** end_lsn of the last transaction committed on the target. */
+  lastAppliedLsn: string | null;
+  /** Position last reported to the source as flushed. */
+  ackedLsn: string | null;
+  /** Source WAL end from its last keepalive. */
+  sourceWalEnd: string | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  appliedTransactions: number;
+  appliedRows: number;
+  skippedTransactions: number;
+  conflicts: number;
+  restarts: number;
+}
+
+export interface EdgeRunnerOptions {
+  edge: Edge;
+  config: ResolvedConfig;
+  logger: Logger;
+  metrics: EdgeMetrics;
+  signal: AbortSignal;
+  now?: () => number;
+}
+
+/** Minimal pg ClientConfig from a conninfo for pg-logical-replication, which builds its own client. */
+export function replicationClientConfig(conninfo: string, applicationName: string): pg.ClientConfig {
+  const p = parseConninfo(conninfo);
+  const cfg: pg.ClientConfig = {
+    application_name: applicationName,
+    keepAlive: true,
+    connectionTimeoutMillis: 10_000,
+  };
+  if (p.host) cfg.host = p.host.split(',')[0] as string;
+  if (p.hostaddr) cfg.host = p.hostaddr.split(',')[0] as string;
+  if (p.port) cfg.port = Number(p.port.split(',')[0]);
+  if (p.user) cfg.user = p.user;
+  if (p.password) cfg.password = p.password;
+  if (p.dbname) cfg.database = p.dbname;
+  if (p.sslmode && p.sslmode !== 'disable' && p.sslmode !== 'allow' && p.sslmode !== 'prefer') {
+    cfg.ssl = p.sslmode === 'require' ? { rejectUnauthorized: false } : true;
+  }
+  return cfg;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Drives one edge forever: stream from the source slot, apply on the target, report
+ * durable progress, and start over from origin progress after any failure (with backoff
+ * for connection problems, on the careful path for a transaction that failed to apply,
+ * after a pause for schema mismatches and dead letters).
+ */
+export class EdgeRunner {
+  private readonly source: NodeConfig;
+  private readonly target: NodeConfig;
+  private readonly log: Logger;
+  private st: EdgeStatus;
+  private careful: Lsn | null = null;
+  private ackedLsn: Lsn = ZERO_LSN;
+  private current: { applier: Applier; stream: EdgeStream } | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly o: EdgeRunnerOptions) {
+    const { edge, config } = o;
+    this.source = config.nodes.find((n) => n.name === edge.source) as NodeConfig;
+    this.target = config.nodes.find((n) => n.name === edge.target) as NodeConfig;
+    this.log = o.logger.child({ component: 'edge', edge: edge.id, node: edge.target });
+    this.now = o.now ?? Date.now;
+    this.st = {
+      edge: edge.id,
+      source: edge.source,
+      target: edge.target,
+      state: 'starting',
+      lastError: null,
+      lastAppliedLsn: null,
+      ackedLsn: null,
+      sourceWalEnd: null,
+      lagBytes: null,
+      lagSeconds: null,
+      appliedTransactions: 0,
+      appliedRows: 0,
+      skippedTransactions: 0,
+      conflicts: 0,
+      restarts: 0,
+    };
+  }
+
+  status(): EdgeStatus {
+    const cur = this.current;
+    if (cur) {
+      const walEnd = cur.stream.serverWalEnd;
+      const handled = cur.applier.lastHandledEndLsn;
+      this.st.lastAppliedLsn = formatLsn(cur.applier.lastAppliedEndLsn);
+      this.st.sourceWalEnd = walEnd === null ? null : formatLsn(walEnd);
+      const behind =
+        walEnd !== null &&
+        walEnd > handled &&
+        (cur.applier.inFlight() || cur.stream.pending() > 0 || walEnd - handled > 0n);
+      const caughtUp =
+        !cur.applier.inFlight() && cur.stream.pending() === 0 && cur.stream.safeKeepalive() !== null;
+      this.st.lagBytes =
+        walEnd === null ? null : caughtUp ? 0 : Number(walEnd > handled ? walEnd - handled : 0n);
+      const ts = cur.applier.lastCommitTs;
+      this.st.lagSeconds =
+        caughtUp || !behind
+          ? 0
+          : ts === null
+            ? null
+            : Math.max(0, (this.now() - pgMicrosToUnixMs(ts)) / 1000);
+    }
+    this.st.ackedLsn = this.ackedLsn === ZERO_LSN ? null : formatLsn(this.ackedLsn);
+    return { ...this.st, lastError: this.st.lastError ? { ...this.st.lastError } : null };
+  }
+
+  private setState(state: EdgeState): void {
+    this.st.state = state;
+    this.o.metrics.state(this.o.edge.id, state);
+  }
+
+  async run(): Promise<void> {
+    const { signal, config } = this.o;
+    let attempt = 0;
+    while (!signal.aborted) {
+      let outcome: ApplierFailure | { kind: 'stopped' } | { kind: 'error'; error: Error };
+      try {
+        outcome = await this.session();
+      } catch (err) {
+        outcome = { kind: 'error', error: err as Error };
+      }
+      if (signal.aborted || outcome.kind === 'stopped') break;
+      this.st.restarts++;
+      if (outcome.kind === 'replay') {
+        // A transaction failed on the fast path: replay it change by change at once.
+        if (this.careful === outcome.commitLsn) {
+          // Already replayed carefully and failed again: treat as transient.
+          attempt++;
+        } else {
+          attempt = 0;
+        }
+        this.careful = outcome.commitLsn;
+        this.log.debug(
+          { commitLsn: formatLsn(outcome.commitLsn), err: outcome.error.message },
+          'replaying transaction on the careful path',
+        );
+        if (attempt > 0) await sleep(backoffDelay(attempt, { ...config.reconnect }), signal);
+        continue;
+      }
+      const e = toPgfleetError(outcome.error, { node: this.target.name });
+      this.st.lastError = { code: e.code, message: e.message, details: e.details };
+      if (outcome.kind === 'pause') {
+        this.setState('paused');
+        this.log.error({ err: { code: e.code, message: e.message } }, 'edge paused');
+        await sleep(Math.min(config.reconnect.maxDelayMs, 2000), signal);
+        continue;
+      }
+      attempt++;
+      this.setState('reconnecting');
+      const delay = backoffDelay(attempt, { ...config.reconnect });
+      this.log.warn(
+        { err: { code: e.code, message: e.message }, attempt, delayMs: delay },
+        'edge lost; reconnecting',
+      );
+      await sleep(delay, signal);
+    }
+    this.setState('stopped');
+  }
+
+  /** One streaming session; resolves with why it ended. */
+  private async session(): Promise<ApplierFailure | { kind: 'stopped' }> {
+    const { edge, config, signal } = this.o;
+    const appName = `pgfleet-mm:${edge.id}`;
+    let control: pg.Client | null = null;
+    let db: pg.Client | null = null;
+    let stream: EdgeStream | null = null;
+    let applier: Applier | null = null;
+    let timer: NodeJS.Timeout | null = null;
+    try {
+      const sourceClient = await connect(this.source.conninfo, {
+        connectTimeoutMs: 5000,
+        applicationName: appName,
+        signal,
+      });
+      let sourceVersion: number;
+      try {
+        const { rows } = await sourceClient.query(
+          `SELECT current_setting('server_version_num')::int AS v, (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS pid,
+                  EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
+          [edge.slot],
+        );
+        sourceVersion = rows[0].v;
+        if (!rows[0].slot) {
+          throw new ApplyPausedError(
+            `slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`,
+            { edge: edge.id },
+          );
+        }
+      } finally {
+        await sourceClient.end().catch(() => {});
+      }
+
+      control = await connect(this.target.conninfo, {
+        connectTimeoutMs: 5000,
+        applicationName: `${appName}:control`,
+        signal,
+      });
+      const { rows: origins } = await control.query(
+        'SELECT roident::int AS id, roname AS name FROM pg_replication_origin',
+      );
+      const originNames = new Map<number, string>(origins.map((r) => [r.id as number, r.name as string]));
+      const sourceOrigin = origins.find((r) => r.name === edge.origin);
+      if (!sourceOrigin)
+        throw new ApplyPausedError(
+          `replication origin ${edge.origin} does not exist on ${edge.target}: run pgfleet-mm init`,
+          { edge: edge.id },
+        );
+
+      db = await connect(this.target.conninfo, { connectTimeoutMs: 5000, applicationName: appName, signal });
+      db.on('error', () => {});
+      await db.query(
+        `SET session_replication_role = replica; SET synchronous_commit = ${config.apply.synchronousCommit}`,
+      );
+      await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
+      const { rows: prog } = await db.query(
+        `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
+      );
+      const startProgress = parseLsn(prog[0].lsn);
+      // pg >= 8.23: queries are written back to back without waiting (set after the
+      // session setup so those ran one by one).
+      (db as unknown as { pipeline: boolean }).pipeline = true;
+
+      const ranks = new Map(config.nodes.map((n) => [n.name, n.rank]));
+      const ctl = control;
+      const m = this.o.metrics;
+      const a = new Applier({
+        edge,
+        db,
+        sourceOriginId: sourceOrigin.id,
+        sourceRank: this.source.rank,
+        rankOfOriginId: (id) => {
+          if (id === 0) return this.target.rank;
+          const node = nodeOfOrigin(originNames.get(id) ?? '');
+          return (node !== null ? ranks.get(node) : undefined) ?? Number.MAX_SAFE_INTEGER;
+        },
+        originNameOf: (id) => (id === 0 ? `local:${edge.target}` : (originNames.get(id) ?? `origin#${id}`)),
+        policyFor: (schema, table) => policyFor(config, schema, table),
+        deadLetter: config.deadLetter,
+        batchRows: config.apply.batchRows,
+        maxInFlightTransactions: config.apply.maxInFlightTransactions,
+        startProgress,
+        carefulCommitLsn: this.careful,
+        loadTargetColumns: (schema, table) => loadTargetColumns(ctl, schema, table),
+        skipRequested: async (commitLsn) => {
+          const { rows } = await ctl.query(
+            'SELECT 1 FROM pgfleet.skip_requests WHERE edge = $1 AND commit_lsn = $2::pg_lsn',
+            [edge.id, formatLsn(commitLsn)],
+          );
+          return rows.length > 0;
+        },
+        recordPausedDeadLetter: (row) => recordPausedDeadLetter(ctl, edge, row, config),
+        hooks: {
+          onTransactionApplied: (tx) => {
+            this.st.appliedTransactions++;
+            this.st.appliedRows += tx.rows;
+            m.applied(edge.id, tx.rows);
+            if (this.careful !== null && tx.endLsn > this.careful) this.careful = null;
+          },
+          onTransactionSkipped: () => {
+            this.st.skippedTransactions++;
+          },
+          onConflict: (kind: ConflictKind, resolution: string) => {
+            this.st.conflicts++;
+            m.conflict(edge.id, kind, resolution);
+          },
+        },
+        logger: this.log,
+      });
+      applier = a;
+
+      let endStream!: (err: Error | null) => void;
+      const streamEnded = new Promise<Error | null>((resolve) => {
+        endStream = resolve;
+      });
+      let replyNow: (() => void) | null = null;
+      const s = new EdgeStream({
+        clientConfig: replicationClientConfig(this.source.conninfo, `${appName}:stream`),
+        slot: edge.slot,
+        publication: edge.publication,
+        originNone: serverFiltersOrigin(sourceVersion),
+        startLsn: startProgress,
+        onMessage: (msg) => a.handle(msg),
+        onEnd: (err) => endStream(err),
+        onReplyRequested: () => replyNow?.(),
+      });
+      stream = s;
+      this.current = { applier: a, stream: s };
+      if (startProgress > this.ackedLsn) this.ackedLsn = startProgress;
+      s.start();
+      this.setState('streaming');
+      this.st.lastError = null;
+
+      let durable = startProgress;
+      let busy = false;
+      const tick = async (requestReply: boolean) => {
+        if (busy) return;
+        busy = true;
+        try {
+          await a.settle();
+          const { rows } = await ctl.query(
+            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS lsn`,
+            [edge.origin],
+          );
+          durable = parseLsn(rows[0].lsn);
+          const ack = ackPosition({
+            durable,
+            lastApplied: a.lastAppliedEndLsn,
+            lastHandled: a.lastHandledEndLsn,
+            inFlight: a.inFlight() || s.pending() > 0,
+            keepalive: s.safeKeepalive(),
+            previous: this.ackedLsn,
+          });
+          if (await s.sendStatus(ack, requestReply)) this.ackedLsn = ack;
+          const st = this.status();
+          m.lag(edge.id, st.lagBytes, st.lagSeconds);
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message }, 'status update failed');
+        } finally {
+          busy = false;
+        }
+      };
+      replyNow = () => void tick(false);
+      timer = setInterval(() => void tick(true), config.statusIntervalMs);
+
+      const aborted = new Promise<'aborted'>((resolve) => {
+        if (signal.aborted) resolve('aborted');
+        signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+      });
+      const first = await Promise.race([streamEnded, a.failed, aborted]);
+      if (first === 'aborted') {
+        await s.stop();
+        await a.drain();
+        await a.settle();
+        await tick(false).catch(() => {});
+        return { kind: 'stopped' };
+      }
+      if (first === null || first instanceof Error) {
+        return { kind: 'retry', error: first ?? new Error(`stream from ${edge.source} ended`) };
+      }
+      return first;
+    } finally {
+      if (timer) clearInterval(timer);
+      this.current = null;
+      await stream?.stop();
+      if (applier) await Promise.race([applier.drain(), sleep(5000, new AbortController().signal)]);
+      await db?.end().catch(() => {});
+      await control?.end().catch(() => {});
+    }
+  }
+}
+
+export function policyFor(config: ResolvedConfig, schema: string, table: string) {
+  const exact = config.tables.find((t) => t.schema === schema && t.table === table);
+  if (exact) return exact.conflict;
+  const wild = config.tables.find((t) => t.schema === schema && t.table === '*');
+  return wild?.conflict ?? config.conflict;
+}
+
+async function loadTargetColumns(
+  control: pg.Client,
+  schema: string,
+  table: string,
+): Promise<TargetColumns | null> {
+  const { rows } = await control.query(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [quoteQualified(schema, table)],
+  );
+  if (rows.length === 0) return null;
+  return new Map(rows.map((r) => [r.name as string, r.type as string]));
+}
+
+async function recordPausedDeadLetter(
+  control: pg.Client,
+  edge: Edge,
+  row: DeadLetterRow,
+  config: ResolvedConfig,
+): Promise<void> {
+  const { rowCount } = await control.query(
+    `UPDATE pgfleet.dead_letters SET attempts = attempts + 1, recorded_at = clock_timestamp(), error = $3
+      WHERE edge = $1 AND commit_lsn = $2::pg_lsn AND action = 'pause'`,
+    [edge.id, formatLsn(row.commitLsn), row.error],
+  );
+  if (rowCount === 0) {
+    await control.query(
+      `INSERT INTO pgfleet.dead_letters (edge, source_node, target_node, commit_lsn, end_lsn, xid, commit_ts, table_schema, table_name, change_kind, change, sqlstate, error, policy, action)
+       VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn, $6, $7::timestamptz, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)`,
+      deadLetterValues(edge, row, config.deadLetter),
+    );
+  }
+}

@@ -1,0 +1,70 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { EdgeState } from './edge.js';
+
+const STATES: EdgeState[] = ['starting', 'streaming', 'paused', 'reconnecting', 'stopped'];
+
+/** Prometheus metrics of one replicator, on its own registry (no global state). */
+export interface EdgeMetrics {
+  registry: Registry;
+  applied(edge: string, rows: number): void;
+  conflict(edge: string, kind: string, resolution: string): void;
+  lag(edge: string, bytes: number | null, seconds: number | null): void;
+  state(edge: string, state: EdgeState): void;
+}
+
+export function createMetrics(): EdgeMetrics {
+  const registry = new Registry();
+  const tx = new Counter({
+    name: 'pgfleet_mm_applied_transactions_total',
+    help: 'Source transactions applied on the target',
+    labelNames: ['edge'],
+    registers: [registry],
+  });
+  const rows = new Counter({
+    name: 'pgfleet_mm_applied_rows_total',
+    help: 'Row changes applied on the target',
+    labelNames: ['edge'],
+    registers: [registry],
+  });
+  const conflicts = new Counter({
+    name: 'pgfleet_mm_conflicts_total',
+    help: 'Conflicts detected, by type and resolution',
+    labelNames: ['edge', 'kind', 'resolution'],
+    registers: [registry],
+  });
+  const lagBytes = new Gauge({
+    name: 'pgfleet_mm_lag_bytes',
+    help: 'Source WAL not yet applied on the target',
+    labelNames: ['edge'],
+    registers: [registry],
+  });
+  const lagSeconds = new Gauge({
+    name: 'pgfleet_mm_lag_seconds',
+    help: 'Age of the last applied source commit while behind',
+    labelNames: ['edge'],
+    registers: [registry],
+  });
+  const state = new Gauge({
+    name: 'pgfleet_mm_edge_state',
+    help: '1 for the current state of each edge',
+    labelNames: ['edge', 'state'],
+    registers: [registry],
+  });
+  return {
+    registry,
+    applied(edge, n) {
+      tx.inc({ edge });
+      rows.inc({ edge }, n);
+    },
+    conflict(edge, kind, resolution) {
+      conflicts.inc({ edge, kind, resolution });
+    },
+    lag(edge, bytes, seconds) {
+      if (bytes !== null) lagBytes.set({ edge }, bytes);
+      if (seconds !== null) lagSeconds.set({ edge }, seconds);
+    },
+    state(edge, s) {
+      for (const x of STATES) state.set({ edge, state: x }, x === s ? 1 : 0);
+    },
+  };
+}
