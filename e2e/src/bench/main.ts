@@ -2,8 +2,11 @@
  * `npm run bench [-- keeper|multimaster]`: benchmark figures, printed. Targets live here, not
  * in timed unit tests. Every figure comes from real servers started by the sandbox.
  */
+import { join } from 'node:path';
 import { Sandbox } from '@pgfleet/sandbox';
+import { keeperBench } from './keeper-bench.js';
 import { type DrainResult, drainNative } from './native-logical.js';
+import { drainPgfleet } from './pgfleet-drain.js';
 import { fmtRate } from './stats.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
@@ -28,6 +31,12 @@ async function multimasterBench(major: number | undefined): Promise<void> {
       say(`- ${shape.name} (PostgreSQL ${sb.major})`);
       const native = await drainNative(source!, target!, shape);
       printDrain(native);
+      const ours = await drainPgfleet(source!, target!, shape);
+      printDrain(ours);
+      const ratio = native.seconds / ours.seconds;
+      say(
+        `  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${ratio >= 1 ? 'OK' : 'BELOW TARGET'}`,
+      );
     }
   } finally {
     await sb.destroy();
@@ -38,6 +47,8 @@ async function main(): Promise<void> {
   const parts = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const want = (p: string) => parts.length === 0 || parts.includes(p);
   const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
+  if (want('keeper'))
+    await keeperBench(join(import.meta.dirname, '..', '..', '..'), Number(process.env.BENCH_TRIALS ?? 10));
   if (want('multimaster')) await multimasterBench(major);
 }
 
