@@ -4,11 +4,14 @@
  * are doing, then cleans everything up (also on Ctrl-C).
  */
 import { Sandbox } from '@pgfleet/sandbox';
+import pino from 'pino';
+import { meshDemo } from './mesh-demo.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const redact = (conninfo: string) => conninfo.replace(/password=\S+/, 'password=***');
 
 async function main(): Promise<void> {
+  const logger = pino({ level: process.env.PGFLEET_DEMO_LOG ?? 'warn' }, pino.destination(2));
   const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
   const sb = await Sandbox.create({ name: 'demo', major });
   const stop = async () => {
@@ -30,13 +33,7 @@ async function main(): Promise<void> {
     );
     for (const r of repl) say(`  replication: ${r.application_name} ${r.state} (${r.sync_state})`);
     say();
-    say('== multimaster mesh ==');
-    const mesh = await sb.startLogicalNodes(['n1', 'n2', 'n3']);
-    for (const n of mesh) {
-      const [r] = await n.query<{ wal: string }>(`SELECT current_setting('wal_level') AS wal`);
-      say(`  ${n.name.padEnd(8)} wal_level=${r?.wal}  ${redact(n.conninfo())}`);
-    }
-    say();
+    await meshDemo(sb, logger, say);
   } finally {
     await stop();
     say('demo: cleaned up');
