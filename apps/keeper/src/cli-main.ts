@@ -1,0 +1,289 @@
+import { PgfleetError, redactConninfo } from '@pgfleet/connection';
+import { detectRole } from '@pgfleet/roles';
+import pino from 'pino';
+import { type KeeperConfig, loadConfig } from './config.js';
+import { startKeeper } from './keeper.js';
+import type { KeeperStatus } from './state.js';
+import { formatBytes } from './units.js';
+
+/**
+ * `pgfleet-keeper` commands, as a function of argv and env (cli.ts is the thin entry that
+ * calls process.exit).
+ * Exit codes: 0 ok, 1 runtime failure (keeper crashed, keeper unreachable, request refused),
+ * 2 bad configuration or usage (message names the key, flag or node).
+ */
+
+export const EXIT_OK = 0;
+export const EXIT_RUNTIME = 1;
+export const EXIT_USAGE = 2;
+
+const HELP = `pgfleet-keeper: automatic failover and sync degrade for a PostgreSQL primary + standby
+
+Usage:
+  pgfleet-keeper run    --config <file.yaml> [--<key> <value>...]
+  pgfleet-keeper check  --config <file.yaml> [--<key> <value>...]
+  pgfleet-keeper status [--json] [--url <keeper url>] [--config <file.yaml>]
+  pgfleet-keeper pause | resume [--url <keeper url>] [--config <file.yaml>]
+  pgfleet-keeper --help
+
+Commands:
+  run      run the keeper (node or witness mode) until SIGINT/SIGTERM
+  check    validate the configuration and probe the nodes once, then exit
+  status   print a keeper's /status as a table (or raw JSON with --json)
+  pause    stop automatic actions (promote, degrade, fence) until resume
+  resume   resume automatic actions
+
+Any configuration key can be given as a flag, dotted or kebab-case, and as an environment
+variable PGFLEET_KEEPER_<KEY> (e.g. --interval 500ms, --node.name a, --peer-keeper-url URL,
+PGFLEET_KEEPER_HTTP_TOKEN). Flags win over the environment, which wins over the file.
+pause/resume send the bearer token from PGFLEET_KEEPER_HTTP_TOKEN or http.token.
+
+Examples:
+  pgfleet-keeper run --config /etc/pgfleet/keeper.yaml
+  pgfleet-keeper run --config keeper.yaml --interval 500ms --failures 3
+  pgfleet-keeper run --mode witness --config witness.yaml
+  pgfleet-keeper check --config keeper.yaml
+  pgfleet-keeper status --url http://10.0.0.5:8008
+  pgfleet-keeper status --json --config keeper.yaml
+  PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008
+
+Exit codes:
+  0  success
+  1  runtime failure (keeper stopped on an error, keeper unreachable, request refused)
+  2  bad configuration or usage (the message names the key, flag or node)
+`;
+
+interface Args {
+  command: string | undefined;
+  flags: Record<string, string>;
+  bools: Set<string>;
+}
+
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'h']);
+
+export function parseArgs(argv: string[]): Args {
+  const flags: Record<string, string> = {};
+  const bools = new Set<string>();
+  let command: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('--') || (arg.startsWith('-') && arg.length === 2)) {
+      const body = arg.replace(/^--?/, '');
+      const eq = body.indexOf('=');
+      const name = eq >= 0 ? body.slice(0, eq) : body;
+      if (BOOLEAN_FLAGS.has(name)) {
+        bools.add(name === 'h' ? 'help' : name);
+        continue;
+      }
+      let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[++i];
+      if (value === undefined) throw new UsageError(`option --${name} needs a value`);
+      if (name === 'config' || name === 'url' || name === 'mode') value = value.trim();
+      flags[name] = value;
+    } else if (command === undefined) command = arg;
+    else throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
+  }
+  return { command, flags, bools };
+}
+
+class UsageError extends Error {}
+
+function configFrom(flags: Record<string, string>, env: NodeJS.ProcessEnv): KeeperConfig {
+  const { config: file, url: _url, ...rest } = flags;
+  return loadConfig({ ...(file ? { file } : {}), env, flags: rest });
+}
+
+function keeperUrl(args: Args, env: NodeJS.ProcessEnv): { url: string; token?: string } {
+  if (args.flags.url) {
+    const token = env.PGFLEET_KEEPER_HTTP_TOKEN;
+    return { url: args.flags.url, ...(token ? { token } : {}) };
+  }
+  if (args.flags.config) {
+    const c = configFrom(args.flags, env);
+    const host = c.http.host === '0.0.0.0' ? '127.0.0.1' : c.http.host === '::' ? '[::1]' : c.http.host;
+    const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    return { url: `http://${h}:${c.http.port}`, ...(c.http.token ? { token: c.http.token } : {}) };
+  }
+  return {
+    url: 'http://127.0.0.1:8008',
+    ...(env.PGFLEET_KEEPER_HTTP_TOKEN ? { token: env.PGFLEET_KEEPER_HTTP_TOKEN } : {}),
+  };
+}
+
+export function formatStatusTable(s: KeeperStatus): string {
+  const rows: Array<[string, string]> = [
+    ['node', `${s.node} (${s.mode} mode)`],
+    [
+      'role',
+      `${s.role}${s.fenced ? ' FENCED' : ''}${s.paused ? ' (keeper paused)' : ''} since ${s.roleSince}`,
+    ],
+    ['reason', s.roleReason],
+    ['timeline', s.timeline === null ? '-' : String(s.timeline)],
+    ['lsn', s.lsn ?? '-'],
+  ];
+  if (s.role === 'standby')
+    rows.push(
+      ['streaming', s.streaming ? 'yes' : 'no'],
+      ['lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)],
+      ['replay', s.replayPaused ? 'PAUSED' : 'running'],
+    );
+  if (s.role === 'primary')
+    rows.push(['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)]);
+  if (s.mode === 'node') {
+    rows.push(
+      [
+        'sync',
+        s.sync.configured === ''
+          ? 'asynchronous pair'
+          : `configured ${JSON.stringify(s.sync.configured)}, current ${JSON.stringify(s.sync.current ?? '?')}${s.sync.degraded ? ' DEGRADED' : ''}`,
+      ],
+      [
+        'peer',
+        `${s.peer.name}: ${s.peer.role}${s.peer.timeline !== null ? ` (timeline ${s.peer.timeline})` : ''}, ` +
+          `${s.peer.consecutiveFailures} consecutive failures, last probe ${s.peer.lastProbeLatencyMs ?? '-'} ms`,
+      ],
+    );
+  }
+  if (s.witness)
+    rows.push(
+      [
+        'vote',
+        s.witness.grant ? `granted to ${s.witness.grant.to} at ${s.witness.grant.at}` : 'none granted',
+      ],
+      ['heartbeats', Object.keys(s.witness.heartbeats).join(', ') || 'none'],
+    );
+  rows.push(
+    ['decision', s.decision ? `${s.decision.kind}: ${s.decision.reason}` : '-'],
+    [
+      'counters',
+      `promotions ${s.counters.promotions}, degrades ${s.counters.degrades}, restores ${s.counters.restores}, fences ${s.counters.fences}`,
+    ],
+  );
+  if (s.lastError) rows.push(['last error', s.lastError]);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+async function cmdStatus(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const { url } = keeperUrl(args, env);
+  let res: Response;
+  try {
+    res = await fetch(`${url.replace(/\/+$/, '')}/status`, { signal: AbortSignal.timeout(5000) });
+  } catch (err) {
+    process.stderr.write(`pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}\n`);
+    return EXIT_RUNTIME;
+  }
+  if (!res.ok) {
+    process.stderr.write(`pgfleet-keeper: ${url}/status answered HTTP ${res.status}\n`);
+    return EXIT_RUNTIME;
+  }
+  const status = (await res.json()) as KeeperStatus;
+  process.stdout.write(
+    args.bools.has('json') ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatusTable(status)}\n`,
+  );
+  return EXIT_OK;
+}
+
+async function cmdPost(path: string, args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const { url, token } = keeperUrl(args, env);
+  try {
+    const res = await fetch(`${url.replace(/\/+$/, '')}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: '{}',
+      signal: AbortSignal.timeout(120_000),
+    });
+    const text = await res.text();
+    (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
+    return res.ok ? EXIT_OK : EXIT_RUNTIME;
+  } catch (err) {
+    process.stderr.write(`pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}\n`);
+    return EXIT_RUNTIME;
+  }
+}
+
+/** Causes that mean the configuration is wrong (not "the server is not up yet"). */
+const CONFIG_CAUSES = new Set(['auth_failed', 'host_not_found', 'error']);
+
+async function checkNodes(c: KeeperConfig, strict: boolean, log: pino.Logger): Promise<number> {
+  const nodes: Array<[string, string, string]> =
+    c.mode === 'witness'
+      ? Object.entries(c.members).map(([name, conninfo]) => [`members.${name}`, name, conninfo])
+      : [
+          ['node.conninfo', c.node.name, c.node.conninfo],
+          ['peer.conninfo', c.peer.name, c.peer.conninfo],
+        ];
+  let worst = EXIT_OK;
+  for (const [key, name, conninfo] of nodes) {
+    const info = await detectRole(conninfo, { timeoutMs: Math.max(c.connectTimeoutMs, 1000) });
+    const line = `${key}: node ${name} is ${info.role}: ${redactConninfo(info.reason)}`;
+    const bad =
+      info.role === 'down' &&
+      (strict || (key === 'node.conninfo' && CONFIG_CAUSES.has(info.downCause ?? '')));
+    if (bad) {
+      process.stderr.write(`pgfleet-keeper: ${line}\n`);
+      worst = EXIT_USAGE;
+    } else if (strict) process.stdout.write(`${line}\n`);
+    else if (info.role === 'down') log.warn({ key, node: name }, `${line}; the keeper waits for it`);
+  }
+  return worst;
+}
+
+async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const config = configFrom(args.flags, env);
+  const logger = pino({ level: config.logLevel });
+  const pre = await checkNodes(config, false, logger.child({ component: 'keeper', node: config.node.name }));
+  if (pre !== EXIT_OK) return pre;
+  const ctl = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) process.exit(EXIT_RUNTIME);
+    logger.info({ component: 'keeper', signal: sig }, `received ${sig}, stopping`);
+    ctl.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const keeper = await startKeeper(config, { logger, signal: ctl.signal });
+  await keeper.done;
+  return EXIT_OK;
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`pgfleet-keeper: ${(err as Error).message}\n\n${HELP}`);
+    return EXIT_USAGE;
+  }
+  if (args.bools.has('help') || args.command === 'help') {
+    process.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  try {
+    switch (args.command) {
+      case 'run':
+        return await cmdRun(args, env);
+      case 'check': {
+        const config = configFrom(args.flags, env);
+        return await checkNodes(config, true, pino({ level: 'silent' }));
+      }
+      case 'status':
+        return await cmdStatus(args, env);
+      case 'pause':
+      case 'resume':
+        return await cmdPost(`/${args.command}`, args, env);
+      case undefined:
+        process.stderr.write(`pgfleet-keeper: missing command\n\n${HELP}`);
+        return EXIT_USAGE;
+      default:
+        process.stderr.write(`pgfleet-keeper: unknown command ${JSON.stringify(args.command)}\n\n${HELP}`);
+        return EXIT_USAGE;
+    }
+  } catch (err) {
+    const message = redactConninfo((err as Error).message ?? String(err));
+    process.stderr.write(`pgfleet-keeper: ${message}\n`);
+    if (err instanceof PgfleetError && err.code === 'CONFIG_INVALID') return EXIT_USAGE;
+    return EXIT_RUNTIME;
+  }
+}

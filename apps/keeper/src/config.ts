@@ -1,0 +1,403 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError, parseConninfo, redactConninfo } from '@pgfleet/connection';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+/**
+ * The keeper's configuration, parsed once at the edge: YAML file, then `PGFLEET_KEEPER_*`
+ * environment variables, then command-line flags (each later source wins), validated by one
+ * strict zod schema into a resolved, typed object. Durations become milliseconds and sizes
+ * bytes; unknown keys are rejected by name.
+ */
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `bad duration ${JSON.stringify(v)} (use e.g. '500ms', '1s', '2m')`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const bytes = parseSize(v);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `bad size ${JSON.stringify(v)} (use e.g. '0', '64kB', '1MiB')` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const listen = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const parsed = parseListen(v);
+  if (!parsed) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `bad listen address ${JSON.stringify(v)} (use 'host:port' or a port)`,
+    });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const conninfo = z
+  .string()
+  .min(1, 'must not be empty')
+  .superRefine((v, ctx) => {
+    try {
+      parseConninfo(v);
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `not a valid conninfo: ${redactConninfo((err as Error).message)}`,
+      });
+    }
+  });
+const url = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL');
+const hook = z.string().min(1).optional();
+
+const schema = z
+  .strictObject({
+    mode: z.enum(['node', 'witness']).default('node'),
+    node: z.strictObject({
+      name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 letters, digits, _ . -'),
+      conninfo: conninfo.optional(),
+    }),
+    peer: z
+      .strictObject({
+        /** Also the application_name the standby streams with (matched in pg_stat_replication). */
+        name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 letters, digits, _ . -'),
+        conninfo,
+        keeperUrl: url.optional(),
+      })
+      .optional(),
+    witness: z.strictObject({ url }).optional(),
+    /** Witness mode only: the data nodes the witness probes when asked for a vote. */
+    members: z.record(z.string().min(1), conninfo).optional(),
+    interval: duration.default(1000),
+    failures: z.number().int().min(1).max(100).default(3),
+    connectTimeout: duration.optional(),
+    maxLagOnFailover: size.default(1024 * 1024),
+    startupGrace: duration.default(30_000),
+    fenceAfter: duration.optional(),
+    syncStandbyNames: z.string().default(''),
+    syncRestoreLag: size.default(1024 * 1024),
+    restartBudget: duration.optional(),
+    hooks: z
+      .strictObject({
+        onPromote: hook,
+        onDegrade: hook,
+        onRestore: hook,
+        onRoleChange: hook,
+        onFence: hook,
+        timeout: duration.default(30_000),
+      })
+      .default({ timeout: 30_000 }),
+    http: z
+      .strictObject({
+        listen: listen.default({ host: '127.0.0.1', port: 8008 }),
+        token: z.string().min(8, 'must be at least 8 characters').optional(),
+      })
+      .default({ listen: { host: '127.0.0.1', port: 8008 } }),
+    log: z
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
+      .default({ level: 'info' }),
+  })
+  .superRefine((c, ctx) => {
+    if (c.mode === 'node') {
+      if (!c.node.conninfo)
+        ctx.addIssue({ code: 'custom', path: ['node', 'conninfo'], message: 'required in node mode' });
+      if (!c.peer)
+        ctx.addIssue({ code: 'custom', path: ['peer', 'conninfo'], message: 'required in node mode' });
+      if (c.members)
+        ctx.addIssue({ code: 'custom', path: ['members'], message: 'only allowed in witness mode' });
+    } else {
+      if (!c.members || Object.keys(c.members).length < 2)
+        ctx.addIssue({ code: 'custom', path: ['members'], message: 'witness mode needs the two data nodes' });
+      if (c.witness)
+        ctx.addIssue({ code: 'custom', path: ['witness', 'url'], message: 'not allowed in witness mode' });
+    }
+    const connectTimeout = c.connectTimeout ?? defaultConnectTimeout(c.interval);
+    if (connectTimeout > c.interval)
+      ctx.addIssue({ code: 'custom', path: ['connectTimeout'], message: 'must not exceed interval' });
+    const fenceAfter = c.fenceAfter ?? defaultFenceAfter(c.interval, c.failures);
+    if (c.witness && fenceAfter >= c.failures * c.interval)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['fenceAfter'],
+        message: 'must be shorter than interval × failures (the standby promotion deadline)',
+      });
+    if ((c.peer?.keeperUrl || c.witness || c.mode === 'witness') && !c.http.token)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'token'],
+        message: 'required when keepers talk to each other (peer.keeperUrl, witness, witness mode)',
+      });
+  });
+
+function defaultConnectTimeout(interval: number): number {
+  return Math.max(100, Math.min(interval, Math.round(interval * 0.8)));
+}
+
+function defaultFenceAfter(interval: number, failures: number): number {
+  return Math.max(interval, (failures - 1) * interval);
+}
+
+type Parsed = z.output<typeof schema>;
+
+/** The resolved keeper configuration: every duration in ms, every size in bytes. */
+export interface KeeperConfig {
+  mode: 'node' | 'witness';
+  node: { name: string; conninfo: string };
+  /** The other data node. In witness mode: empty name and conninfo. */
+  peer: { name: string; conninfo: string; keeperUrl?: string };
+  witness?: { url: string };
+  members: Record<string, string>;
+  intervalMs: number;
+  failures: number;
+  connectTimeoutMs: number;
+  maxLagOnFailover: number;
+  startupGraceMs: number;
+  fenceAfterMs: number;
+  /** What "sync on" means for this pair; '' means an asynchronous pair (nothing to degrade). */
+  syncStandbyNames: string;
+  syncRestoreLag: number;
+  restartBudgetMs?: number;
+  hooks: {
+    onPromote?: string;
+    onDegrade?: string;
+    onRestore?: string;
+    onRoleChange?: string;
+    onFence?: string;
+    timeoutMs: number;
+  };
+  http: { host: string; port: number; token?: string };
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+}
+
+function resolve(p: Parsed): KeeperConfig {
+  return {
+    mode: p.mode,
+    node: { name: p.node.name, conninfo: p.node.conninfo ?? '' },
+    peer: p.peer ? { ...p.peer } : { name: '', conninfo: '' },
+    ...(p.witness ? { witness: p.witness } : {}),
+    members: p.members ?? {},
+    intervalMs: p.interval,
+    failures: p.failures,
+    connectTimeoutMs: p.connectTimeout ?? defaultConnectTimeout(p.interval),
+    maxLagOnFailover: p.maxLagOnFailover,
+    startupGraceMs: p.startupGrace,
+    fenceAfterMs: p.fenceAfter ?? defaultFenceAfter(p.interval, p.failures),
+    syncStandbyNames: p.syncStandbyNames.trim(),
+    syncRestoreLag: p.syncRestoreLag,
+    ...(p.restartBudget !== undefined ? { restartBudgetMs: p.restartBudget } : {}),
+    hooks: {
+      ...(p.hooks.onPromote ? { onPromote: p.hooks.onPromote } : {}),
+      ...(p.hooks.onDegrade ? { onDegrade: p.hooks.onDegrade } : {}),
+      ...(p.hooks.onRestore ? { onRestore: p.hooks.onRestore } : {}),
+      ...(p.hooks.onRoleChange ? { onRoleChange: p.hooks.onRoleChange } : {}),
+      ...(p.hooks.onFence ? { onFence: p.hooks.onFence } : {}),
+      timeoutMs: p.hooks.timeout,
+    },
+    http: { ...p.http.listen, ...(p.http.token ? { token: p.http.token } : {}) },
+    logLevel: p.log.level,
+  };
+}
+
+/** Every settable leaf, as a dotted path. Drives env variable names and CLI flags. */
+export const CONFIG_KEYS = [
+  'mode',
+  'node.name',
+  'node.conninfo',
+  'peer.name',
+  'peer.conninfo',
+  'peer.keeperUrl',
+  'witness.url',
+  'interval',
+  'failures',
+  'connectTimeout',
+  'maxLagOnFailover',
+  'startupGrace',
+  'fenceAfter',
+  'syncStandbyNames',
+  'syncRestoreLag',
+  'restartBudget',
+  'hooks.onPromote',
+  'hooks.onDegrade',
+  'hooks.onRestore',
+  'hooks.onRoleChange',
+  'hooks.onFence',
+  'hooks.timeout',
+  'http.listen',
+  'http.token',
+  'log.level',
+] as const;
+
+const NUMERIC_KEYS = new Set(['failures']);
+export const ENV_PREFIX = 'PGFLEET_KEEPER_';
+
+/** `peer.keeperUrl` → `PGFLEET_KEEPER_PEER_KEEPER_URL`. */
+export function envName(key: string): string {
+  return (
+    ENV_PREFIX +
+    key
+      .split('.')
+      .map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+      .join('_')
+  );
+}
+
+function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
+  const parts = dotted.split('.');
+  let obj = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = obj[part];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) obj[part] = {};
+    obj = obj[part] as Record<string, unknown>;
+  }
+  obj[parts.at(-1)!] = value;
+}
+
+function coerce(key: string, raw: string): unknown {
+  if (NUMERIC_KEYS.has(key) && /^\s*-?\d+\s*$/.test(raw)) return Number(raw);
+  return raw;
+}
+
+/** Reads `PGFLEET_KEEPER_*` variables; an unknown one is an error naming it. */
+export function configFromEnv(env: Record<string, string | undefined>): Record<string, unknown> {
+  const byEnv = new Map(CONFIG_KEYS.map((k) => [envName(k), k]));
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    if (name === `${ENV_PREFIX}CONFIG`) continue;
+    const key = byEnv.get(name);
+    if (!key) throw new ConfigError(`unknown environment variable ${name}`, { key: name });
+    setPath(out, key, coerce(key, value));
+  }
+  return out;
+}
+
+/**
+ * `--interval 500ms`, `--node.name=a`, `--peer-keeper-url x`: any key of CONFIG_KEYS, dotted
+ * or kebab-case. Returns the overrides; throws a ConfigError naming an unknown flag.
+ */
+export function configFromFlags(flags: Record<string, string>): Record<string, unknown> {
+  const lookup = new Map<string, string>();
+  for (const k of CONFIG_KEYS) {
+    lookup.set(k, k);
+    lookup.set(
+      k
+        .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+        .toLowerCase()
+        .replaceAll('.', '-'),
+      k,
+    );
+  }
+  const out: Record<string, unknown> = {};
+  for (const [flag, value] of Object.entries(flags)) {
+    const key = lookup.get(flag);
+    if (!key) throw new ConfigError(`unknown option --${flag}`, { key: flag });
+    setPath(out, key, coerce(key, value));
+  }
+  return out;
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    if (isPlainObject(b) && isPlainObject(v)) out[k] = merge(b, v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describeIssue(issue: z.core.$ZodIssue): { key: string; message: string } {
+  const path = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => (path ? `${path}.${k}` : k));
+    return { key: keys[0]!, message: `unknown key ${keys.map((k) => `"${k}"`).join(', ')}` };
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined)
+    return { key: path, message: `missing key "${path}"` };
+  return { key: path, message: `"${path}": ${issue.message}` };
+}
+
+/** Validates a merged raw object; throws a ConfigError whose message names every bad key. */
+export function parseConfig(raw: unknown): KeeperConfig {
+  const res = schema.safeParse(raw);
+  if (!res.success) {
+    const described = res.error.issues.map(describeIssue);
+    throw new ConfigError(`invalid keeper configuration: ${described.map((d) => d.message).join('; ')}`, {
+      key: described[0]?.key,
+      keys: described.map((d) => d.key),
+    });
+  }
+  return resolve(res.data);
+}
+
+export interface LoadConfigOptions {
+  /** Path of a YAML file. */
+  file?: string;
+  env?: Record<string, string | undefined>;
+  /** Flag overrides, keyed by flag name without the dashes (see configFromFlags). */
+  flags?: Record<string, string>;
+  /** Extra overrides applied last (for embedding: tests, the demo). */
+  overrides?: Record<string, unknown>;
+}
+
+/** File, then env, then flags, then overrides; validated once. */
+export function loadConfig(opts: LoadConfigOptions = {}): KeeperConfig {
+  let raw: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(err as Error).message}`, {
+        key: 'config',
+        file: opts.file,
+      });
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(`config file ${opts.file} is not valid YAML: ${(err as Error).message}`, {
+        key: 'config',
+        file: opts.file,
+      });
+    }
+    if (doc !== null && doc !== undefined && !isPlainObject(doc))
+      throw new ConfigError(`config file ${opts.file} must hold a mapping`, {
+        key: 'config',
+        file: opts.file,
+      });
+    raw = (doc as Record<string, unknown> | null) ?? {};
+  }
+  if (opts.env) raw = merge(raw, configFromEnv(opts.env));
+  if (opts.flags) raw = merge(raw, configFromFlags(opts.flags));
+  if (opts.overrides) raw = merge(raw, opts.overrides);
+  return parseConfig(raw);
+}
+
+/** `'127.0.0.1:8008'`, `':8008'`, `8008`, `'[::1]:8008'` → host + port. */
+export function parseListen(v: string | number): { host: string; port: number } | undefined {
+  const portOk = (p: number) => Number.isInteger(p) && p >= 0 && p <= 65535;
+  if (typeof v === 'number') return portOk(v) ? { host: '127.0.0.1', port: v } : undefined;
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v.trim()) ?? /^()()(\d+)$/.exec(v.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (!portOk(port)) return undefined;
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}

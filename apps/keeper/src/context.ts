@@ -1,0 +1,29 @@
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { KeeperConfig } from './config.js';
+import type { HookEvent, HookRunner } from './hooks.js';
+import type { KeeperMetrics } from './metrics.js';
+import type { KeeperState } from './state.js';
+
+/** What the mode loops share: config, injected services, and the keeper's memory. */
+export interface LoopContext {
+  config: KeeperConfig;
+  logger: Logger;
+  clock: Clock;
+  signal: AbortSignal;
+  metrics: KeeperMetrics;
+  hooks: HookRunner;
+  state: KeeperState;
+  /** Records a decision; logs it when its kind or reason changed since the last one. */
+  record(kind: string, reason: string, fields?: Record<string, unknown>): void;
+  /** Runs a hook for `event` with the current role/timeline (queued, not awaited). */
+  hook(event: HookEvent, reason: string, extra?: { oldRole?: string }): void;
+  /** Start the next iteration now instead of at the next tick. */
+  wake(): void;
+}
+
+/** Short one-line text of any error, secrets already redacted by the error's producer. */
+export function errorText(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

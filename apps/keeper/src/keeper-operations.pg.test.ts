@@ -1,0 +1,173 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KeeperConfig, parseConfig } from './config.js';
+import { type KeeperHandle, startKeeper } from './keeper.js';
+
+const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
+const INTERVAL = 300;
+const FAILURES = 3;
+const TOKEN = 'operations-test-token';
+const SYNC = 'FIRST 1 (b)';
+const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+const post = (url: string, token?: string) =>
+  fetch(url, {
+    method: 'POST',
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(60_000),
+  });
+
+describe('keeper operations on real servers (blip, keeper restart, switchover)', () => {
+  let sb: Sandbox;
+  let a: SandboxNode;
+  let b: SandboxNode;
+  let ka: KeeperHandle;
+  let kb: KeeperHandle;
+  let configA: KeeperConfig;
+  let configB: KeeperConfig;
+
+  beforeAll(async () => {
+    sb = await Sandbox.create({ name: 'keeper-ops', major });
+    a = await sb.startNode('a');
+    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
+    b = await sb.createStandby('b', a);
+    const [pa, pb] = [await freePort(), await freePort()];
+    const common = {
+      interval: `${INTERVAL}ms`,
+      failures: FAILURES,
+      connectTimeout: '250ms',
+      syncStandbyNames: SYNC,
+      startupGrace: '5s',
+    };
+    configA = parseConfig({
+      ...common,
+      node: { name: 'a', conninfo: a.conninfo() },
+      peer: { name: 'b', conninfo: b.conninfo({ from: 'keeper-a' }), keeperUrl: `http://127.0.0.1:${pb}` },
+      http: { listen: `127.0.0.1:${pa}`, token: TOKEN },
+    });
+    configB = parseConfig({
+      ...common,
+      node: { name: 'b', conninfo: b.conninfo() },
+      peer: { name: 'a', conninfo: a.conninfo({ from: 'keeper-b' }), keeperUrl: `http://127.0.0.1:${pa}` },
+      http: { listen: `127.0.0.1:${pb}`, token: TOKEN },
+    });
+    ka = await startKeeper(configA, { logger: logger.child({ test: 'ka' }) });
+    kb = await startKeeper(configB, { logger: logger.child({ test: 'kb' }) });
+    await until(
+      'sync on and b synchronous',
+      () => ka.status().sync.current === SYNC && kb.status().sync.observation === 'sync',
+    );
+  });
+
+  afterAll(async () => {
+    await Promise.all([ka?.stop(), kb?.stop()]);
+    await sb?.destroy();
+  });
+
+  it('rides out a primary freeze shorter than (failures - 1) × interval: no promotion, no degrade', async () => {
+    let maxFailures = 0;
+    const watch = setInterval(() => {
+      maxFailures = Math.max(maxFailures, kb.status().peer.consecutiveFailures);
+    }, 10);
+    a.pause();
+    await sleep(INTERVAL * 1.9); // every probe started during the freeze times out
+    a.resume();
+    await until('kb sees a again', () => kb.status().decision?.reason === 'primary reachable');
+    await sleep(INTERVAL * FAILURES);
+    clearInterval(watch);
+    // The freeze was noticed, and the counter reset before reaching the threshold.
+    expect(maxFailures).toBeGreaterThanOrEqual(1);
+    expect(maxFailures).toBeLessThan(FAILURES);
+    expect(kb.status()).toMatchObject({
+      role: 'standby',
+      counters: { promotions: 0 },
+      peer: { consecutiveFailures: 0 },
+    });
+    expect(ka.status()).toMatchObject({ role: 'primary', fenced: false, counters: { degrades: 0 } });
+    await a.query('INSERT INTO t VALUES (1)');
+  });
+
+  it('a restarted keeper resumes its mode and takes no action', async () => {
+    await Promise.all([ka.stop(), kb.stop()]);
+    await a.query('INSERT INTO t VALUES (2)'); // PostgreSQL keeps serving without keepers
+    ka = await startKeeper(configA, { logger: logger.child({ test: 'ka2' }) });
+    kb = await startKeeper(configB, { logger: logger.child({ test: 'kb2' }) });
+    await until(
+      'both keepers settled',
+      () => ka.status().decision !== null && kb.status().decision?.reason === 'primary reachable',
+    );
+    await sleep(INTERVAL * FAILURES);
+    expect(ka.status()).toMatchObject({
+      role: 'primary',
+      decision: { kind: 'none', reason: 'standby streaming synchronously' },
+      counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+    });
+    expect(kb.status()).toMatchObject({ role: 'standby', counters: { promotions: 0 } });
+  });
+
+  it('degrades when replay stalls on a live standby, which does not promote, and restores after', async () => {
+    await b.query('SELECT pg_wal_replay_pause()');
+    await a.query('INSERT INTO t SELECT generate_series(600, 700)');
+    await until('a degrades', () => ka.status().sync.degraded, 10_000);
+    expect(ka.status().counters.degrades).toBe(1);
+    expect(ka.status().decision?.reason).toMatch(/replay paused on the standby|replay stalled/);
+    await until('b sees the degrade', () => kb.status().sync.observation === 'degraded');
+    expect(kb.status()).toMatchObject({ role: 'standby', replayPaused: true, counters: { promotions: 0 } });
+    await b.query('SELECT pg_wal_replay_resume()');
+    await until(
+      'a restores sync',
+      () => ka.status().sync.current === SYNC && !ka.status().sync.degraded,
+      10_000,
+    );
+    await until('b synchronous again', () => kb.status().sync.observation === 'sync');
+    expect(ka.status().counters.restores).toBe(1);
+  });
+
+  it('refuses /switchover without the token and on the standby', async () => {
+    expect((await post(`${ka.url}/switchover`)).status).toBe(401);
+    const onStandby = await post(`${kb.url}/switchover`, TOKEN);
+    expect(onStandby.status).toBe(409);
+    expect(await onStandby.json()).toMatchObject({
+      error: expect.stringMatching(/run the switchover on the primary/),
+    });
+  });
+
+  it('switches over without losing a committed row: old primary fenced, standby promoted', async () => {
+    await a.query('INSERT INTO t SELECT generate_series(10, 500)');
+    const res = await post(`${ka.url}/switchover`, TOKEN);
+    const body = (await res.json()) as { ok?: boolean; promoted?: string; timeline?: number; error?: string };
+    expect(res.status, body.error).toBe(200);
+    expect(body).toMatchObject({ ok: true, promoted: 'b', timeline: 2 });
+    await expect(a.query('INSERT INTO t VALUES (9999)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
+      code: '25006',
+    });
+    const [row] = await b.query<{ n: string }>('SELECT count(*) AS n FROM t');
+    expect(Number(row?.n)).toBe(2 + 101 + 491);
+    await b.query('INSERT INTO t VALUES (9999)');
+    await until('kb in primary mode', () => kb.status().role === 'primary');
+    await sleep(INTERVAL * 3);
+    expect(ka.status()).toMatchObject({ role: 'primary', fenced: true, fenceReason: 'switchover to b' });
+    expect(kb.status().counters.promotions).toBe(1);
+  });
+});

@@ -1,0 +1,350 @@
+import type { RoleInfo } from '@pgfleet/roles';
+import { formatLsn } from '@pgfleet/wal';
+import pino, { type Logger } from 'pino';
+import { type Clock, systemClock } from './clock.js';
+import type { KeeperConfig } from './config.js';
+import { errorText, type LoopContext } from './context.js';
+import { HookRunner } from './hooks.js';
+import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer } from './http-server.js';
+import { readLocal } from './local-facts.js';
+import { LocalWatch } from './local-watch.js';
+import { KeeperMetrics } from './metrics.js';
+import type { PeerNotice } from './peer-client.js';
+import { INITIAL_STANDBY_WATCH } from './primary-decision.js';
+import { primaryIteration, tellPeer } from './primary-loop.js';
+import { INITIAL_WATCH } from './standby-decision.js';
+import { standbyIteration } from './standby-loop.js';
+import { initialState, type KeeperState, type KeeperStatus } from './state.js';
+import { acceptSwitchover, switchover } from './switchover.js';
+import { startWitness } from './witness-service.js';
+
+/**
+ * The keeper daemon: one loop that re-learns the local server's role every iteration and runs
+ * standby mode or primary mode accordingly (so a promotion switches mode without a restart),
+ * plus the HTTP API. Runs in-process (tests, the demo) or behind the CLI.
+ */
+
+export interface KeeperOptions {
+  logger?: Logger;
+  signal?: AbortSignal;
+  clock?: Clock;
+}
+
+export interface KeeperHandle {
+  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8008. */
+  readonly url: string;
+  status(): KeeperStatus;
+  /** Stops the loop and the HTTP server; waits for running hooks. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves once the keeper has stopped (by stop() or the signal). */
+  readonly done: Promise<void>;
+}
+
+/** Causes for which the keeper beside a dead primary tells the standby's keeper at once. */
+// Not 'shutting_down': a clean stop is an operator's act (pause the keeper for planned restarts).
+const FAST_PATH_CAUSES = new Set(['refused', 'reset', 'crash_recovery']);
+
+export async function startKeeper(config: KeeperConfig, opts: KeeperOptions = {}): Promise<KeeperHandle> {
+  const base = opts.logger ?? pino({ level: config.logLevel });
+  const logger = base.child({ component: 'keeper', node: config.node.name });
+  if (config.mode === 'witness') return startWitness(config, { ...opts, logger });
+  return startNodeKeeper(config, { ...opts, logger });
+}
+
+async function startNodeKeeper(
+  config: KeeperConfig,
+  opts: KeeperOptions & { logger: Logger },
+): Promise<KeeperHandle> {
+  const c = config;
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger;
+  const stopCtl = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stopCtl.signal]) : stopCtl.signal;
+  const metrics = new KeeperMetrics(c.node.name);
+  const hooks = new HookRunner(c.hooks, logger.child({ component: 'hooks' }));
+  const state: KeeperState = initialState(clock.now());
+  let wakeCtl = new AbortController();
+  let wakeRequested = false;
+  let iterationStartedAt: number | null = null;
+
+  const ctx: LoopContext = {
+    config: c,
+    logger,
+    clock,
+    signal,
+    metrics,
+    hooks,
+    state,
+    record(kind, reason, fields = {}) {
+      const last = state.decision;
+      state.decision = { kind, reason, at: clock.now() };
+      if (last && last.kind === kind && last.reason === reason) return;
+      const level = ['promote', 'degrade', 'fence', 'blocked'].includes(kind) ? 'warn' : 'info';
+      logger[level]({ decision: kind, role: state.role, ...fields }, reason);
+    },
+    hook(event, reason, extra = {}) {
+      void hooks.run(event, {
+        node: c.node.name,
+        role: state.role,
+        ...(extra.oldRole !== undefined ? { oldRole: extra.oldRole } : {}),
+        timeline: state.timeline,
+        reason,
+      });
+    },
+    wake() {
+      wakeRequested = true;
+      wakeCtl.abort();
+    },
+  };
+
+  if (c.restartBudgetMs !== undefined)
+    logger.warn({ restartBudgetMs: c.restartBudgetMs }, 'restartBudget is not implemented yet: ignored');
+  if (!c.witness)
+    logger.warn(
+      { twoNodeMode: true },
+      'no witness configured: 2-node mode. A partition between the nodes can leave two writers; ' +
+        'use hooks.onPromote to fence the old primary (STONITH) or add a witness',
+    );
+
+  function learnRole(local: RoleInfo): void {
+    const now = clock.now();
+    const old = state.role;
+    state.roleReason = local.reason;
+    if (local.role !== 'down') {
+      if (local.timeline !== undefined) state.timeline = local.timeline;
+      state.lsn = local.lsn ?? null;
+      state.fenced = local.fenced ?? false;
+      metrics.fenced.set(state.fenced ? 1 : 0);
+      state.notifiedPeerDown = false;
+    }
+    if (old === local.role) return;
+    state.role = local.role;
+    state.roleSince = now;
+    metrics.setRole(local.role);
+    const reason = `role ${old} → ${local.role}: ${local.reason}`;
+    logger.info(
+      { event: 'role_change', oldRole: old, newRole: local.role, timeline: state.timeline },
+      reason,
+    );
+    if (local.role === 'down') return;
+    const lastServing = state.lastServingRole;
+    state.lastServingRole = local.role;
+    if (lastServing === local.role) return; // back from a blip: same mode, keep its counters
+    // A new mode starts from a clean slate: old counters belong to the old mode.
+    state.primaryWatch = INITIAL_WATCH;
+    state.standbyWatch = INITIAL_STANDBY_WATCH;
+    state.holdFence = false;
+    // onRoleChange is for primary <-> standby (a promotion we did not run, a rejoin); a
+    // server going down and up again in the same role is logged, not hooked.
+    if (lastServing !== null) ctx.hook('role_change', reason, { oldRole: lastServing });
+  }
+
+  function downIteration(local: RoleInfo): void {
+    ctx.record('wait', `local server down: ${local.reason}`, { downCause: local.downCause });
+    state.replicaStreaming = false;
+    // Fast path: our primary's postmaster is gone while this host lives. The standby's
+    // keeper confirms with one probe and promotes without waiting for failures × interval.
+    const dead = local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause);
+    if (
+      state.lastServingRole === 'primary' &&
+      dead &&
+      !state.notifiedPeerDown &&
+      !state.paused &&
+      c.peer.keeperUrl
+    ) {
+      state.notifiedPeerDown = true;
+      logger.warn(
+        { event: 'peer_notified' },
+        `local primary is down (${local.downCause}): telling the standby's keeper`,
+      );
+      tellPeer(ctx, 'primary-down', local.reason);
+    }
+  }
+
+  async function iteration(): Promise<void> {
+    const local = await readLocal(ctx);
+    if (signal.aborted) return; // a session cut by shutdown says nothing about the server
+    learnRole(local.info);
+    if (local.info.role === 'standby') await standbyIteration(ctx, local);
+    else if (local.info.role === 'primary') await primaryIteration(ctx, local);
+    else downIteration(local.info);
+  }
+
+  const watch = new LocalWatch(c.node.conninfo, c.connectTimeoutMs, () => ctx.wake(), logger);
+
+  async function loop(): Promise<void> {
+    while (!signal.aborted) {
+      const started = clock.now();
+      iterationStartedAt = started;
+      try {
+        await iteration();
+        state.lastError = null;
+      } catch (err) {
+        if (signal.aborted) break;
+        // Nothing that goes wrong in one iteration may stop the keeper.
+        metrics.iterationErrors.inc();
+        state.lastError = errorText(err);
+        logger.error({ err: errorText(err) }, `iteration failed: ${errorText(err)}`);
+      }
+      iterationStartedAt = null;
+      state.lastIterationAt = clock.now();
+      if (signal.aborted) break;
+      if (state.role === 'primary' && c.peer.keeperUrl) await watch.ensure();
+      else watch.close();
+      if (wakeRequested) {
+        wakeRequested = false;
+        wakeCtl = new AbortController();
+        continue;
+      }
+      const wait = started + c.intervalMs - clock.now();
+      if (wait > 0) await clock.sleep(wait, AbortSignal.any([signal, wakeCtl.signal]));
+      if (wakeCtl.signal.aborted) {
+        wakeRequested = false;
+        wakeCtl = new AbortController();
+      }
+    }
+  }
+
+  function status(): KeeperStatus {
+    return buildStatus(c, state, clock.now(), alive());
+  }
+
+  function alive(): boolean {
+    const now = clock.now();
+    if (iterationStartedAt !== null && now - iterationStartedAt < 70_000) return true;
+    return now - (state.lastIterationAt ?? state.startedAt) < 3 * c.intervalMs + 10_000;
+  }
+
+  const post: Record<string, (body: unknown) => Promise<PostResult>> = {
+    '/pause': async () => {
+      state.paused = true;
+      logger.warn({ event: 'paused' }, 'keeper paused by operator: no automatic action until resume');
+      return { status: 200, body: { paused: true } };
+    },
+    '/resume': async () => {
+      state.paused = false;
+      logger.warn({ event: 'resumed' }, 'keeper resumed by operator');
+      ctx.wake();
+      return { status: 200, body: { paused: false } };
+    },
+    '/peer/notify': async (body) => handleNotice(ctx, body),
+    '/switchover': async () => switchover(ctx),
+  };
+
+  const api: HttpApi = {
+    status,
+    alive,
+    metrics: async () => ({
+      contentType: metrics.registry.contentType,
+      body: await metrics.registry.metrics(),
+    }),
+    ...(c.http.token ? { token: c.http.token } : {}),
+    post,
+  };
+  const http: HttpServerHandle = await startHttpServer(api, {
+    host: c.http.host,
+    port: c.http.port,
+    logger: logger.child({ component: 'http' }),
+  });
+  logger.info(
+    {
+      event: 'started',
+      url: http.url,
+      intervalMs: c.intervalMs,
+      failures: c.failures,
+      connectTimeoutMs: c.connectTimeoutMs,
+      sync: c.syncStandbyNames || '(async pair)',
+      peer: c.peer.name,
+      witness: c.witness?.url ?? null,
+    },
+    `keeper ${c.node.name} started, HTTP API on ${http.url}`,
+  );
+
+  const running = loop();
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      // Yield first: aborting below re-enters stop() through the signal listener.
+      await null;
+      stopCtl.abort();
+      await running;
+      watch.close();
+      await http.close();
+      await hooks.drain();
+      logger.info({ event: 'stopped' }, `keeper ${c.node.name} stopped`);
+    })();
+    return stopping;
+  };
+  const done = new Promise<void>((resolve) => {
+    signal.addEventListener('abort', () => void stop().then(resolve), { once: true });
+  });
+  return { url: http.url, status, stop, done };
+}
+
+async function handleNotice(ctx: LoopContext, body: unknown): Promise<PostResult> {
+  const { config: c, state: s, logger } = ctx;
+  const n = body as Partial<PeerNotice>;
+  if (typeof n?.event !== 'string' || typeof n.node !== 'string')
+    return { status: 400, body: { error: 'expected { event, node }' } };
+  if (n.node !== c.peer.name) return { status: 403, body: { error: `${n.node} is not this keeper's peer` } };
+  logger.info({ event: 'peer_notice', notice: n.event, reason: n.reason }, `peer ${n.node} says: ${n.event}`);
+  switch (n.event) {
+    case 'primary-down':
+      if (s.role === 'standby') {
+        s.peerReportedDownAt = ctx.clock.now();
+        ctx.wake();
+      }
+      return { status: 200, body: { ok: true } };
+    case 'degraded':
+      s.sync = 'degraded';
+      return { status: 200, body: { ok: true } };
+    case 'restored':
+      return { status: 200, body: { ok: true } };
+    case 'switchover':
+      return acceptSwitchover(ctx, n.node, (body as { lsn?: unknown }).lsn);
+    default:
+      return { status: 400, body: { error: `unknown event ${String(n.event)}` } };
+  }
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function buildStatus(c: KeeperConfig, s: KeeperState, _now: number, alive: boolean): KeeperStatus {
+  const primary = s.role === 'primary';
+  const lag = primary ? s.standbyLagBytes : s.lagBytes;
+  return {
+    node: c.node.name,
+    mode: 'node',
+    role: s.role,
+    roleSince: iso(s.roleSince)!,
+    roleReason: s.roleReason,
+    timeline: s.timeline,
+    lsn: s.lsn === null ? null : formatLsn(s.lsn),
+    fenced: s.fenced,
+    fenceReason: s.fenced ? (s.fenceReason ?? 'fenced before this keeper started') : null,
+    paused: s.paused,
+    healthy: alive && (s.role === 'primary' || s.role === 'standby'),
+    streaming: s.role === 'standby' && s.replicaStreaming,
+    lagBytes: lag === null ? null : Number(lag),
+    replayPaused: s.role === 'standby' && s.replayPaused,
+    peer: {
+      name: c.peer.name,
+      role: s.peerRole,
+      timeline: s.peerTimeline,
+      consecutiveFailures: primary ? s.standbyWatch.consecutiveFailures : s.primaryWatch.consecutiveFailures,
+      lastProbeLatencyMs: s.lastProbeLatencyMs,
+    },
+    sync: {
+      configured: c.syncStandbyNames,
+      current: s.currentSyncNames,
+      degraded: primary && s.degraded,
+      observation: s.sync,
+    },
+    decision: s.decision
+      ? { kind: s.decision.kind, reason: s.decision.reason, at: iso(s.decision.at)! }
+      : null,
+    lastIterationAt: iso(s.lastIterationAt),
+    lastError: s.lastError,
+    counters: { ...s.counters },
+  };
+}

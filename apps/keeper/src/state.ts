@@ -1,0 +1,139 @@
+import type { NodeRole } from '@pgfleet/roles';
+import type { Lsn } from '@pgfleet/wal';
+import { INITIAL_STANDBY_WATCH, type StandbyWatch } from './primary-decision.js';
+import { INITIAL_WATCH, type PrimaryWatch, type SyncObservation } from './standby-decision.js';
+
+/** A decision as last taken, for logs and /status. */
+export interface DecisionRecord {
+  kind: string;
+  reason: string;
+  at: number;
+}
+
+/** Everything a node keeper remembers between iterations. Mutated only by the loops. */
+export interface KeeperState {
+  startedAt: number;
+  role: NodeRole | 'unknown';
+  /** The last role the server answered with (primary or standby), null before the first. */
+  lastServingRole: 'primary' | 'standby' | null;
+  roleSince: number;
+  roleReason: string;
+  timeline: number | null;
+  lsn: Lsn | null;
+  fenced: boolean;
+  /** Why this keeper fenced its server (null when it did not, or after unfencing). */
+  fenceReason: string | null;
+  paused: boolean;
+  lastIterationAt: number | null;
+  lastError: string | null;
+  decision: DecisionRecord | null;
+
+  // standby mode
+  primaryWatch: PrimaryWatch;
+  lastPrimaryLsn: bigint | null;
+  sync: SyncObservation;
+  peerReportedDownAt: number | null;
+  replicaStreaming: boolean;
+  lagBytes: bigint | null;
+  replayPaused: boolean;
+
+  // primary mode
+  standbyWatch: StandbyWatch;
+  currentSyncNames: string | null;
+  degraded: boolean;
+  standbyLagBytes: bigint | null;
+  peerRole: NodeRole | 'unknown';
+  peerTimeline: number | null;
+  lastStandbyContactAt: number | null;
+  lastWitnessContactAt: number | null;
+  witnessGrantedToPeer: boolean;
+  holdFence: boolean;
+  switchoverRunning: boolean;
+  /** The fast-path notice has been sent for the current outage of the local server. */
+  notifiedPeerDown: boolean;
+  lastProbeLatencyMs: number | null;
+
+  counters: { promotions: number; degrades: number; restores: number; fences: number };
+}
+
+export function initialState(now: number): KeeperState {
+  return {
+    startedAt: now,
+    role: 'unknown',
+    lastServingRole: null,
+    roleSince: now,
+    roleReason: 'not checked yet',
+    timeline: null,
+    lsn: null,
+    fenced: false,
+    fenceReason: null,
+    paused: false,
+    lastIterationAt: null,
+    lastError: null,
+    decision: null,
+    primaryWatch: INITIAL_WATCH,
+    lastPrimaryLsn: null,
+    sync: 'unknown',
+    peerReportedDownAt: null,
+    replicaStreaming: false,
+    lagBytes: null,
+    replayPaused: false,
+    standbyWatch: INITIAL_STANDBY_WATCH,
+    currentSyncNames: null,
+    degraded: false,
+    standbyLagBytes: null,
+    peerRole: 'unknown',
+    peerTimeline: null,
+    lastStandbyContactAt: null,
+    lastWitnessContactAt: null,
+    witnessGrantedToPeer: false,
+    holdFence: false,
+    switchoverRunning: false,
+    notifiedPeerDown: false,
+    lastProbeLatencyMs: null,
+    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+  };
+}
+
+/** The JSON served at /status and printed by `pgfleet-keeper status`. No secrets in it. */
+export interface KeeperStatus {
+  node: string;
+  mode: 'node' | 'witness';
+  role: NodeRole | 'unknown' | 'witness';
+  roleSince: string;
+  roleReason: string;
+  timeline: number | null;
+  lsn: string | null;
+  fenced: boolean;
+  fenceReason: string | null;
+  paused: boolean;
+  healthy: boolean;
+  /** Standby: streaming from its primary. */
+  streaming: boolean;
+  /** Standby: WAL it would lack if promoted now. Primary: what its standby has not replayed. */
+  lagBytes: number | null;
+  replayPaused: boolean;
+  peer: {
+    name: string;
+    role: NodeRole | 'unknown';
+    timeline: number | null;
+    consecutiveFailures: number;
+    lastProbeLatencyMs: number | null;
+  };
+  sync: {
+    configured: string;
+    current: string | null;
+    degraded: boolean;
+    /** Standby: what the primary said about it at last contact. */
+    observation: SyncObservation;
+  };
+  decision: { kind: string; reason: string; at: string } | null;
+  lastIterationAt: string | null;
+  lastError: string | null;
+  counters: { promotions: number; degrades: number; restores: number; fences: number };
+  /** Witness mode only. */
+  witness?: {
+    grant: { to: string; primary: string; at: string } | null;
+    heartbeats: Record<string, unknown>;
+  };
+}
