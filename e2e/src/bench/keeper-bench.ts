@@ -39,18 +39,21 @@ function spawnKeeperCli(root: string) {
 
 /** Keeper figures: failover RTO over repeated trials, and the idle footprint. */
 export async function keeperBench(root: string, trials: number): Promise<void> {
-  say('== keeper: primary SIGKILL -> first write on the promoted standby ==');
-  for (const [interval, failures] of [
-    [1000, 3],
-    [500, 3],
+  say('== keeper: primary failure -> first write on the promoted standby (RTO) ==');
+  for (const [fault, interval, failures] of [
+    ['kill', 1000, 3],
+    ['kill', 500, 3],
+    ['freeze', 1000, 3],
+    ['freeze', 500, 3],
   ] as const) {
     const rtos: number[] = [];
-    for (let i = 0; i < trials; i++) rtos.push((await rtoTrial(interval, failures)).rtoMs);
+    const n = fault === 'kill' ? trials : Math.max(3, Math.ceil(trials / 3));
+    for (let i = 0; i < n; i++) rtos.push((await rtoTrial(interval, failures, fault)).rtoMs);
     const s = summarize(rtos);
     const window = interval * failures;
     const beyond = summarize(rtos.map((r) => Math.max(0, r - window)));
     say(
-      `- interval ${interval} ms x ${failures} (detection window ${window} ms), ${s.n} trials: ` +
+      `- ${fault === 'kill' ? 'postmaster SIGKILL' : 'server frozen (SIGSTOP, like a dead host)'}, interval ${interval} ms x ${failures} (detection window ${window} ms), ${s.n} trials: ` +
         `min ${fmtMs(s.min)} / median ${fmtMs(s.median)} / max ${fmtMs(s.max)}; ` +
         `beyond window: median ${fmtMs(beyond.median)}, max ${fmtMs(beyond.max)}; ` +
         `target median <= ${fmtMs(window + 1000)}: ${s.median <= window + 1000 ? 'met' : 'MISSED'}`,

@@ -41,10 +41,15 @@ async function tryWrite(conninfo: string): Promise<boolean> {
 /**
  * One failover trial on a fresh pair: primary `a` + standby `b` with a keeper each (sync
  * replication configured, so the standby is promotable only while sync is healthy), steady
- * state reached, then the primary's postmaster is SIGKILLed and we time the first write that
- * commits on `b`.
+ * state reached, then the primary fails (`fault`) and we time the first write that commits on `b`.
  */
-export async function rtoTrial(intervalMs: number, failures: number): Promise<RtoTrial> {
+export type PrimaryFault = 'kill' | 'freeze';
+
+export async function rtoTrial(
+  intervalMs: number,
+  failures: number,
+  fault: PrimaryFault = 'kill',
+): Promise<RtoTrial> {
   const sb = await Sandbox.create({ name: 'bench-rto' });
   const keepers: KeeperHandle[] = [];
   const logger = pino({ level: process.env.BENCH_LOG ?? 'silent' });
@@ -97,13 +102,20 @@ export async function rtoTrial(intervalMs: number, failures: number): Promise<Rt
       );
       return rows[0]?.s === 'quorum' || rows[0]?.s === 'sync';
     });
-    await until(
-      'standby keeper steady',
-      async () => (await fetch(`http://127.0.0.1:${portB}/replica`)).status === 200,
-    );
+    // Steady: the standby keeper saw its primary with synchronous replication on, so it is promotable.
+    await until('standby keeper steady', async () => {
+      const status = (await (await fetch(`http://127.0.0.1:${portB}/status`)).json()) as {
+        streaming: boolean;
+        sync: { observation: string };
+      };
+      return status.streaming && status.sync.observation === 'sync';
+    });
     await a.query('INSERT INTO rto_probe DEFAULT VALUES');
     const t0 = performance.now();
-    await a.kill();
+    // kill: the common failure, a dead postmaster on a live host (the keeper beside it notices at once).
+    // freeze: SIGSTOP of the whole server, like a dead host: only the detection window finds it.
+    if (fault === 'kill') await a.kill();
+    else a.pause();
     const target = b.conninfo();
     for (;;) {
       if (await tryWrite(target)) break;

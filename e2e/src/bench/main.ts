@@ -4,10 +4,12 @@
  */
 import { join } from 'node:path';
 import { Sandbox } from '@pgfleet/sandbox';
+import { bigTransaction } from './big-transaction.js';
 import { keeperBench } from './keeper-bench.js';
+import { meshLag } from './mesh-lag.js';
 import { type DrainResult, drainNative } from './native-logical.js';
 import { drainPgfleet } from './pgfleet-drain.js';
-import { fmtRate } from './stats.js';
+import { fmtMs, fmtRate } from './stats.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
@@ -25,6 +27,7 @@ function printDrain(r: DrainResult): void {
 async function multimasterBench(major: number | undefined): Promise<void> {
   say('== multimaster: backlog drain, native logical replication vs pgfleet ==');
   const sb = await Sandbox.create({ name: 'bench-mm', major });
+  const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
   try {
     const [source, target] = await sb.startLogicalNodes(['src', 'dst']);
     for (const shape of SHAPES) {
@@ -34,10 +37,37 @@ async function multimasterBench(major: number | undefined): Promise<void> {
       const ours = await drainPgfleet(source!, target!, shape);
       printDrain(ours);
       const ratio = native.seconds / ours.seconds;
-      say(
-        `  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${ratio >= 1 ? 'OK' : 'BELOW TARGET'}`,
-      );
+      say(`  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${verdict(ratio >= 1)}`);
     }
+
+    const seconds = Number(process.env.BENCH_MESH_SECONDS ?? 60);
+    const rate = 1000;
+    say(`== multimaster: steady-state lag, 3-node mesh, ${rate} tx/s per node for ${seconds} s ==`);
+    const third = await sb.startNode('n3', { logical: true });
+    const mesh = await meshLag([source!, target!, third], {
+      seconds,
+      ratePerNode: rate,
+      warmupSeconds: Math.min(5, seconds / 10),
+    });
+    await third.stop('fast');
+    say(`  achieved ${mesh.achievedTxPerSecond.map((r) => fmtRate(r)).join(', ')} tx per node`);
+    say(
+      `  lag      p50 ${fmtMs(mesh.lag.median)}  p99 ${fmtMs(mesh.lag.p99)}  max ${fmtMs(mesh.lag.max)}  (${mesh.lag.n.toLocaleString('en-US')} row arrivals; worst target ${mesh.worstTargetP99.target} p99 ${fmtMs(mesh.worstTargetP99.p99)})`,
+    );
+    say(`  settled  ${fmtMs(mesh.settleMs)} after the writers stopped`);
+    say(`  p99 lag  target < 250 ms: ${verdict(mesh.lag.p99 < 250)}`);
+
+    const bigRows = 1_000_000;
+    say(
+      `== multimaster: replicator process draining one ${bigRows.toLocaleString('en-US')}-row transaction ==`,
+    );
+    const big = await bigTransaction(source!, target!, bigRows, sb.root);
+    say(
+      `  drain    ${big.seconds.toFixed(2)} s  ${fmtRate(big.rows / big.seconds)} rows; exit code after SIGTERM ${big.exitCode}`,
+    );
+    say(
+      `  peak RSS ${big.peakRssMb.toFixed(0)} MB (VmHWM; sampled max ${big.sampledPeakRssMb.toFixed(0)} MB)  target < 300 MB: ${verdict(big.peakRssMb < 300)}`,
+    );
   } finally {
     await sb.destroy();
   }
