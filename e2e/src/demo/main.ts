@@ -1,19 +1,19 @@
 /**
  * `npm run demo`: a local pgfleet cluster on the embedded default (sandbox servers).
- * Starts a primary + standby and a 3-node logical mesh, prints where they are and what they
- * are doing, then cleans everything up (also on Ctrl-C).
+ * Keeper: primary + standby + witness with keepers, then a primary kill and the failover.
+ * Multimaster: a 3-node mesh taking writes on every node, converging, and one conflict
+ * resolved the same way everywhere. Everything is removed at the end, also on Ctrl-C.
+ * PGFLEET_PG_VERSION picks the server major; PGFLEET_DEMO_LOG=info shows the daemons' logs.
  */
 import { Sandbox } from '@pgfleet/sandbox';
 import pino from 'pino';
+import { keeperDemo } from './keeper-demo.js';
 import { meshDemo } from './mesh-demo.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
-const redact = (conninfo: string) => conninfo.replace(/password=\S+/, 'password=***');
-
 async function main(): Promise<void> {
   const logger = pino({ level: process.env.PGFLEET_DEMO_LOG ?? 'warn' }, pino.destination(2));
-  const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-  const sb = await Sandbox.create({ name: 'demo', major });
+  const sb = await Sandbox.create({ name: 'demo' });
   const stop = async () => {
     await sb.destroy();
   };
@@ -21,18 +21,7 @@ async function main(): Promise<void> {
   try {
     say(`pgfleet demo on PostgreSQL ${sb.major} (${sb.installation.source}: ${sb.installation.binDir})`);
     say();
-    say('== keeper pair ==');
-    const primary = await sb.startNode('primary');
-    const standby = await sb.createStandby('standby', primary);
-    for (const n of [primary, standby]) {
-      const [r] = await n.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
-      say(`  ${n.name.padEnd(8)} ${r?.rec ? 'standby' : 'primary'}  ${redact(n.conninfo())}`);
-    }
-    const repl = await primary.query<{ application_name: string; state: string; sync_state: string }>(
-      'SELECT application_name, state, sync_state FROM pg_stat_replication',
-    );
-    for (const r of repl) say(`  replication: ${r.application_name} ${r.state} (${r.sync_state})`);
-    say();
+    await keeperDemo(sb, logger, say);
     await meshDemo(sb, logger, say);
   } finally {
     await stop();
