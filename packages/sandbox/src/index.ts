@@ -1,5 +1,6 @@
 export { type FindPostgresOptions, findPostgres, listInstallations } from './binaries.js';
 export { PostgresNotFoundError, SandboxError, SandboxNodeError } from './errors.js';
+export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
 export { freePort } from './ports.js';
 export { Sandbox, type SandboxOptions } from './sandbox.js';
