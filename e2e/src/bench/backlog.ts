@@ -1,4 +1,6 @@
+import { connect } from '@pgfleet/connection';
 import type { SandboxNode } from '@pgfleet/sandbox';
+import { type Lsn, parseLsn } from '@pgfleet/wal';
 
 /** The table both replication systems drain in the throughput benchmark. */
 export const BENCH_TABLE_DDL = `CREATE TABLE IF NOT EXISTS bench_rows (
@@ -13,36 +15,77 @@ export interface BacklogShape {
   rowsPerTransaction: number;
 }
 
+export interface Backlog {
+  /** Id of the last row written (ids are `firstId` .. lastId, one per row). */
+  lastId: number;
+  /**
+   * WAL insert position read inside the last transaction, just before its COMMIT: every
+   * earlier backlog transaction ends before it and the last one ends after it, so a
+   * replica's applied end LSN is past it exactly when the whole backlog was applied.
+   */
+  lastTxStartLsn: Lsn;
+}
+
 /**
  * Writes `transactions` committed transactions of `rowsPerTransaction` rows each, ids from
  * `firstId`, server-side (a DO block that COMMITs in its loop), so the writer is never the
  * bottleneck being measured.
  */
-export async function writeBacklog(node: SandboxNode, shape: BacklogShape, firstId = 1): Promise<void> {
-  await node.query(
-    `DO $$
-     DECLARE t int; base bigint;
-     BEGIN
-       FOR t IN 0..${shape.transactions - 1} LOOP
-         base := ${firstId} + t::bigint * ${shape.rowsPerTransaction};
-         INSERT INTO bench_rows (id, n, payload)
-           SELECT base + g, g, md5((base + g)::text) FROM generate_series(0, ${shape.rowsPerTransaction - 1}) g;
-         COMMIT;
-       END LOOP;
-     END $$`,
-    [],
-    { timeoutMs: 600_000 },
-  );
+export async function writeBacklog(node: SandboxNode, shape: BacklogShape, firstId = 1): Promise<Backlog> {
+  const client = await connect(node.conninfo(), {
+    connectTimeoutMs: 10_000,
+    applicationName: 'bench-backlog',
+  });
+  try {
+    const last = shape.transactions - 1;
+    await client.query(
+      `DO $$
+       DECLARE t int; base bigint;
+       BEGIN
+         FOR t IN 0..${last} LOOP
+           base := ${firstId} + t::bigint * ${shape.rowsPerTransaction};
+           INSERT INTO bench_rows (id, n, payload)
+             SELECT base + g, g, md5((base + g)::text) FROM generate_series(0, ${shape.rowsPerTransaction - 1}) g;
+           IF t = ${last} THEN
+             PERFORM set_config('pgfleet_bench.last_tx_lsn', pg_current_wal_insert_lsn()::text, false);
+           END IF;
+           COMMIT;
+         END LOOP;
+       END $$`,
+    );
+    const { rows } = await client.query(`SELECT current_setting('pgfleet_bench.last_tx_lsn') AS lsn`);
+    return {
+      lastId: firstId + shape.transactions * shape.rowsPerTransaction - 1,
+      lastTxStartLsn: parseLsn(rows[0].lsn as string),
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
-/** Polls until `node` holds `expected` rows in bench_rows; returns when it does. */
+/**
+ * Polls until `node` holds `expected` rows in bench_rows (ids 1..expected); returns when it
+ * does. It polls the highest id (an index probe, cheap enough not to steal CPU from the
+ * apply being timed: both systems apply in source commit order, so the last row arrives
+ * last) and counts once at the end.
+ */
 export async function waitForRows(node: SandboxNode, expected: number, timeoutMs = 600_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [row] = await node.query<{ n: string }>('SELECT count(*) AS n FROM bench_rows');
-    if (Number(row?.n) >= expected) return;
-    if (Date.now() > deadline)
-      throw new Error(`bench: ${node.name} has ${row?.n} of ${expected} rows after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
+  const client = await connect(node.conninfo(), { connectTimeoutMs: 10_000, applicationName: 'bench-wait' });
+  try {
+    for (;;) {
+      const { rows } = await client.query('SELECT coalesce(max(id), 0)::int8::text AS top FROM bench_rows');
+      if (Number(rows[0]?.top) >= expected) break;
+      if (Date.now() > deadline)
+        throw new Error(
+          `bench: ${node.name} has rows up to id ${rows[0]?.top} of ${expected} after ${timeoutMs} ms`,
+        );
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const { rows } = await client.query('SELECT count(*)::int8::text AS n FROM bench_rows');
+    if (Number(rows[0]?.n) !== expected)
+      throw new Error(`bench: ${node.name} holds ${rows[0]?.n} rows, expected ${expected}`);
+  } finally {
+    await client.end().catch(() => {});
   }
 }

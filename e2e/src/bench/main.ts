@@ -2,6 +2,7 @@
  * `npm run bench [-- keeper|multimaster]`: benchmark figures, printed. Targets live here, not
  * in timed unit tests. Every figure comes from real servers started by the sandbox.
  */
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from '@pgfleet/sandbox';
 import { bigTransaction } from './big-transaction.js';
@@ -36,6 +37,10 @@ async function multimasterBench(major: number | undefined): Promise<void> {
       printDrain(native);
       const ours = await drainPgfleet(source!, target!, shape);
       printDrain(ours);
+      const cpu = (v: number | null) => (v === null ? '?' : `${v.toFixed(2)} s`);
+      say(
+        `           CPU: replicator ${cpu(ours.replicatorCpuSeconds)} (${((100 * ours.replicatorCpuSeconds) / ours.seconds).toFixed(0)}% of a core), apply backend ${cpu(ours.applyBackendCpuSeconds)}, walsender ${cpu(ours.walsenderCpuSeconds)}`,
+      );
       const ratio = native.seconds / ours.seconds;
       say(`  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${verdict(ratio >= 1)}`);
     }
@@ -55,6 +60,7 @@ async function multimasterBench(major: number | undefined): Promise<void> {
       `  lag      p50 ${fmtMs(mesh.lag.median)}  p99 ${fmtMs(mesh.lag.p99)}  max ${fmtMs(mesh.lag.max)}  (${mesh.lag.n.toLocaleString('en-US')} row arrivals; worst target ${mesh.worstTargetP99.target} p99 ${fmtMs(mesh.worstTargetP99.p99)})`,
     );
     say(`  settled  ${fmtMs(mesh.settleMs)} after the writers stopped`);
+    say(`  machine  load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
     say(`  p99 lag  target < 250 ms: ${verdict(mesh.lag.p99 < 250)}`);
 
     const bigRows = 1_000_000;

@@ -1,0 +1,184 @@
+import { readFileSync } from 'node:fs';
+import { connect } from '@pgfleet/connection';
+import { initMesh, type ResolvedConfig, resolveConfig, startReplicator } from '@pgfleet/multimaster';
+import type { SandboxNode } from '@pgfleet/sandbox';
+import { formatLsn, type Lsn } from '@pgfleet/wal';
+import pino from 'pino';
+import { type BacklogShape, BENCH_TABLE_DDL, writeBacklog } from './backlog.js';
+import type { DrainResult } from './native-logical.js';
+
+/** pgfleet's own logs stay quiet during a benchmark unless asked for. */
+export const benchLogger = pino(
+  { level: process.env.PGFLEET_BENCH_LOG ?? 'silent', base: { component: 'bench' } },
+  pino.destination(2),
+);
+
+/** A mesh config over sandbox nodes (node names are the sandbox names), no HTTP listener. */
+export function benchMeshConfig(
+  nodes: SandboxNode[],
+  tables: Array<string | { name: string; columns?: string[] }>,
+): ResolvedConfig {
+  return resolveConfig({
+    nodes: nodes.map((n) => ({ name: n.name, conninfo: n.conninfo() })),
+    tables,
+    http: { listen: false },
+  });
+}
+
+/**
+ * Drops every object `pgfleet-mm init` made on `nodes` (slots, publications, origins,
+ * schema pgfleet), so each benchmark starts from a clean server. The replicator must be
+ * stopped (an active slot cannot be dropped).
+ */
+export async function teardownPgfleet(nodes: SandboxNode[]): Promise<void> {
+  for (const n of nodes) {
+    await n.query(
+      `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgfleet\\_%'`,
+    );
+    const pubs = await n.query<{ name: string }>(
+      `SELECT quote_ident(pubname) AS name FROM pg_publication WHERE pubname LIKE 'pgfleet\\_%'`,
+    );
+    for (const p of pubs) await n.query(`DROP PUBLICATION ${p.name}`);
+    await n.query(
+      `SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE 'pgfleet\\_%'`,
+    );
+    await n.query('DROP SCHEMA IF EXISTS pgfleet CASCADE');
+  }
+}
+
+/**
+ * Polls `target` until the replication origin `origin` has progressed past `lsn` (the
+ * target's own record of the applied source end LSN, written by each apply commit), then
+ * returns. Cheap: no table scan competes with the apply being timed.
+ */
+export async function waitForOriginPast(
+  target: SandboxNode,
+  origin: string,
+  lsn: Lsn,
+  timeoutMs = 180_000,
+  intervalMs = 20,
+): Promise<void> {
+  const client = await connect(target.conninfo(), {
+    connectTimeoutMs: 10_000,
+    applicationName: 'bench-wait-origin',
+  });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { rows } = await client.query(
+        `SELECT coalesce(pg_replication_origin_progress($1, false), '0/0') > $2::pg_lsn AS done,
+                coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS at`,
+        [origin, formatLsn(lsn)],
+      );
+      if (rows[0]?.done) return;
+      if (Date.now() > deadline)
+        throw new Error(
+          `bench: origin ${origin} on ${target.name} at ${rows[0]?.at}, not past ${formatLsn(lsn)} after ${timeoutMs} ms`,
+        );
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux we run on). */
+const USER_HZ = 100;
+
+/** utime + stime, in seconds, of a process from the text of /proc/<pid>/stat; null if unreadable. */
+export function parseProcStatCpu(text: string): number | null {
+  // The command name (field 2) is in parentheses and may hold spaces: split after it.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / USER_HZ : null;
+}
+
+/**
+ * CPU seconds used so far by the backend of `node` whose application_name is `appName`
+ * (the servers run on this machine, so /proc is readable); null when there is none.
+ */
+export async function backendCpuSeconds(node: SandboxNode, appName: string): Promise<number | null> {
+  const [row] = await node.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE application_name = $1 LIMIT 1',
+    [appName],
+  );
+  if (!row) return null;
+  try {
+    return parseProcStatCpu(readFileSync(`/proc/${row.pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+export interface PgfleetDrainResult extends DrainResult {
+  /** CPU of this process (the replicator runs in it; the bench itself only polls) during the drain. */
+  replicatorCpuSeconds: number;
+  /** CPU of the apply session's backend on the target and of the walsender on the source. */
+  applyBackendCpuSeconds: number | null;
+  walsenderCpuSeconds: number | null;
+}
+
+export async function countRows(node: SandboxNode, table = 'bench_rows'): Promise<number> {
+  const [row] = await node.query<{ n: string }>(`SELECT count(*)::int8::text AS n FROM ${table}`);
+  return Number(row?.n);
+}
+
+/**
+ * pgfleet draining the same backlog as drainNative: a fresh 2-node mesh over bench_rows
+ * (init creates the slots, so everything written after it is in them), the backlog
+ * written on `source` while no replicator runs, then the replicator started in this
+ * process (edge source→target only) and timed until the target's origin progress is past
+ * the last backlog transaction, i.e. the edge applied up to the source's end. Every row
+ * is then counted on the target.
+ */
+export async function drainPgfleet(
+  source: SandboxNode,
+  target: SandboxNode,
+  shape: BacklogShape,
+): Promise<PgfleetDrainResult> {
+  const nodes = [source, target];
+  await teardownPgfleet(nodes);
+  for (const n of nodes) {
+    await n.query('DROP TABLE IF EXISTS bench_rows');
+    await n.query(BENCH_TABLE_DDL);
+  }
+  const config = benchMeshConfig(nodes, ['public.bench_rows']);
+  await initMesh(config, { logger: benchLogger });
+  try {
+    const backlog = await writeBacklog(source, shape);
+    const rows = shape.transactions * shape.rowsPerTransaction;
+    const edge = `${source.name}_${target.name}`;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const rep = startReplicator(config, { logger: benchLogger, edges: [edge] });
+    let seconds: number;
+    let replicatorCpuSeconds: number;
+    let applyBackendCpuSeconds: number | null;
+    let walsenderCpuSeconds: number | null;
+    try {
+      await waitForOriginPast(target, `pgfleet_${source.name}`, backlog.lastTxStartLsn);
+      seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      replicatorCpuSeconds = (cpu.user + cpu.system) / 1e6;
+      // Application names the edge gives its sessions (edge.ts): apply session, stream.
+      applyBackendCpuSeconds = await backendCpuSeconds(target, `pgfleet-mm:${edge}`);
+      walsenderCpuSeconds = await backendCpuSeconds(source, `pgfleet-mm:${edge}:stream`);
+    } finally {
+      await rep.stop();
+    }
+    const got = await countRows(target);
+    if (got !== rows) throw new Error(`bench: pgfleet left ${got} of ${rows} rows on ${target.name}`);
+    return {
+      label: 'pgfleet',
+      transactions: shape.transactions,
+      rows,
+      seconds,
+      replicatorCpuSeconds,
+      applyBackendCpuSeconds,
+      walsenderCpuSeconds,
+    };
+  } finally {
+    await teardownPgfleet(nodes);
+  }
+}
