@@ -3,6 +3,7 @@ import { detectRole } from '@pgfleet/roles';
 import pino from 'pino';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { startKeeper } from './keeper.js';
+import { rejoin } from './rejoin.js';
 import type { KeeperStatus } from './state.js';
 import { formatBytes } from './units.js';
 
@@ -24,6 +25,10 @@ Usage:
   pgfleet-keeper check  --config <file.yaml> [--<key> <value>...]
   pgfleet-keeper status [--json] [--url <keeper url>] [--config <file.yaml>]
   pgfleet-keeper pause | resume [--url <keeper url>] [--config <file.yaml>]
+  pgfleet-keeper switchover [--url <keeper url>] [--config <file.yaml>]
+  pgfleet-keeper failover [--force] [--url <keeper url>] [--config <file.yaml>]
+  pgfleet-keeper rejoin --config <file.yaml> [--pgdata <dir>] [--bindir <dir>]
+                        [--primary-conninfo <conninfo>] [--slot <name>] [--force]
   pgfleet-keeper --help
 
 Commands:
@@ -32,11 +37,20 @@ Commands:
   status   print a keeper's /status as a table (or raw JSON with --json)
   pause    stop automatic actions (promote, degrade, fence) until resume
   resume   resume automatic actions
+  switchover  planned handover (ask the primary's keeper): fence the primary, wait until the
+           standby replayed everything, promote it; the old primary stays fenced (rejoin it)
+  failover promote the standby now (ask its keeper): refused while the primary answers (use
+           switchover); without --force only if lag, replay and sync gates pass
+  rejoin   make this node (a failed or fenced old primary) a standby of its peer: stop it,
+           pg_rewind from the peer, keep its own config files, write standby.signal and
+           primary_conninfo, lift the fence; then start PostgreSQL. --pgdata is needed when the
+           server is down; --slot streams through a physical slot on the peer (created if
+           missing); --force rewinds even an unfenced primary (discarding its writes)
 
 Any configuration key can be given as a flag, dotted or kebab-case, and as an environment
 variable PGFLEET_KEEPER_<KEY> (e.g. --interval 500ms, --node.name a, --peer-keeper-url URL,
 PGFLEET_KEEPER_HTTP_TOKEN). Flags win over the environment, which wins over the file.
-pause/resume send the bearer token from PGFLEET_KEEPER_HTTP_TOKEN or http.token.
+pause/resume/switchover/failover send the bearer token from PGFLEET_KEEPER_HTTP_TOKEN or http.token.
 
 Examples:
   pgfleet-keeper run --config /etc/pgfleet/keeper.yaml
@@ -46,10 +60,14 @@ Examples:
   pgfleet-keeper status --url http://10.0.0.5:8008
   pgfleet-keeper status --json --config keeper.yaml
   PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008
+  pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper
+  pgfleet-keeper failover --force --url http://10.0.0.2:8008   # on the standby's keeper
+  pgfleet-keeper rejoin --config keeper.yaml --pgdata /var/lib/postgresql/15/main
 
 Exit codes:
   0  success
-  1  runtime failure (keeper stopped on an error, keeper unreachable, request refused)
+  1  runtime failure (keeper stopped on an error, keeper unreachable, request refused,
+     rejoin refused or failed)
   2  bad configuration or usage (the message names the key, flag or node)
 `;
 
@@ -59,7 +77,7 @@ interface Args {
   bools: Set<string>;
 }
 
-const BOOLEAN_FLAGS = new Set(['json', 'help', 'h']);
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'h', 'force']);
 
 export function parseArgs(argv: string[]): Args {
   const flags: Record<string, string> = {};
@@ -77,7 +95,7 @@ export function parseArgs(argv: string[]): Args {
       }
       let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[++i];
       if (value === undefined) throw new UsageError(`option --${name} needs a value`);
-      if (name === 'config' || name === 'url' || name === 'mode') value = value.trim();
+      if (['config', 'url', 'mode', 'pgdata', 'bindir'].includes(name)) value = value.trim();
       flags[name] = value;
     } else if (command === undefined) command = arg;
     else throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
@@ -183,13 +201,18 @@ async function cmdStatus(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   return EXIT_OK;
 }
 
-async function cmdPost(path: string, args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+async function cmdPost(
+  path: string,
+  args: Args,
+  env: NodeJS.ProcessEnv,
+  body: unknown = {},
+): Promise<number> {
   const { url, token } = keeperUrl(args, env);
   try {
     const res = await fetch(`${url.replace(/\/+$/, '')}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: '{}',
+      body: JSON.stringify(body),
       signal: AbortSignal.timeout(120_000),
     });
     const text = await res.text();
@@ -248,6 +271,30 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   return EXIT_OK;
 }
 
+async function cmdRejoin(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const { pgdata, bindir, slot, 'primary-conninfo': primaryConninfo, ...rest } = args.flags;
+  const config = configFrom(rest, env);
+  if (config.mode !== 'node') {
+    process.stderr.write('pgfleet-keeper: rejoin needs a data node keeper configuration (mode: node)\n');
+    return EXIT_USAGE;
+  }
+  const { plan } = await rejoin(config, {
+    ...(pgdata ? { pgdata } : {}),
+    ...(bindir ? { bindir } : {}),
+    ...(primaryConninfo ? { primaryConninfo } : {}),
+    ...(slot ? { slot } : {}),
+    force: args.bools.has('force'),
+    ...(env.PATH ? { path: env.PATH } : {}),
+    print: (line) => process.stdout.write(`${line}\n`),
+  });
+  if (plan.kind === 'refuse') {
+    process.stderr.write(`pgfleet-keeper: rejoin refused: ${plan.reason}\n`);
+    return EXIT_RUNTIME;
+  }
+  if (plan.kind === 'nothing') process.stdout.write(`${plan.reason}\n`);
+  return EXIT_OK;
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let args: Args;
   try {
@@ -273,6 +320,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       case 'pause':
       case 'resume':
         return await cmdPost(`/${args.command}`, args, env);
+      case 'rejoin':
+        return await cmdRejoin(args, env);
+      case 'switchover':
+        return await cmdPost('/switchover', args, env);
+      case 'failover':
+        return await cmdPost('/failover', args, env, { force: args.bools.has('force') });
       case undefined:
         process.stderr.write(`pgfleet-keeper: missing command\n\n${HELP}`);
         return EXIT_USAGE;

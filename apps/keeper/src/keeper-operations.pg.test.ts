@@ -120,7 +120,8 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
     await sleep(INTERVAL * FAILURES);
     expect(ka.status()).toMatchObject({
       role: 'primary',
-      decision: { kind: 'none', reason: 'standby streaming synchronously' },
+      // (kind only: on a loaded machine one probe may time out, which changes the reason)
+      decision: { kind: 'none' },
       counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
     });
     expect(kb.status()).toMatchObject({ role: 'standby', counters: { promotions: 0 } });
@@ -132,7 +133,11 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
     await until('a degrades', () => ka.status().sync.degraded, 10_000);
     expect(ka.status().counters.degrades).toBe(1);
     expect(ka.status().decision?.reason).toMatch(/replay paused on the standby|replay stalled/);
-    await until('b sees the degrade', () => kb.status().sync.observation === 'degraded');
+    // The degrade notice can arrive before b's keeper has read its own replay state.
+    await until(
+      'b sees the degrade and its paused replay',
+      () => kb.status().sync.observation === 'degraded' && kb.status().replayPaused,
+    );
     expect(kb.status()).toMatchObject({ role: 'standby', replayPaused: true, counters: { promotions: 0 } });
     await b.query('SELECT pg_wal_replay_resume()');
     await until(

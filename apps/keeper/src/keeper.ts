@@ -4,10 +4,11 @@ import pino, { type Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
+import { manualFailover } from './failover.js';
 import { HookRunner } from './hooks.js';
 import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer } from './http-server.js';
 import { readLocal } from './local-facts.js';
-import { LocalWatch } from './local-watch.js';
+import { LocalSession } from './local-session.js';
 import { KeeperMetrics } from './metrics.js';
 import type { PeerNotice } from './peer-client.js';
 import { INITIAL_STANDBY_WATCH } from './primary-decision.js';
@@ -39,6 +40,9 @@ export interface KeeperHandle {
   /** Resolves once the keeper has stopped (by stop() or the signal). */
   readonly done: Promise<void>;
 }
+
+/** Re-probe period while the peer says it restored sync and our probes do not see it yet. */
+const SYNC_RECHECK_MS = 100;
 
 /** Causes for which the keeper beside a dead primary tells the standby's keeper at once. */
 // Not 'shutting_down': a clean stop is an operator's act (pause the keeper for planned restarts).
@@ -162,7 +166,7 @@ async function startNodeKeeper(
   }
 
   async function iteration(): Promise<void> {
-    const local = await readLocal(ctx);
+    const local = await readLocal(ctx, session);
     if (signal.aborted) return; // a session cut by shutdown says nothing about the server
     learnRole(local.info);
     if (local.info.role === 'standby') await standbyIteration(ctx, local);
@@ -170,7 +174,21 @@ async function startNodeKeeper(
     else downIteration(local.info);
   }
 
-  const watch = new LocalWatch(c.node.conninfo, c.connectTimeoutMs, () => ctx.wake(), logger);
+  /** The loop period: one interval, or a quick re-probe while a sync restore is unconfirmed. */
+  function period(): number {
+    if (state.role === 'standby' && state.syncRecheckUntil !== null)
+      return Math.min(c.intervalMs, SYNC_RECHECK_MS);
+    return c.intervalMs;
+  }
+
+  // Also the fast path's tripwire: its socket closes the moment the local postmaster dies.
+  const session = new LocalSession(
+    c.node.conninfo,
+    c.node.name,
+    c.connectTimeoutMs,
+    () => ctx.wake(),
+    logger,
+  );
 
   async function loop(): Promise<void> {
     while (!signal.aborted) {
@@ -189,14 +207,12 @@ async function startNodeKeeper(
       iterationStartedAt = null;
       state.lastIterationAt = clock.now();
       if (signal.aborted) break;
-      if (state.role === 'primary' && c.peer.keeperUrl) await watch.ensure();
-      else watch.close();
       if (wakeRequested) {
         wakeRequested = false;
         wakeCtl = new AbortController();
         continue;
       }
-      const wait = started + c.intervalMs - clock.now();
+      const wait = started + period() - clock.now();
       if (wait > 0) await clock.sleep(wait, AbortSignal.any([signal, wakeCtl.signal]));
       if (wakeCtl.signal.aborted) {
         wakeRequested = false;
@@ -229,6 +245,7 @@ async function startNodeKeeper(
     },
     '/peer/notify': async (body) => handleNotice(ctx, body),
     '/switchover': async () => switchover(ctx),
+    '/failover': async (body) => manualFailover(ctx, body),
   };
 
   const api: HttpApi = {
@@ -268,7 +285,7 @@ async function startNodeKeeper(
       await null;
       stopCtl.abort();
       await running;
-      watch.close();
+      session.close();
       await http.close();
       await hooks.drain();
       logger.info({ event: 'stopped' }, `keeper ${c.node.name} stopped`);
@@ -299,6 +316,12 @@ async function handleNotice(ctx: LoopContext, body: unknown): Promise<PostResult
       s.sync = 'degraded';
       return { status: 200, body: { ok: true } };
     case 'restored':
+      // Not trusted as such: our last probe may have seen '' just before the restore, and
+      // until a probe sees us synchronous we would refuse to promote. Re-probe now.
+      if (s.role === 'standby') {
+        s.syncRecheckUntil = ctx.clock.now() + c.intervalMs;
+        ctx.wake();
+      }
       return { status: 200, body: { ok: true } };
     case 'switchover':
       return acceptSwitchover(ctx, n.node, (body as { lsn?: unknown }).lsn);

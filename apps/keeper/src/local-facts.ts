@@ -1,4 +1,4 @@
-import { redactConninfo } from '@pgfleet/connection';
+import { type Queryable, redactConninfo } from '@pgfleet/connection';
 import {
   detectRoleOn,
   downReasonFromError,
@@ -12,11 +12,12 @@ import {
   walReceiverStatus,
 } from '@pgfleet/roles';
 import { errorText, type LoopContext } from './context.js';
+import { type LocalSession, LocalSessionBroken } from './local-session.js';
 import { withSession } from './session.js';
 
 /**
- * Everything an iteration needs from the local server, in one fresh session under the hard
- * timeout: its role (re-learned every iteration), and what the role's mode needs. A server
+ * Everything an iteration needs from the local server, on the keeper's long-lived local session
+ * under the hard timeout: its role (re-learned every iteration), and what the role's mode needs. A server
  * that cannot be reached is role 'down' with a cause (refused, timeout, ...), never an error.
  */
 export interface LocalFacts {
@@ -29,34 +30,47 @@ export interface LocalFacts {
   partialError?: string;
 }
 
-export async function readLocal(ctx: LoopContext): Promise<LocalFacts> {
+export async function readLocal(ctx: LoopContext, session: LocalSession): Promise<LocalFacts> {
   const { config: c } = ctx;
+  try {
+    return await session.run('local status', gather, ctx.signal);
+  } catch (err) {
+    if (!(err instanceof LocalSessionBroken)) return down(c.node.name, err);
+  }
+  // The long-lived session broke: ask once more on a fresh connection, which tells a restarted
+  // server from a dead one (refused, in crash recovery, shutting down...).
   try {
     return await withSession(
       c.node.conninfo,
       { timeoutMs: c.connectTimeoutMs, node: c.node.name, action: 'local status', signal: ctx.signal },
-      async (q) => {
-        const info = await detectRoleOn(q);
-        try {
-          if (info.role === 'standby')
-            return { info, standby: { replay: await replayStatus(q), receiver: await walReceiverStatus(q) } };
-          return {
-            info,
-            primary: { syncNames: await readSyncStandbyNames(q), streams: await replicationStatus(q) },
-          };
-        } catch (err) {
-          return { info, partialError: errorText(err) };
-        }
-      },
+      gather,
     );
   } catch (err) {
-    const down = downReasonFromError(err);
-    const info: RoleInfo = {
-      role: 'down',
-      reason: redactConninfo(`${c.node.name}: ${down.reason}`),
-      downCause: down.cause,
-    };
-    if (down.sqlState) info.sqlState = down.sqlState;
-    return { info };
+    return down(c.node.name, err);
   }
+}
+
+async function gather(q: Queryable): Promise<LocalFacts> {
+  const info = await detectRoleOn(q);
+  try {
+    if (info.role === 'standby')
+      return { info, standby: { replay: await replayStatus(q), receiver: await walReceiverStatus(q) } };
+    return {
+      info,
+      primary: { syncNames: await readSyncStandbyNames(q), streams: await replicationStatus(q) },
+    };
+  } catch (err) {
+    return { info, partialError: errorText(err) };
+  }
+}
+
+function down(node: string, err: unknown): LocalFacts {
+  const d = downReasonFromError(err);
+  const info: RoleInfo = {
+    role: 'down',
+    reason: redactConninfo(`${node}: ${d.reason}`),
+    downCause: d.cause,
+  };
+  if (d.sqlState) info.sqlState = d.sqlState;
+  return { info };
 }

@@ -27,7 +27,7 @@ import {
  * not). Never throws for an unreachable node; unexpected errors are the caller's to log.
  */
 
-interface PrimaryProbe {
+export interface PrimaryProbe {
   ok: boolean;
   latencyMs: number;
   error?: string;
@@ -36,7 +36,7 @@ interface PrimaryProbe {
   sync?: SyncObservation;
 }
 
-async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
+export async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
   const { config: c } = ctx;
   const started = ctx.clock.now();
   try {
@@ -114,6 +114,8 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
     if (probe.lsn !== undefined) s.lastPrimaryLsn = probe.lsn;
     if (probe.sync) s.sync = probe.sync;
   }
+  if (s.syncRecheckUntil !== null && (s.sync === 'sync' || now >= s.syncRecheckUntil))
+    s.syncRecheckUntil = null;
 
   if (local) {
     s.replayPaused = local.replay.replayPaused;

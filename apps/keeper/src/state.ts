@@ -33,6 +33,12 @@ export interface KeeperState {
   lastPrimaryLsn: bigint | null;
   sync: SyncObservation;
   peerReportedDownAt: number | null;
+  /**
+   * Set when the primary's keeper said it restored sync: until then (or until a probe sees
+   * this standby synchronous) the loop re-probes quickly instead of once per interval, since
+   * the walsender may report 'async' for a moment after the reload.
+   */
+  syncRecheckUntil: number | null;
   replicaStreaming: boolean;
   lagBytes: bigint | null;
   replayPaused: boolean;
@@ -75,6 +81,7 @@ export function initialState(now: number): KeeperState {
     lastPrimaryLsn: null,
     sync: 'unknown',
     peerReportedDownAt: null,
+    syncRecheckUntil: null,
     replicaStreaming: false,
     lagBytes: null,
     replayPaused: false,

@@ -9,8 +9,7 @@ import { promoteLocal } from './standby-loop.js';
 /**
  * Planned switchover, run by the primary's keeper: fence this primary (no new writes), wait
  * until the standby has replayed every byte of WAL, ask the standby's keeper to promote, and
- * stay fenced (the old primary must be rejoined as a standby: `pg_rewind` + restart, not done
- * by the keeper yet). Zero acknowledged writes are lost because nothing commits after the
+ * stay fenced until the operator rejoins it as a standby (`pgfleet-keeper rejoin`). Zero acknowledged writes are lost because nothing commits after the
  * fence and the standby promotes only once it replayed up to the fenced primary's last LSN.
  * If anything fails before the standby promoted, the fence is lifted again.
  */

@@ -1,0 +1,135 @@
+import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  httpStatus,
+  httpText,
+  pairConfigs,
+  type RunningKeeper,
+  sleep,
+  startInProcess,
+  syncNames,
+  until,
+} from './fixture.js';
+
+/**
+ * Issue 3, scenarios 9 and 3: a primary frozen with SIGSTOP (sockets open, nothing answers,
+ * like a hung host). Short freezes are ridden out; a long one fails over, and no probe ever
+ * waits longer than connectTimeout.
+ */
+
+const INTERVAL = 300;
+const FAILURES = 3;
+const CONNECT_TIMEOUT = 200;
+const WINDOW = INTERVAL * FAILURES;
+const SYNC = 'ANY 1 (a, b)';
+
+/** Samples a keeper's /status every 10 ms; keeps the largest probe latency and failure count. */
+function sampler(k: RunningKeeper) {
+  const seen = { maxLatencyMs: 0, maxFailures: 0 };
+  const timer = setInterval(() => {
+    const s = k.handle.status();
+    seen.maxLatencyMs = Math.max(seen.maxLatencyMs, s.peer.lastProbeLatencyMs ?? 0);
+    seen.maxFailures = Math.max(seen.maxFailures, s.peer.consecutiveFailures);
+  }, 10);
+  return { seen, stop: () => clearInterval(timer) };
+}
+
+describe('keeper e2e: frozen primary', () => {
+  let sb: Sandbox;
+  let a: SandboxNode;
+  let b: SandboxNode;
+  let ka: RunningKeeper;
+  let kb: RunningKeeper;
+
+  beforeAll(async () => {
+    sb = await Sandbox.create({ name: 'e2e-keeper-freeze' });
+    a = await sb.startNode('a');
+    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
+    b = await sb.createStandby('b', a);
+    const raw = await pairConfigs(a, b, {
+      intervalMs: INTERVAL,
+      failures: FAILURES,
+      connectTimeoutMs: CONNECT_TIMEOUT,
+      syncStandbyNames: SYNC,
+      extra: { startupGrace: '5s' },
+    });
+    ka = await startInProcess('ka', raw.a);
+    kb = await startInProcess('kb', raw.b);
+    await until(
+      'sync on and b synchronous',
+      async () => (await syncNames(a)) === SYNC && kb.handle.status().sync.observation === 'sync',
+    );
+  });
+
+  afterAll(async () => {
+    a?.resume();
+    await Promise.all([ka?.handle.stop(), kb?.handle.stop()]);
+    await sb?.destroy();
+  });
+
+  it('9. a freeze shorter than (failures − 1) × interval: no promotion, no degrade, the counter resets', async () => {
+    const degradesBefore = ka.handle.status().counters.degrades;
+    const s = sampler(kb);
+    a.pause();
+    // Long enough that some probe starts ≥ connectTimeout before the thaw and fails, short
+    // enough that no third one can: 540 ms < (failures − 1) × interval = 600 ms.
+    await sleep((FAILURES - 1) * INTERVAL - 60);
+    a.resume();
+    await until('kb reaches a again', () => kb.handle.status().decision?.reason === 'primary reachable');
+    await sleep(WINDOW);
+    s.stop();
+    expect(s.seen.maxFailures).toBeGreaterThanOrEqual(1);
+    expect(s.seen.maxFailures).toBeLessThan(FAILURES);
+    expect(kb.handle.status()).toMatchObject({
+      role: 'standby',
+      peer: { consecutiveFailures: 0 },
+      counters: { promotions: 0 },
+    });
+    expect(ka.handle.status()).toMatchObject({ role: 'primary', counters: { degrades: degradesBefore } });
+    expect(await syncNames(a)).toBe(SYNC);
+    await a.query('INSERT INTO t VALUES (1)');
+  });
+
+  it('3. primary frozen: promoted within interval × failures + 2 s, no probe blocked longer than connectTimeout', async () => {
+    await until(
+      'b promotable',
+      () => kb.handle.status().lagBytes === 0 && kb.handle.status().sync.observation === 'sync',
+    );
+    const s = sampler(kb);
+    a.pause();
+    const frozenAt = Date.now();
+    await until(
+      'b accepts writes',
+      async () => {
+        await b.query('INSERT INTO t VALUES (2)', [], { timeoutMs: 1000 });
+        return true;
+      },
+      WINDOW + 5000,
+    );
+    const rtoMs = Date.now() - frozenAt;
+    s.stop();
+    expect(rtoMs).toBeLessThan(WINDOW + 2000);
+    await until('kb in primary mode', () => kb.handle.status().role === 'primary');
+    expect(kb.handle.status().counters.promotions).toBe(1);
+    // Every probe of the frozen primary ended at connectTimeout (plus timer/event-loop slack).
+    expect(s.seen.maxFailures).toBeGreaterThanOrEqual(FAILURES);
+    expect(s.seen.maxLatencyMs).toBeGreaterThanOrEqual(CONNECT_TIMEOUT);
+    expect(s.seen.maxLatencyMs).toBeLessThanOrEqual(CONNECT_TIMEOUT + 150);
+    const metrics = await httpText(`${kb.handle.url}/metrics`);
+    const failed = Number(/^pgfleet_keeper_probe_failures_total\S* (\d+)/m.exec(metrics)?.[1]);
+    expect(failed).toBeGreaterThanOrEqual(FAILURES);
+    console.log(
+      `keeper e2e: primary SIGSTOP → first write on b in ${rtoMs} ms, slowest probe ${s.seen.maxLatencyMs} ms`,
+    );
+  });
+
+  it('3b. the thawed old primary fences itself: the peer runs a newer timeline', async () => {
+    a.resume();
+    await until('ka fenced a', () => ka.handle.status().fenced, 10_000);
+    await expect(a.query('INSERT INTO t VALUES (3)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
+      code: '25006',
+    });
+    expect(await httpStatus(`${ka.handle.url}/primary`)).toBe(503);
+    expect(await httpStatus(`${kb.handle.url}/primary`)).toBe(200);
+  });
+});
