@@ -10,6 +10,13 @@ import { loadConfig, type ResolvedConfig } from './config.js';
 import { startHttpServer } from './http.js';
 import { formatProblems } from './init/checks.js';
 import { InitError, initMesh } from './init/init.js';
+import {
+  cmdAddNode,
+  cmdRemoveNode,
+  cmdSequences,
+  MEMBERSHIP_COMMANDS_HELP,
+  terminalIo,
+} from './membership/cli-commands.js';
 import { edgesFor, findEdge } from './naming.js';
 import { startReplicator } from './replicator.js';
 import { meshStatus } from './status.js';
@@ -38,6 +45,7 @@ Commands:
   check       compare per-table checksums across nodes and name differing keys
   conflicts   list recorded conflicts on every node
   skip        skip a transaction that paused an edge: --edge a->b --lsn 0/16B3748
+${MEMBERSHIP_COMMANDS_HELP}
 
 Options:
   -c, --config <file>   YAML config (or PGFLEET_MM_CONFIG)
@@ -46,6 +54,10 @@ Options:
       --edge <a->b>     edge for skip
       --lsn <lsn>       commit LSN of the transaction to skip (see status / pgfleet.dead_letters)
       --limit <n>       rows for conflicts (default 50)
+      --node <name>     node for add-node / remove-node
+      --source <name>   copy source for add-node (default: first suitable node)
+      --apply           sequences: change the sequences (default: dry run)
+      --stride <n>      sequences: step between a node's values (default: number of nodes)
       --log-level <l>   pino level (default info)
   -h, --help            this help
 
@@ -133,6 +145,27 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdConflicts(config, Number(values.limit ?? 50), values.json === true);
       case 'skip':
         return await cmdSkip(config, values.edge, values.lsn);
+      case 'add-node':
+        return await cmdAddNode(
+          config,
+          { node: values.node, source: values.source, json: values.json === true },
+          logger,
+          terminalIo(),
+        );
+      case 'remove-node':
+        return await cmdRemoveNode(
+          config,
+          { node: values.node, json: values.json === true },
+          logger,
+          terminalIo(),
+        );
+      case 'sequences':
+        return await cmdSequences(
+          config,
+          { apply: values.apply === true, stride: values.stride, json: values.json === true },
+          logger,
+          terminalIo(),
+        );
       default:
         process.stderr.write(`pgfleet-mm: unknown command "${command}"\n\n${HELP}`);
         return EXIT.USAGE;
@@ -155,6 +188,10 @@ function parse(argv: string[]) {
       edge: { type: 'string' },
       lsn: { type: 'string' },
       limit: { type: 'string' },
+      node: { type: 'string' },
+      source: { type: 'string' },
+      apply: { type: 'boolean' },
+      stride: { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },

@@ -32,6 +32,15 @@ describe('resolveConfig', () => {
     expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 9187 });
   });
 
+  it.each([
+    ['off', null],
+    [false, null],
+    [null, null],
+    ['9000', { host: '127.0.0.1', port: 9000 }],
+  ])('http.listen %j in the file resolves to %j', (listen, want) => {
+    expect(resolveConfig({ nodes, tables: ['public.t'], http: { listen } }).http.listen).toEqual(want);
+  });
+
   it('keeps per-table filters, columns, policy and per-target overrides', () => {
     const c = resolveConfig({
       nodes,

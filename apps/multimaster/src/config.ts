@@ -263,7 +263,13 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
   });
 
   const listenValue = raw.http?.listen;
-  const listenResolved = listenValue === undefined ? '127.0.0.1:9187' : listenValue;
+  // `off` (or '') disables the server, in the file as on the command line and in env.
+  const listenResolved =
+    listenValue === undefined
+      ? '127.0.0.1:9187'
+      : listenValue === 'off' || listenValue === ''
+        ? false
+        : listenValue;
   const reconnect = {
     baseDelayMs: raw.reconnect?.baseDelayMs ?? 200,
     maxDelayMs: raw.reconnect?.maxDelayMs ?? 10_000,

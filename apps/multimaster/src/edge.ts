@@ -8,11 +8,13 @@ import {
   type ApplierFailure,
   type DeadLetterRow,
   deadLetterValues,
+  ERROR_CONFLICT_INSERT_SQL,
   type TargetColumns,
 } from './apply/applier.js';
 import { ApplyPausedError } from './apply/errors.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
 import type { ConflictKind } from './conflict.js';
+import type { BeginMessage } from './decode/messages.js';
 import { EdgeStream } from './decode/stream.js';
 import type { EdgeMetrics } from './metrics.js';
 import { type Edge, nodeOfOrigin } from './naming.js';
@@ -36,9 +38,18 @@ export interface EdgeStatus {
   sourceWalEnd: string | null;
   lagBytes: number | null;
   lagSeconds: number | null;
+  /**
+   * How echoes are suppressed on this edge: `server` (PostgreSQL 16+ source, stream opened
+   * with origin 'none', echoes never arrive) or `client` (older source: every transaction
+   * carrying an Origin message is dropped here). Null until the first connection.
+   */
+  originFilter: 'server' | 'client' | null;
   appliedTransactions: number;
   appliedRows: number;
+  /** Transactions handled without applying them (echoes, empty, dead letters, operator skips). */
   skippedTransactions: number;
+  /** Of those, echoes dropped client-side (always 0 with originFilter `server`). */
+  echoSkippedTransactions: number;
   conflicts: number;
   restarts: number;
 }
@@ -50,6 +61,16 @@ export interface EdgeRunnerOptions {
   metrics: EdgeMetrics;
   signal: AbortSignal;
   now?: () => number;
+  testHooks?: EdgeTestHooks;
+}
+
+/**
+ * Fault-injection seams for end-to-end tests; never set in production. `commitTs` may
+ * replace a source transaction's commit timestamp as this edge sees it (to force an exact
+ * tie, which real clocks cannot produce on demand).
+ */
+export interface EdgeTestHooks {
+  commitTs?(edge: string, xid: number, commitTs: bigint): bigint;
 }
 
 /** Minimal pg ClientConfig from a conninfo for pg-logical-replication, which builds its own client. */
@@ -100,6 +121,9 @@ export class EdgeRunner {
   private ackedLsn: Lsn = ZERO_LSN;
   private current: { applier: Applier; stream: EdgeStream } | null = null;
   private readonly now: () => number;
+  /** Set while paused: everything up to here was handled before the failing transaction. */
+  private pausedAfter: Lsn | null = null;
+  private lastSessionHandled: Lsn = ZERO_LSN;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
@@ -118,9 +142,11 @@ export class EdgeRunner {
       sourceWalEnd: null,
       lagBytes: null,
       lagSeconds: null,
+      originFilter: null,
       appliedTransactions: 0,
       appliedRows: 0,
       skippedTransactions: 0,
+      echoSkippedTransactions: 0,
       conflicts: 0,
       restarts: 0,
     };
@@ -151,6 +177,23 @@ export class EdgeRunner {
     }
     this.st.ackedLsn = this.ackedLsn === ZERO_LSN ? null : formatLsn(this.ackedLsn);
     return { ...this.st, lastError: this.st.lastError ? { ...this.st.lastError } : null };
+  }
+
+  private rewrite<M extends { tag: string }>(msg: M): M {
+    const hook = this.o.testHooks?.commitTs;
+    if (!hook || msg.tag !== 'begin') return msg;
+    const b = msg as unknown as BeginMessage;
+    return { ...b, commitTs: hook(this.o.edge.id, b.xid, b.commitTs) } as unknown as M;
+  }
+
+  /** A transaction past the one that paused the edge was handled: the edge streams again. */
+  private progressed(endLsn: Lsn): void {
+    if (this.pausedAfter !== null && endLsn > this.pausedAfter) {
+      this.pausedAfter = null;
+      this.st.lastError = null;
+      this.setState('streaming');
+      this.log.info('edge resumed');
+    }
   }
 
   private setState(state: EdgeState): void {
@@ -189,8 +232,11 @@ export class EdgeRunner {
       const e = toPgfleetError(outcome.error, { node: this.target.name });
       this.st.lastError = { code: e.code, message: e.message, details: e.details };
       if (outcome.kind === 'pause') {
+        const again = this.st.state === 'paused' && this.pausedAfter !== null;
+        this.pausedAfter = this.lastSessionHandled;
         this.setState('paused');
-        this.log.error({ err: { code: e.code, message: e.message } }, 'edge paused');
+        if (again) this.log.debug({ err: { code: e.code, message: e.message } }, 'edge still paused');
+        else this.log.error({ err: { code: e.code, message: e.message } }, 'edge paused');
         await sleep(Math.min(config.reconnect.maxDelayMs, 2000), signal);
         continue;
       }
@@ -298,15 +344,22 @@ export class EdgeRunner {
           return rows.length > 0;
         },
         recordPausedDeadLetter: (row) => recordPausedDeadLetter(ctl, edge, row, config),
+        recordErrorConflict: async (values) => {
+          await ctl.query(ERROR_CONFLICT_INSERT_SQL, values);
+        },
         hooks: {
           onTransactionApplied: (tx) => {
+            this.progressed(tx.endLsn);
             this.st.appliedTransactions++;
             this.st.appliedRows += tx.rows;
             m.applied(edge.id, tx.rows);
             if (this.careful !== null && tx.endLsn > this.careful) this.careful = null;
           },
-          onTransactionSkipped: () => {
+          onTransactionSkipped: ({ endLsn, reason }) => {
+            this.progressed(endLsn);
             this.st.skippedTransactions++;
+            if (reason === 'echo') this.st.echoSkippedTransactions++;
+            m.skipped(edge.id, reason);
           },
           onConflict: (kind: ConflictKind, resolution: string) => {
             this.st.conflicts++;
@@ -328,16 +381,27 @@ export class EdgeRunner {
         publication: edge.publication,
         originNone: serverFiltersOrigin(sourceVersion),
         startLsn: startProgress,
-        onMessage: (msg) => a.handle(msg),
+        onMessage: (msg) => a.handle(this.rewrite(msg)),
         onEnd: (err) => endStream(err),
         onReplyRequested: () => replyNow?.(),
       });
       stream = s;
+      this.st.originFilter = serverFiltersOrigin(sourceVersion) ? 'server' : 'client';
+      this.log.info(
+        { originFilter: this.st.originFilter, startLsn: formatLsn(startProgress) },
+        this.st.originFilter === 'server'
+          ? "streaming; source drops echoes (origin 'none')"
+          : 'streaming; echoes dropped client-side (source older than PostgreSQL 16)',
+      );
       this.current = { applier: a, stream: s };
       if (startProgress > this.ackedLsn) this.ackedLsn = startProgress;
       s.start();
-      this.setState('streaming');
-      this.st.lastError = null;
+      // A paused edge retries its failing transaction; it only counts as streaming again
+      // once that transaction went through (see progressed()).
+      if (this.pausedAfter === null) {
+        this.setState('streaming');
+        this.st.lastError = null;
+      }
 
       let durable = startProgress;
       let busy = false;
@@ -389,6 +453,7 @@ export class EdgeRunner {
       return first;
     } finally {
       if (timer) clearInterval(timer);
+      if (applier) this.lastSessionHandled = applier.lastHandledEndLsn;
       this.current = null;
       await stream?.stop();
       if (applier) await Promise.race([applier.drain(), sleep(5000, new AbortController().signal)]);

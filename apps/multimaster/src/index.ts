@@ -25,10 +25,27 @@ export {
   resolveConflict,
 } from './conflict.js';
 export { type DeadLetterDecision, type DeadLetterFacts, decideDeadLetter } from './dead-letter.js';
-export type { EdgeState, EdgeStatus } from './edge.js';
+export type { EdgeState, EdgeStatus, EdgeTestHooks } from './edge.js';
 export { startHttpServer } from './http.js';
 export type { Problem } from './init/checks.js';
 export { InitError, type InitOptions, type InitReport, initMesh } from './init/init.js';
+export {
+  type AddNodeOptions,
+  type AddNodePhase,
+  type AddNodeProgress,
+  type AddNodeReport,
+  addNode,
+  type CopyProgress,
+  MembershipError,
+  type MembershipErrorCode,
+  type NodeRemovalResult,
+  type RemoveNodeOptions,
+  type RemoveNodeReport,
+  removeNode,
+  type SequenceOffsetOptions,
+  type SequenceOffsetReport,
+  sequenceOffsets,
+} from './membership/index.js';
 export { type Edge, edgeSlotName, edgesFor, originName } from './naming.js';
 export {
   type ReplicatorHandle,

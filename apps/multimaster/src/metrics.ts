@@ -7,6 +7,7 @@ const STATES: EdgeState[] = ['starting', 'streaming', 'paused', 'reconnecting', 
 export interface EdgeMetrics {
   registry: Registry;
   applied(edge: string, rows: number): void;
+  skipped(edge: string, reason: string): void;
   conflict(edge: string, kind: string, resolution: string): void;
   lag(edge: string, bytes: number | null, seconds: number | null): void;
   state(edge: string, state: EdgeState): void;
@@ -24,6 +25,12 @@ export function createMetrics(): EdgeMetrics {
     name: 'pgfleet_mm_applied_rows_total',
     help: 'Row changes applied on the target',
     labelNames: ['edge'],
+    registers: [registry],
+  });
+  const skipped = new Counter({
+    name: 'pgfleet_mm_skipped_transactions_total',
+    help: 'Source transactions handled without applying them, by reason (echo, empty, dead_letter, operator)',
+    labelNames: ['edge', 'reason'],
     registers: [registry],
   });
   const conflicts = new Counter({
@@ -55,6 +62,9 @@ export function createMetrics(): EdgeMetrics {
     applied(edge, n) {
       tx.inc({ edge });
       rows.inc({ edge }, n);
+    },
+    skipped(edge, reason) {
+      skipped.inc({ edge, reason });
     },
     conflict(edge, kind, resolution) {
       conflicts.inc({ edge, kind, resolution });

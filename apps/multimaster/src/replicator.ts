@@ -1,6 +1,7 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config.js';
-import { EdgeRunner, type EdgeStatus } from './edge.js';
+import { EdgeRunner, type EdgeStatus, type EdgeTestHooks } from './edge.js';
 import { createMetrics, type EdgeMetrics } from './metrics.js';
 import { edgesFor } from './naming.js';
 
@@ -10,6 +11,8 @@ export interface ReplicatorOptions {
   signal?: AbortSignal;
   /** Only drive these edges (ids like `a_b`); all edges by default. */
   edges?: string[];
+  /** Fault-injection seams for end-to-end tests only. */
+  testHooks?: EdgeTestHooks;
 }
 
 export interface ReplicatorStatus {
@@ -31,6 +34,9 @@ export interface ReplicatorHandle {
  */
 export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions): ReplicatorHandle {
   const controller = new AbortController();
+  // Every edge listens on this signal (its loop, its sleeps, its connects): N×(N−1) edges
+  // exceed Node's default of 10 listeners without any leak.
+  setMaxListeners(0, controller.signal);
   if (opts.signal) {
     if (opts.signal.aborted) controller.abort();
     else opts.signal.addEventListener('abort', () => controller.abort(), { once: true });
@@ -39,7 +45,15 @@ export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions)
   const logger = opts.logger.child({ component: 'replicator' });
   const edges = edgesFor(config.nodes).filter((e) => !opts.edges || opts.edges.includes(e.id));
   const runners = edges.map(
-    (edge) => new EdgeRunner({ edge, config, logger: opts.logger, metrics, signal: controller.signal }),
+    (edge) =>
+      new EdgeRunner({
+        edge,
+        config,
+        logger: opts.logger,
+        metrics,
+        signal: controller.signal,
+        ...(opts.testHooks ? { testHooks: opts.testHooks } : {}),
+      }),
   );
   logger.info({ edges: edges.map((e) => e.id) }, 'replicator starting');
   const done = Promise.all(

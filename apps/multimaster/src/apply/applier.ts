@@ -22,22 +22,46 @@ import { formatPgTimestamp } from '../pg-time.js';
 import { ApplyPausedError, ConflictError, SchemaMismatchError } from './errors.js';
 import {
   type ApplyTable,
+  commitStatement,
   deleteByCtidStatement,
   deleteStatement,
   insertOneStatement,
   insertStatement,
+  lastCommand,
   lookupStatement,
   truncateStatement,
   updateByCtidStatement,
   updateStatement,
 } from './statements.js';
 
+export type SkipReason = 'echo' | 'empty' | 'dead_letter' | 'operator';
+
+/** Parameters: see the conflictValues array in Applier.carefulChange. */
+export const CONFLICT_INSERT_SQL = `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row,
+                                  local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
+   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::timestamptz, $14, $15::timestamptz, $16::pg_lsn, $17)`;
+
+/**
+ * Same row, unless this very conflict (edge, transaction, kind, key) was recorded with
+ * resolution `error` already: a paused edge retries the transaction again and again.
+ */
+export const ERROR_CONFLICT_INSERT_SQL = `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row,
+                                  local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
+   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::timestamptz, $14, $15::timestamptz, $16::pg_lsn, $17
+    WHERE NOT EXISTS (SELECT 1 FROM pgfleet.conflicts
+                       WHERE edge = $1 AND remote_commit_lsn = $16::pg_lsn AND kind = $6 AND key = $10::jsonb AND resolution = 'error')`;
+
 /** Target column facts, loaded from the target's catalog (name → format_type). */
 export type TargetColumns = Map<string, string>;
 
 export interface ApplierHooks {
   onTransactionApplied(tx: { endLsn: Lsn; commitTs: bigint; rows: number }): void;
-  onTransactionSkipped(tx: { endLsn: Lsn }): void;
+  /**
+   * A transaction was handled without applying it: `echo` (it carries an origin, so it was
+   * applied by a replicator on the source), `empty` (no change for us), `dead_letter`
+   * (refused and recorded), `operator` (skipped by `pgfleet-mm skip`).
+   */
+  onTransactionSkipped(tx: { endLsn: Lsn; reason: SkipReason }): void;
   onConflict(kind: ConflictKind, resolution: string): void;
 }
 
@@ -62,6 +86,8 @@ export interface ApplierOptions {
   skipRequested(commitLsn: Lsn): Promise<boolean>;
   /** Records a dead letter outside the apply transaction (pause_edge keeps retrying, so it de-duplicates). */
   recordPausedDeadLetter(row: DeadLetterRow): Promise<void>;
+  /** Records a conflict resolved as `error` outside the apply transaction (which is rolled back). */
+  recordErrorConflict(values: unknown[]): Promise<void>;
   hooks: ApplierHooks;
   logger: Logger;
 }
@@ -178,9 +204,13 @@ export class Applier {
     });
   }
 
-  /** A transaction is open or pipelined and not yet confirmed committed. */
+  /**
+   * A transaction is open or pipelined and not yet confirmed committed, or the applier
+   * failed (then what the target holds is only known from origin progress, so nothing past
+   * the last confirmed commit may be reported to the source, keepalives included).
+   */
   inFlight(): boolean {
-    return this.tx !== null || this.inflight.length > 0;
+    return this.tx !== null || this.inflight.length > 0 || this.failure !== null;
   }
 
   hasFailed(): boolean {
@@ -246,6 +276,7 @@ export class Applier {
         const tx = this.tx;
         if (!tx) throw new Error(`${msg.tag} outside a transaction`);
         if (tx.mode === 'pending') await this.startTx(tx);
+        if (this.failure) return;
         if (tx.mode === 'skip' || tx.mode === 'dead' || tx.mode === 'operator-skip') return;
         tx.rows++;
         if (tx.mode === 'careful') return this.careful(tx, msg);
@@ -476,32 +507,41 @@ export class Applier {
   }
 
   private async waitInflight(limit: number): Promise<void> {
-    while (this.inflight.length > limit) {
-      const first = this.inflight[0] as InFlight;
-      let result: pg.QueryResult | null = null;
-      try {
-        result = await first.commit;
-      } catch {
-        result = null;
-      }
-      if (this.failure) return;
-      this.inflight.shift();
-      if (result?.command !== 'COMMIT') {
-        this.fail({ kind: 'replay', commitLsn: first.finalLsn, error: new Error('transaction rolled back') });
-        return;
-      }
-      this.lastAppliedEndLsn = first.endLsn;
-      if (first.endLsn > this.lastHandledEndLsn) this.lastHandledEndLsn = first.endLsn;
-      this.lastCommitTs = first.commitTs;
-      this.o.hooks.onTransactionApplied({ endLsn: first.endLsn, commitTs: first.commitTs, rows: first.rows });
-    }
+    while (this.inflight.length > limit && !this.failure) await this.confirmOldest();
   }
 
-  /** Confirms whatever already committed without waiting (called by the status timer). */
+  /**
+   * Waits for the oldest pipelined transaction's COMMIT and records it as applied. The
+   * status timer (settle) and the apply loop (waitInflight) may both wait on the same
+   * entry; only the first to resume may take it off the queue. Taking it twice would drop
+   * the next, still uncommitted transaction from the queue, and the edge would then
+   * report that one as flushed to the source: lost if it then failed or the process died.
+   */
+  private async confirmOldest(): Promise<void> {
+    const first = this.inflight[0] as InFlight;
+    let result: pg.QueryResult | null = null;
+    try {
+      result = await first.commit;
+    } catch {
+      result = null;
+    }
+    if (this.failure || this.inflight[0] !== first) return;
+    this.inflight.shift();
+    if (lastCommand(result) !== 'COMMIT') {
+      this.fail({ kind: 'replay', commitLsn: first.finalLsn, error: new Error('transaction rolled back') });
+      return;
+    }
+    this.lastAppliedEndLsn = first.endLsn;
+    if (first.endLsn > this.lastHandledEndLsn) this.lastHandledEndLsn = first.endLsn;
+    this.lastCommitTs = first.commitTs;
+    this.o.hooks.onTransactionApplied({ endLsn: first.endLsn, commitTs: first.commitTs, rows: first.rows });
+  }
+
+  /** Confirms whatever already committed, without waiting for anything still running (status timer). */
   async settle(): Promise<void> {
-    let n = 0;
-    while (n < this.inflight.length && (this.inflight[n] as InFlight).done) n++;
-    if (n > 0) await this.waitInflight(this.inflight.length - n);
+    while (!this.failure && this.inflight.length > 0 && (this.inflight[0] as InFlight).done) {
+      await this.confirmOldest();
+    }
   }
 
   private async onCommit(commitLsn: Lsn, endLsn: Lsn): Promise<void> {
@@ -514,16 +554,15 @@ export class Applier {
         case 'skip':
           this.tx = null;
           this.markHandled(endLsn);
+          this.o.hooks.onTransactionSkipped({ endLsn, reason: tx.mode === 'skip' ? 'echo' : 'empty' });
           return;
         case 'fast': {
           this.flushGroup();
-          this.send(
-            'SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)',
-            [formatLsn(endLsn), formatPgTimestamp(tx.commitTs)],
+          const commit = this.send(
+            commitStatement(formatLsn(endLsn), formatPgTimestamp(tx.commitTs)),
+            [],
             tx.finalLsn,
-            'pgfleet_xact_setup',
           );
-          const commit = this.send('COMMIT', [], tx.finalLsn);
           const entry: InFlight = {
             finalLsn: tx.finalLsn,
             endLsn,
@@ -570,12 +609,8 @@ export class Applier {
           } else if (this.o.deadLetter === 'discard') {
             await db.query('RELEASE SAVEPOINT pgfleet_change');
           }
-          await db.query('SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)', [
-            formatLsn(endLsn),
-            formatPgTimestamp(tx.commitTs),
-          ]);
-          const r = await db.query('COMMIT');
-          if (r.command !== 'COMMIT') throw new Error('careful transaction rolled back');
+          const r = await db.query(commitStatement(formatLsn(endLsn), formatPgTimestamp(tx.commitTs)));
+          if (lastCommand(r) !== 'COMMIT') throw new Error('careful transaction rolled back');
           this.expectedProgress = endLsn;
           this.lastAppliedEndLsn = endLsn;
           this.markHandled(endLsn);
@@ -583,7 +618,11 @@ export class Applier {
           this.tx = null;
           if (tx.mode === 'careful')
             this.o.hooks.onTransactionApplied({ endLsn, commitTs: tx.commitTs, rows: tx.rows });
-          else this.o.hooks.onTransactionSkipped({ endLsn });
+          else
+            this.o.hooks.onTransactionSkipped({
+              endLsn,
+              reason: tx.mode === 'operator-skip' ? 'operator' : 'dead_letter',
+            });
           return;
         }
       }
@@ -594,7 +633,6 @@ export class Applier {
 
   private markHandled(endLsn: Lsn): void {
     if (endLsn > this.lastHandledEndLsn) this.lastHandledEndLsn = endLsn;
-    this.o.hooks.onTransactionSkipped({ endLsn });
   }
 
   // ---------------------------------------------------------------- careful path
@@ -736,30 +774,29 @@ export class Applier {
         commitTs: tx.commitTs,
         sourceRank: this.o.sourceRank,
       });
-      await db.query(
-        `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row,
-                                        local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::timestamptz, $14, $15::timestamptz, $16::pg_lsn, $17)`,
-        [
-          this.o.edge.id,
-          this.o.edge.source,
-          this.o.edge.target,
-          t.schema,
-          t.name,
-          kind,
-          policy,
-          decision.resolution,
-          decision.reason,
-          JSON.stringify(Object.fromEntries(t.keyIndexes.map((i, j) => [t.columns[i]?.name, keyValues[j]]))),
-          local ? JSON.stringify(local.row) : null,
-          msg.tag === 'delete' ? null : JSON.stringify(changeImage(t, msg)?.new ?? null),
-          version?.commitTs != null ? formatPgTimestamp(version.commitTs) : null,
-          local ? this.o.originNameOf(roident ?? 0) : null,
-          formatPgTimestamp(tx.commitTs),
-          formatLsn(tx.finalLsn),
-          tx.xid,
-        ],
-      );
+      const conflictValues = [
+        this.o.edge.id,
+        this.o.edge.source,
+        this.o.edge.target,
+        t.schema,
+        t.name,
+        kind,
+        policy,
+        decision.resolution,
+        decision.reason,
+        JSON.stringify(Object.fromEntries(t.keyIndexes.map((i, j) => [t.columns[i]?.name, keyValues[j]]))),
+        local ? JSON.stringify(local.row) : null,
+        msg.tag === 'delete' ? null : JSON.stringify(changeImage(t, msg)?.new ?? null),
+        version?.commitTs != null ? formatPgTimestamp(version.commitTs) : null,
+        local ? this.o.originNameOf(roident ?? 0) : null,
+        formatPgTimestamp(tx.commitTs),
+        formatLsn(tx.finalLsn),
+        tx.xid,
+      ];
+      // Under policy `error` the apply transaction is rolled back, which would take a
+      // conflict row written inside it along: record that one outside, once.
+      if (decision.resolution === 'error') await this.o.recordErrorConflict(conflictValues);
+      else await db.query(CONFLICT_INSERT_SQL, conflictValues);
       this.o.hooks.onConflict(kind, decision.resolution);
       this.o.logger.info(
         {

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ApplyTable,
+  commitStatement,
   deleteStatement,
   insertStatement,
   keyMatch,
+  lastCommand,
   truncateStatement,
   updateByCtidStatement,
   updateStatement,
@@ -24,7 +26,7 @@ const t: ApplyTable = {
 describe('apply statements', () => {
   it('INSERT casts each text[] element to the column type and quotes identifiers', () => {
     expect(insertStatement(t, [0, 1, 2]).text).toBe(
-      'INSERT INTO ONLY "My ""S"""."Tbl" AS t ("id", "Big Text", "mood") SELECT c0::integer AS c0, c1::text AS c1, c2::app."Mood" AS c2 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c0, c1, c2)',
+      'INSERT INTO "My ""S"""."Tbl" AS t ("id", "Big Text", "mood") OVERRIDING SYSTEM VALUE SELECT c0::integer AS c0, c1::text AS c1, c2::app."Mood" AS c2 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c0, c1, c2)',
     );
   });
 
@@ -58,5 +60,21 @@ describe('apply statements', () => {
     expect(keyMatch({ ...t, identityFull: true, keyIndexes: [0, 1] }, 1)).toBe(
       't."id"::text IS NOT DISTINCT FROM $1::text AND t."Big Text"::text IS NOT DISTINCT FROM $2::text',
     );
+  });
+
+  it('origin setup and COMMIT travel as one simple-query message with inlined literals', () => {
+    expect(commitStatement('0/16B3748', '2024-01-02 03:04:05.123456+00')).toBe(
+      "SELECT pg_replication_origin_xact_setup('0/16B3748'::pg_lsn, '2024-01-02 03:04:05.123456+00'::timestamptz); COMMIT",
+    );
+  });
+
+  it.each([
+    [{ command: 'COMMIT' }, 'COMMIT'],
+    [[{ command: 'SELECT' }, { command: 'COMMIT' }], 'COMMIT'],
+    [[{ command: 'SELECT' }, { command: 'ROLLBACK' }], 'ROLLBACK'],
+    [null, null],
+    [[], null],
+  ])('lastCommand(%j) is %j', (result, want) => {
+    expect(lastCommand(result)).toBe(want);
   });
 });

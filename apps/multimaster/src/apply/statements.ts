@@ -1,4 +1,4 @@
-import { quoteIdent, quoteQualified } from '@pgfleet/connection';
+import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { sqlMicros } from '../pg-time.js';
 
 /** A replicated table as the apply sees it: source relation columns matched to target types. */
@@ -54,7 +54,9 @@ export function insertStatement(t: ApplyTable, indexes: number[]): BuiltStatemen
   const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
   return {
     name: '',
-    text: `INSERT INTO ${qualified(t)} AS t (${cols}) ${unnestSource(t, indexes, 1, 'c')}`,
+    // INSERT takes no ONLY (it never touches inheritance children anyway). OVERRIDING SYSTEM
+    // VALUE: the source's value of a GENERATED ALWAYS identity column must be kept (428C9 otherwise).
+    text: `INSERT INTO ${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE ${unnestSource(t, indexes, 1, 'c')}`,
   };
 }
 
@@ -137,7 +139,7 @@ export function lookupStatement(t: ApplyTable): string {
 export function insertOneStatement(t: ApplyTable, indexes: number[]): string {
   const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
   const vals = indexes.map((i, j) => `$${j + 1}::text::${col(t, i).type}`).join(', ');
-  return `INSERT INTO ${quoteQualified(t.schema, t.name)} (${cols}) VALUES (${vals})`;
+  return `INSERT INTO ${quoteQualified(t.schema, t.name)} (${cols}) OVERRIDING SYSTEM VALUE VALUES (${vals})`;
 }
 
 export function updateByCtidStatement(t: ApplyTable, setIndexes: number[]): string {
@@ -149,4 +151,27 @@ export function updateByCtidStatement(t: ApplyTable, setIndexes: number[]): stri
 
 export function deleteByCtidStatement(t: ApplyTable): string {
   return `DELETE FROM ${qualified(t)} WHERE ctid = $1::tid`;
+}
+
+/**
+ * Ends an apply transaction: records the source end LSN and commit timestamp in the
+ * replication origin, then commits, as ONE simple-query message (no parameters, so the
+ * values are inlined; both are produced by us, never by users).
+ *
+ * They must not travel apart. From PostgreSQL 16 an *aborted* transaction also moves the
+ * session's origin to the LSN given to pg_replication_origin_xact_setup (the abort record
+ * carries the origin; see RecordTransactionAbort in xact.c). If the replicator died after
+ * the server had run the setup but before it received COMMIT, the backend aborted the
+ * transaction and the origin still claimed it: that transaction was lost on restart. A
+ * message is executed only once it has arrived whole, so now either both run or neither.
+ */
+export function commitStatement(endLsn: string, commitTs: string): string {
+  return `SELECT pg_replication_origin_xact_setup(${quoteLiteral(endLsn)}::pg_lsn, ${quoteLiteral(commitTs)}::timestamptz); COMMIT`;
+}
+
+/** Command tag of the last statement of a (possibly multi-statement) result. */
+export function lastCommand(result: unknown): string | null {
+  const last = Array.isArray(result) ? result[result.length - 1] : result;
+  const command = (last as { command?: unknown } | null | undefined)?.command;
+  return typeof command === 'string' ? command : null;
 }

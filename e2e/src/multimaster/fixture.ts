@@ -1,0 +1,164 @@
+import { Writable } from 'node:stream';
+import {
+  checkMesh,
+  initMesh,
+  type ReplicatorHandle,
+  type ReplicatorOptions,
+  type ResolvedConfig,
+  resolveConfig,
+  startReplicator,
+  type TableCheck,
+} from '@pgfleet/multimaster';
+import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import pg from 'pg';
+import pino, { type Logger } from 'pino';
+import { eventually } from '../support/eventually.js';
+
+/** Log lines a replicator wrote, parsed, for tests that assert on logs. */
+export interface CapturedLogs {
+  logger: Logger;
+  lines: Array<Record<string, unknown>>;
+}
+
+/** A pino logger that keeps every line in memory (and echoes when PGFLEET_TEST_LOG is set). */
+export function captureLogs(level = process.env.PGFLEET_TEST_LOG ?? 'info'): CapturedLogs {
+  const lines: Array<Record<string, unknown>> = [];
+  const echo = process.env.PGFLEET_TEST_LOG !== undefined;
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+        if (echo) process.stderr.write(`${line}\n`);
+      }
+      cb();
+    },
+  });
+  return { logger: pino({ level }, stream), lines };
+}
+
+/** Sandbox with N logical nodes. Autovacuum is off so an idle mesh writes no WAL of its own. */
+export async function startNodes(names: string[]): Promise<{ sb: Sandbox; nodes: SandboxNode[] }> {
+  const sb = await Sandbox.create({ name: 'mm-e2e' });
+  const nodes = await sb.startLogicalNodes(names, { autovacuum: false });
+  return { sb, nodes };
+}
+
+/** Runs the same SQL on every node (DDL is not replicated). */
+export async function onAll(nodes: SandboxNode[], sql: string): Promise<void> {
+  for (const n of nodes) await n.query(sql);
+}
+
+export function meshConfig(
+  nodes: SandboxNode[],
+  raw: Record<string, unknown>,
+  opts: { from?: string } = {},
+): ResolvedConfig {
+  return resolveConfig({
+    nodes: nodes.map((n) => ({
+      name: n.name,
+      conninfo: opts.from ? n.conninfo({ from: opts.from }) : n.conninfo(),
+    })),
+    http: { listen: false },
+    statusIntervalMs: 200,
+    reconnect: { baseDelayMs: 100, maxDelayMs: 1000 },
+    ...raw,
+  });
+}
+
+export async function initAndStart(
+  config: ResolvedConfig,
+  logger: Logger,
+  opts: Omit<ReplicatorOptions, 'logger'> = {},
+): Promise<ReplicatorHandle> {
+  await initMesh(config, { logger });
+  return startReplicator(config, { logger, ...opts });
+}
+
+/** Opens a long-lived client on a node (for workloads; node.query connects per call). */
+export async function client(node: SandboxNode): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: node.uri() });
+  c.on('error', () => {});
+  await c.connect();
+  return c;
+}
+
+export async function count(node: SandboxNode, table: string, where = 'true'): Promise<number> {
+  const rows = await node.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`);
+  return rows[0]?.n ?? -1;
+}
+
+/** confirmed_flush_lsn of every pgfleet slot, as text, keyed `node:slot`. */
+export async function slotPositions(nodes: SandboxNode[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of nodes) {
+    const rows = await n.query<{ slot: string; lsn: string }>(
+      `SELECT slot_name AS slot, confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name LIKE 'pgfleet\\_%' ORDER BY 1`,
+    );
+    for (const r of rows) out[`${n.name}:${r.slot}`] = r.lsn;
+  }
+  return out;
+}
+
+/** Replication origin progress of every pgfleet origin, keyed `node:origin`. */
+export async function originPositions(nodes: SandboxNode[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of nodes) {
+    const rows = await n.query<{ origin: string; lsn: string }>(
+      `SELECT external_id AS origin, coalesce(pg_replication_origin_progress(external_id, true), '0/0')::text AS lsn
+         FROM pg_replication_origin_status WHERE external_id LIKE 'pgfleet\\_%' ORDER BY 1`,
+    );
+    for (const r of rows) out[`${n.name}:${r.origin}`] = r.lsn;
+  }
+  return out;
+}
+
+/**
+ * Waits until every edge has applied everything its source wrote: each source's WAL
+ * position is captured, then every pgfleet slot on it must confirm at least that far (an
+ * edge confirms only what is durable on its target). Done twice, because applying writes
+ * WAL on the targets that their own slots must pass as well.
+ */
+export async function quiesce(nodes: SandboxNode[], timeoutMs = 30_000): Promise<void> {
+  for (let round = 0; round < 2; round++) {
+    const marks = new Map<string, string>();
+    for (const n of nodes) {
+      const r = await n.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      marks.set(n.name, r[0]?.lsn as string);
+    }
+    for (const n of nodes) {
+      await eventually(
+        `slots on ${n.name} to confirm ${marks.get(n.name)}`,
+        () =>
+          n.query<{ behind: number }>(
+            `SELECT count(*)::int AS behind FROM pg_replication_slots
+              WHERE slot_name LIKE 'pgfleet\\_%' AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < $1::pg_lsn)`,
+            [marks.get(n.name)],
+          ),
+        (r) => r[0]?.behind === 0,
+        { timeoutMs, intervalMs: 100 },
+      );
+    }
+  }
+}
+
+/** checkMesh restricted to some tables (others may differ on purpose: filters). */
+export async function checkTables(config: ResolvedConfig, tables: string[]): Promise<TableCheck[]> {
+  const all = await checkMesh(config);
+  return all.filter((t) => tables.includes(t.table));
+}
+
+/** Conflicts recorded on a node for one table. */
+export async function conflictsOn(
+  node: SandboxNode,
+  schema: string,
+  table: string,
+): Promise<Array<Record<string, unknown>>> {
+  return node.query(
+    `SELECT edge, kind, policy, resolution, reason, key, local_row, remote_row, local_origin
+       FROM pgfleet.conflicts WHERE table_schema = $1 AND table_name = $2 ORDER BY id`,
+    [schema, table],
+  );
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
