@@ -1,40 +1,26 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
-import pino from 'pino';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from './config.js';
-import { type KeeperHandle, startKeeper } from './keeper.js';
-
-const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-const INTERVAL = 300;
-const FAILURES = 3;
-const CONNECT_TIMEOUT = 250;
-const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
+import type { KeeperHandle } from './keeper.js';
+import {
+  CONNECT_TIMEOUT,
+  createPair,
+  FAILURES,
+  INTERVAL,
+  type KeeperPair,
+  pairConfig,
+  startTestKeeper,
+  teardown,
+  timing,
+} from './test-support/keeper-pair.js';
+import { until } from './test-support/until.js';
 
 /**
  * An asynchronous pair without the fast path (no peer.keeperUrl): the standby's keeper has
  * only its own probes to go by.
  */
 describe('standby keeper detection on real servers (async pair, no fast path)', () => {
+  let pair: KeeperPair;
   let sb: Sandbox;
   let a: SandboxNode;
   let b: SandboxNode;
@@ -42,38 +28,29 @@ describe('standby keeper detection on real servers (async pair, no fast path)', 
   let kb: KeeperHandle;
   let kbStartedAt: number;
 
-  const common = {
-    interval: `${INTERVAL}ms`,
-    failures: FAILURES,
-    connectTimeout: `${CONNECT_TIMEOUT}ms`,
-    maxLagOnFailover: '1MiB',
-    startupGrace: '3s',
-    http: { listen: '127.0.0.1:0' },
+  const opts = {
+    common: {
+      ...timing,
+      maxLagOnFailover: '1MiB',
+      startupGrace: '3s',
+      http: { listen: '127.0.0.1:0' },
+    },
   };
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'keeper-detect', major });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE filler (id int PRIMARY KEY, pad text)');
-    b = await sb.createStandby('b', a);
+    pair = await createPair({
+      name: 'keeper-detect',
+      setupSql: 'CREATE TABLE filler (id int PRIMARY KEY, pad text)',
+    });
+    ({ sb, a, b } = pair);
   });
 
-  afterAll(async () => {
-    await Promise.all([ka?.stop(), kb?.stop()]);
-    await sb?.destroy();
-  });
+  afterAll(() => teardown(sb, [ka, kb]));
 
   it('does not promote a standby whose primary was never seen before startupGrace', async () => {
     await a.stop('fast');
     kbStartedAt = Date.now();
-    kb = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'b', conninfo: b.conninfo() },
-        peer: { name: 'a', conninfo: a.conninfo({ from: 'keeper-b' }) },
-      }),
-      { logger: logger.child({ test: 'kb' }) },
-    );
+    kb = await startTestKeeper(pairConfig(pair, 'b', opts), 'kb');
     const blocked = await until('kb blocked by the startup grace', () =>
       kb.status().decision?.kind === 'blocked' ? kb.status().decision : undefined,
     );
@@ -87,14 +64,7 @@ describe('standby keeper detection on real servers (async pair, no fast path)', 
   });
 
   it('refuses to promote while replay lag exceeds maxLagOnFailover, and says why', async () => {
-    ka = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'a', conninfo: a.conninfo() },
-        peer: { name: 'b', conninfo: b.conninfo({ from: 'keeper-a' }) },
-      }),
-      { logger: logger.child({ test: 'ka' }) },
-    );
+    ka = await startTestKeeper(pairConfig(pair, 'a', opts), 'ka');
     await until('ka sees itself primary', () => ka?.status().role === 'primary');
     await b.query('SELECT pg_wal_replay_pause()');
     await a.query(`INSERT INTO filler SELECT g, repeat('x', 1000) FROM generate_series(1, 3000) g`);

@@ -1,35 +1,22 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
-import pino from 'pino';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from './config.js';
-import { type KeeperHandle, startKeeper } from './keeper.js';
+import type { KeeperHandle } from './keeper.js';
+import {
+  createPair,
+  type KeeperPair,
+  keeperPorts,
+  pairConfig,
+  type Side,
+  startTestKeeper,
+  teardown,
+} from './test-support/keeper-pair.js';
+import { pollEvery } from './test-support/until.js';
 
-const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
 const TOKEN = 'notice-test-token';
 const SYNC = 'FIRST 1 (b)';
 /** The standby keeper's period: far longer than the test, so only a notice can wake it. */
 const SLOW_INTERVAL = 60_000;
-const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
+const until = pollEvery(20);
 
 /**
  * Found by the benchmark: a standby keeper whose last probe saw synchronous_standby_names = ''
@@ -37,62 +24,33 @@ async function until<T>(
  * 'restored' notice, so a primary dying within the next interval was not failed over.
  */
 describe("standby keeper and the primary keeper's 'restored' notice", () => {
+  let pair: KeeperPair;
   let sb: Sandbox;
   let a: SandboxNode;
-  let b: SandboxNode;
   let ka: KeeperHandle | undefined;
   let kb: KeeperHandle | undefined;
-  let portA: number;
-  let portB: number;
+  let ports: Record<Side, number>;
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'keeper-notice', major });
-    a = await sb.startNode('a'); // starts asynchronous: synchronous_standby_names = ''
-    b = await sb.createStandby('b', a);
-    [portA, portB] = [await freePort(), await freePort()];
+    // a starts asynchronous: synchronous_standby_names = ''
+    pair = await createPair({ name: 'keeper-notice' });
+    ({ sb, a } = pair);
+    ports = await keeperPorts();
   });
 
-  afterAll(async () => {
-    await Promise.all([ka?.stop(), kb?.stop()]);
-    await sb?.destroy();
-  });
+  afterAll(() => teardown(sb, [ka, kb]));
 
   it('re-probes at once on the notice, sees itself synchronous, and can fail over right after', async () => {
-    kb = await startKeeper(
-      parseConfig({
-        node: { name: 'b', conninfo: b.conninfo() },
-        peer: {
-          name: 'a',
-          conninfo: a.conninfo({ from: 'keeper-b' }),
-          keeperUrl: `http://127.0.0.1:${portA}`,
-        },
-        interval: `${SLOW_INTERVAL}ms`,
-        connectTimeout: '250ms',
-        failures: 3,
-        syncStandbyNames: SYNC,
-        http: { listen: `127.0.0.1:${portB}`, token: TOKEN },
-      }),
-      { logger: logger.child({ test: 'kb' }) },
-    );
+    const opts = {
+      common: { connectTimeout: '250ms', failures: 3, syncStandbyNames: SYNC, http: { token: TOKEN } },
+      ports,
+      side: (side: Side) => ({ interval: side === 'a' ? '300ms' : `${SLOW_INTERVAL}ms` }),
+    };
+    kb = await startTestKeeper(pairConfig(pair, 'b', opts), 'kb');
     // Its first (and, without notices, only) probe sees the primary asynchronous.
     await until('kb saw the primary degraded', () => kb?.status().sync.observation === 'degraded');
 
-    ka = await startKeeper(
-      parseConfig({
-        node: { name: 'a', conninfo: a.conninfo() },
-        peer: {
-          name: 'b',
-          conninfo: b.conninfo({ from: 'keeper-a' }),
-          keeperUrl: `http://127.0.0.1:${portB}`,
-        },
-        interval: '300ms',
-        connectTimeout: '250ms',
-        failures: 3,
-        syncStandbyNames: SYNC,
-        http: { listen: `127.0.0.1:${portA}`, token: TOKEN },
-      }),
-      { logger: logger.child({ test: 'ka' }) },
-    );
+    ka = await startTestKeeper(pairConfig(pair, 'a', opts), 'ka');
     await until('ka restored sync', () => ka?.status().counters.restores === 1);
     const restoredAt = Date.now();
     await until('kb sees itself synchronous', () => kb?.status().sync.observation === 'sync', 5000);

@@ -1,42 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
-import pino from 'pino';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type KeeperConfig, parseConfig } from './config.js';
-import { type KeeperHandle, startKeeper } from './keeper.js';
+import type { KeeperConfig } from './config.js';
+import type { KeeperHandle } from './keeper.js';
+import { post } from './test-support/http.js';
+import {
+  createPair,
+  FAILURES,
+  INTERVAL,
+  keeperPorts,
+  pairConfig,
+  startTestKeeper,
+  teardown,
+  timing,
+} from './test-support/keeper-pair.js';
+import { until } from './test-support/until.js';
 
-const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-const INTERVAL = 300;
-const FAILURES = 3;
 const TOKEN = 'operations-test-token';
 const SYNC = 'FIRST 1 (b)';
-const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
-
-const post = (url: string, token?: string) =>
-  fetch(url, {
-    method: 'POST',
-    headers: token ? { authorization: `Bearer ${token}` } : {},
-    signal: AbortSignal.timeout(60_000),
-  });
 
 describe('keeper operations on real servers (blip, keeper restart, switchover)', () => {
   let sb: Sandbox;
@@ -48,42 +29,23 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
   let configB: KeeperConfig;
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'keeper-ops', major });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const [pa, pb] = [await freePort(), await freePort()];
-    const common = {
-      interval: `${INTERVAL}ms`,
-      failures: FAILURES,
-      connectTimeout: '250ms',
-      syncStandbyNames: SYNC,
-      startupGrace: '5s',
+    const pair = await createPair({ name: 'keeper-ops', setupSql: 'CREATE TABLE t (id int PRIMARY KEY)' });
+    ({ sb, a, b } = pair);
+    const opts = {
+      common: { ...timing, syncStandbyNames: SYNC, startupGrace: '5s', http: { token: TOKEN } },
+      ports: await keeperPorts(),
     };
-    configA = parseConfig({
-      ...common,
-      node: { name: 'a', conninfo: a.conninfo() },
-      peer: { name: 'b', conninfo: b.conninfo({ from: 'keeper-a' }), keeperUrl: `http://127.0.0.1:${pb}` },
-      http: { listen: `127.0.0.1:${pa}`, token: TOKEN },
-    });
-    configB = parseConfig({
-      ...common,
-      node: { name: 'b', conninfo: b.conninfo() },
-      peer: { name: 'a', conninfo: a.conninfo({ from: 'keeper-b' }), keeperUrl: `http://127.0.0.1:${pa}` },
-      http: { listen: `127.0.0.1:${pb}`, token: TOKEN },
-    });
-    ka = await startKeeper(configA, { logger: logger.child({ test: 'ka' }) });
-    kb = await startKeeper(configB, { logger: logger.child({ test: 'kb' }) });
+    configA = pairConfig(pair, 'a', opts);
+    configB = pairConfig(pair, 'b', opts);
+    ka = await startTestKeeper(configA, 'ka');
+    kb = await startTestKeeper(configB, 'kb');
     await until(
       'sync on and b synchronous',
       () => ka.status().sync.current === SYNC && kb.status().sync.observation === 'sync',
     );
   });
 
-  afterAll(async () => {
-    await Promise.all([ka?.stop(), kb?.stop()]);
-    await sb?.destroy();
-  });
+  afterAll(() => teardown(sb, [ka, kb]));
 
   it('rides out a primary freeze shorter than (failures - 1) × interval: no promotion, no degrade', async () => {
     let maxFailures = 0;
@@ -111,8 +73,8 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
   it('a restarted keeper resumes its mode and takes no action', async () => {
     await Promise.all([ka.stop(), kb.stop()]);
     await a.query('INSERT INTO t VALUES (2)'); // PostgreSQL keeps serving without keepers
-    ka = await startKeeper(configA, { logger: logger.child({ test: 'ka2' }) });
-    kb = await startKeeper(configB, { logger: logger.child({ test: 'kb2' }) });
+    ka = await startTestKeeper(configA, 'ka2');
+    kb = await startTestKeeper(configB, 'kb2');
     await until(
       'both keepers settled',
       () => ka.status().decision !== null && kb.status().decision?.reason === 'primary reachable',

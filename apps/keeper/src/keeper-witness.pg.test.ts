@@ -1,34 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
-import pino from 'pino';
+import { freePort, type Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from './config.js';
-import { type KeeperHandle, startKeeper } from './keeper.js';
+import type { KeeperHandle } from './keeper.js';
+import {
+  createPair,
+  FAILURES,
+  INTERVAL,
+  keeperPorts,
+  pairConfig,
+  type Side,
+  startTestKeeper,
+  teardown,
+  timing,
+} from './test-support/keeper-pair.js';
+import { pollEvery } from './test-support/until.js';
 
-const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-const INTERVAL = 300;
-const FAILURES = 3;
 const TOKEN = 'witness-test-token';
-const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
+const until = pollEvery(20);
 
 describe('keepers with a witness on real servers (partitions through the sandbox proxies)', () => {
   let sb: Sandbox;
@@ -39,19 +28,14 @@ describe('keepers with a witness on real servers (partitions through the sandbox
   let kb: KeeperHandle;
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'keeper-witness', major });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const [pw, pa, pb] = [await freePort(), await freePort(), await freePort()];
-    const common = {
-      interval: `${INTERVAL}ms`,
-      failures: FAILURES,
-      connectTimeout: '250ms',
-      startupGrace: '5s',
-      http: { token: TOKEN },
-    };
-    w = await startKeeper(
+    const pair = await createPair({
+      name: 'keeper-witness',
+      setupSql: 'CREATE TABLE t (id int PRIMARY KEY)',
+    });
+    ({ sb, a, b } = pair);
+    const pw = await freePort();
+    const common = { ...timing, startupGrace: '5s', http: { token: TOKEN } };
+    w = await startTestKeeper(
       parseConfig({
         ...common,
         mode: 'witness',
@@ -59,47 +43,24 @@ describe('keepers with a witness on real servers (partitions through the sandbox
         members: { a: a.conninfo({ from: 'witness' }), b: b.conninfo({ from: 'witness' }) },
         http: { ...common.http, listen: `127.0.0.1:${pw}` },
       }),
-      { logger: logger.child({ test: 'w' }) },
+      'w',
     );
     // Each keeper reaches the witness and the other keeper through its own proxy, so the
     // sandbox can cut those paths too.
     const via = (from: string, to: string, port: number) => `http://127.0.0.1:${sb.route(from, to, port)}`;
-    ka = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'a', conninfo: a.conninfo() },
-        peer: {
-          name: 'b',
-          conninfo: b.conninfo({ from: 'keeper-a' }),
-          keeperUrl: via('keeper-a', 'keeper-b', pb),
-        },
-        witness: { url: via('keeper-a', 'witness', pw) },
-        http: { ...common.http, listen: `127.0.0.1:${pa}` },
-      }),
-      { logger: logger.child({ test: 'ka' }) },
-    );
-    kb = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'b', conninfo: b.conninfo() },
-        peer: {
-          name: 'a',
-          conninfo: a.conninfo({ from: 'keeper-b' }),
-          keeperUrl: via('keeper-b', 'keeper-a', pa),
-        },
-        witness: { url: via('keeper-b', 'witness', pw) },
-        http: { ...common.http, listen: `127.0.0.1:${pb}` },
-      }),
-      { logger: logger.child({ test: 'kb' }) },
-    );
+    const opts = {
+      common,
+      ports: await keeperPorts(),
+      keeperUrl: via,
+      side: (side: Side) => ({ witness: { url: via(`keeper-${side}`, 'witness', pw) } }),
+    };
+    ka = await startTestKeeper(pairConfig(pair, 'a', opts), 'ka');
+    kb = await startTestKeeper(pairConfig(pair, 'b', opts), 'kb');
     await until('steady state', () => ka.status().role === 'primary' && kb.status().streaming);
     await until('witness heard from a', () => w.status().witness?.heartbeats.a !== undefined);
   });
 
-  afterAll(async () => {
-    await Promise.all([ka?.stop(), kb?.stop(), w?.stop()]);
-    await sb?.destroy();
-  });
+  afterAll(() => teardown(sb, [ka, kb, w]));
 
   it('denies the vote to a standby cut off from a primary the witness still reaches', async () => {
     sb.partition('a', 'keeper-b');

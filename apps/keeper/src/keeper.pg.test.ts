@@ -2,45 +2,25 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
-import pino from 'pino';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from './config.js';
-import { type KeeperHandle, startKeeper } from './keeper.js';
+import type { KeeperHandle } from './keeper.js';
+import { get } from './test-support/http.js';
+import {
+  createPair,
+  FAILURES,
+  INTERVAL,
+  keeperPorts,
+  pairConfig,
+  type Side,
+  startTestKeeper,
+  teardown,
+  timing,
+} from './test-support/keeper-pair.js';
+import { until } from './test-support/until.js';
 
-const major = process.env.PGFLEET_PG_VERSION ? Number(process.env.PGFLEET_PG_VERSION) : undefined;
-const INTERVAL = 300;
-const FAILURES = 3;
 const TOKEN = 'keeper-test-token';
 const SYNC = 'ANY 1 (b)';
-
-/** Keeper logs go to stdout with KEEPER_TEST_LOG=1, else nowhere. */
-const logger = pino({ level: process.env.KEEPER_TEST_LOG ? 'debug' : 'silent' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
-
-async function get(url: string): Promise<number> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  await res.arrayBuffer();
-  return res.status;
-}
 
 describe('keeper pair on real servers (primary a, standby b, sync ANY 1 (b))', () => {
   let sb: Sandbox;
@@ -51,60 +31,34 @@ describe('keeper pair on real servers (primary a, standby b, sync ANY 1 (b))', (
   let hookDir: string;
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'keeper-test', major });
-    a = await sb.startNode('a', { settings: { wal_receiver_status_interval: '1s' } });
-    await a.query('CREATE TABLE ledger (id int PRIMARY KEY, at timestamptz DEFAULT now())');
-    b = await sb.createStandby('b', a);
+    const pair = await createPair({
+      name: 'keeper-test',
+      primary: { settings: { wal_receiver_status_interval: '1s' } },
+      setupSql: 'CREATE TABLE ledger (id int PRIMARY KEY, at timestamptz DEFAULT now())',
+    });
+    ({ sb, a, b } = pair);
     hookDir = mkdtempSync(join(tmpdir(), 'keeper-hooks-'));
-    const [portA, portB] = [await freePort(), await freePort()];
-    const common = {
-      interval: `${INTERVAL}ms`,
-      failures: FAILURES,
-      connectTimeout: '250ms',
-      syncStandbyNames: SYNC,
-      syncRestoreLag: '1MiB',
-      startupGrace: '5s',
-      http: { token: TOKEN },
-      log: { level: 'debug' },
-    };
-    const hooks = (node: string) => ({
+    const hooks = (node: Side) => ({
       onPromote: `env | grep '^PGFLEET_' | sort > ${join(hookDir, 'tmp.env')} && mv ${join(hookDir, 'tmp.env')} ${join(hookDir, `${node}-promote.env`)}; echo x >> ${join(hookDir, `${node}-promote.count`)}`,
       onDegrade: `echo "$PGFLEET_REASON" >> ${join(hookDir, `${node}-degrade.log`)}`,
     });
-    ka = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'a', conninfo: a.conninfo() },
-        peer: {
-          name: 'b',
-          conninfo: b.conninfo({ from: 'keeper-a' }),
-          keeperUrl: `http://127.0.0.1:${portB}`,
-        },
-        http: { ...common.http, listen: `127.0.0.1:${portA}` },
-        hooks: hooks('a'),
-      }),
-      { logger: logger.child({ test: 'ka' }) },
-    );
-    kb = await startKeeper(
-      parseConfig({
-        ...common,
-        node: { name: 'b', conninfo: b.conninfo() },
-        peer: {
-          name: 'a',
-          conninfo: a.conninfo({ from: 'keeper-b' }),
-          keeperUrl: `http://127.0.0.1:${portA}`,
-        },
-        http: { ...common.http, listen: `127.0.0.1:${portB}` },
-        hooks: hooks('b'),
-      }),
-      { logger: logger.child({ test: 'kb' }) },
-    );
+    const opts = {
+      common: {
+        ...timing,
+        syncStandbyNames: SYNC,
+        syncRestoreLag: '1MiB',
+        startupGrace: '5s',
+        http: { token: TOKEN },
+        log: { level: 'debug' },
+      },
+      ports: await keeperPorts(),
+      side: (side: Side) => ({ hooks: hooks(side) }),
+    };
+    ka = await startTestKeeper(pairConfig(pair, 'a', opts), 'ka');
+    kb = await startTestKeeper(pairConfig(pair, 'b', opts), 'kb');
   });
 
-  afterAll(async () => {
-    await Promise.all([ka?.stop(), kb?.stop()]);
-    await sb?.destroy();
-  });
+  afterAll(() => teardown(sb, [ka, kb]));
 
   it('turns the configured synchronous replication on and serves Patroni-style health checks', async () => {
     await until('sync restored on a', async () => {

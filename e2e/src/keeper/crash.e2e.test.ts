@@ -1,9 +1,9 @@
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KeeperStatus } from '@pgfleet/keeper';
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliProcess, pairConfigs, sleep, spawnCli, syncNames, until, writeConfig } from './fixture.js';
+import { type CliProcess, sandboxPair, sleep, spawnCli, syncNames, until, writeConfig } from './fixture.js';
 
 /**
  * Issue 3, scenario 10: the keepers run as `pgfleet-keeper run` processes and are SIGKILLed.
@@ -49,17 +49,14 @@ describe('keeper e2e: keeper processes crash', () => {
   }
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'e2e-keeper-crash' });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const raw = await pairConfigs(a, b, {
+    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
+    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-crash', 'CREATE TABLE t (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: 250,
       syncStandbyNames: SYNC,
       extra: { startupGrace: '5s', log: { level: 'info' } },
-    });
+    }));
     for (const n of ['a', 'b'] as const) {
       files[n] = writeConfig(raw[n]);
       urls[n] = `http://${raw[n].http.listen}`;

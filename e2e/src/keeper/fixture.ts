@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type KeeperHandle, parseConfig, startKeeper } from '@pgfleet/keeper';
-import { freePort, type SandboxNode } from '@pgfleet/sandbox';
+import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
 import { eventually } from '../support/eventually.js';
@@ -133,6 +133,24 @@ export async function pairConfigs(a: SandboxNode, b: SandboxNode, o: PairOptions
   return { a: one(a, b, portA, portB), b: one(b, a, portB, portA) };
 }
 
+/**
+ * A sandbox with primary `a` (`setupSql` run on it first), its streaming standby `b`, and the
+ * raw keeper configs for both (see pairConfigs). The sandbox is destroyed if any step fails.
+ */
+export async function sandboxPair(name: string, setupSql: string, o: PairOptions) {
+  const sb = await Sandbox.create({ name });
+  try {
+    const a = await sb.startNode('a');
+    await a.query(setupSql);
+    const b = await sb.createStandby('b', a);
+    const raw = await pairConfigs(a, b, o);
+    return { sb, a, b, raw };
+  } catch (err) {
+    await sb.destroy();
+    throw err;
+  }
+}
+
 export interface RunningKeeper {
   handle: KeeperHandle;
   lines: LogLine[];
@@ -142,6 +160,20 @@ export async function startInProcess(name: string, raw: Record<string, unknown>)
   const { logger, lines } = capturedLogger(name);
   const handle = await startKeeper(parseConfig(raw), { logger });
   return { handle, lines };
+}
+
+/** Stops the in-process keepers that were started, then the sandbox. */
+export async function stopPair(sb: Sandbox | undefined, keepers: Array<RunningKeeper | undefined>) {
+  await Promise.all(keepers.map((k) => k?.handle.stop()));
+  await sb?.destroy();
+}
+
+/** Waits until `a` runs with synchronous_standby_names = `sync` and b's keeper sees itself synchronous. */
+export function untilSyncPair(what: string, a: SandboxNode, kb: RunningKeeper, sync: string) {
+  return until(
+    what,
+    async () => (await syncNames(a)) === sync && kb.handle.status().sync.observation === 'sync',
+  );
 }
 
 /** `pgfleet-keeper <args>` straight from the TypeScript sources, as a child process. */

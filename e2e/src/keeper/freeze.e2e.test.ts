@@ -1,14 +1,16 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   httpStatus,
   httpText,
-  pairConfigs,
   type RunningKeeper,
+  sandboxPair,
   sleep,
   startInProcess,
+  stopPair,
   syncNames,
   until,
+  untilSyncPair,
 } from './fixture.js';
 
 /**
@@ -42,29 +44,22 @@ describe('keeper e2e: frozen primary', () => {
   let kb: RunningKeeper;
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'e2e-keeper-freeze' });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const raw = await pairConfigs(a, b, {
+    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
+    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-freeze', 'CREATE TABLE t (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: CONNECT_TIMEOUT,
       syncStandbyNames: SYNC,
       extra: { startupGrace: '5s' },
-    });
+    }));
     ka = await startInProcess('ka', raw.a);
     kb = await startInProcess('kb', raw.b);
-    await until(
-      'sync on and b synchronous',
-      async () => (await syncNames(a)) === SYNC && kb.handle.status().sync.observation === 'sync',
-    );
+    await untilSyncPair('sync on and b synchronous', a, kb, SYNC);
   });
 
   afterAll(async () => {
     a?.resume();
-    await Promise.all([ka?.handle.stop(), kb?.handle.stop()]);
-    await sb?.destroy();
+    await stopPair(sb, [ka, kb]);
   });
 
   it('9. a freeze shorter than (failures − 1) × interval: no promotion, no degrade, the counter resets', async () => {

@@ -1,11 +1,12 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  pairConfigs,
   type RunningKeeper,
   runCli,
+  sandboxPair,
   sleep,
   startInProcess,
+  stopPair,
   syncNames,
   TOKEN,
   until,
@@ -29,26 +30,21 @@ describe('keeper e2e: promotion gates', () => {
   let b: SandboxNode;
   let ka: RunningKeeper | undefined;
   let kb: RunningKeeper;
-  let raw: Awaited<ReturnType<typeof pairConfigs>>;
+  let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'e2e-keeper-gates' });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE filler (id int, pad text)');
-    b = await sb.createStandby('b', a);
-    raw = await pairConfigs(a, b, {
+    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-gates', 'CREATE TABLE filler (id int, pad text)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: CONNECT_TIMEOUT,
       syncStandbyNames: SYNC,
       extra: { startupGrace: `${GRACE}ms`, maxLagOnFailover: '1MiB', syncRestoreLag: '64kB' },
-    });
+    }));
   });
 
   afterAll(async () => {
     sb?.healAll();
-    await Promise.all([ka?.handle.stop(), kb?.handle.stop()]);
-    await sb?.destroy();
+    await stopPair(sb, [ka, kb]);
   });
 
   it('8. standby keeper started while the primary is down: no promotion before startupGrace, normal once it appears', async () => {

@@ -4,12 +4,14 @@ import { dirname, join } from 'node:path';
 import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  pairConfigs,
   type RunningKeeper,
   runCli,
+  sandboxPair,
   startInProcess,
+  stopPair,
   syncNames,
   until,
+  untilSyncPair,
   writeConfig,
 } from './fixture.js';
 
@@ -39,25 +41,19 @@ describe('keeper e2e: rejoin the old primary', async () => {
   const emptyDir = mkdtempSync(join(tmpdir(), 'pgfleet-e2e-nobin-'));
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'e2e-keeper-rejoin' });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE t (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const raw = await pairConfigs(a, b, {
+    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
+    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-rejoin', 'CREATE TABLE t (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: 250,
       syncStandbyNames: SYNC,
       extra: { startupGrace: '5s' },
-    });
+    }));
     configA = writeConfig(raw.a);
     configB = writeConfig(raw.b);
     ka = await startInProcess('ka', raw.a);
     kb = await startInProcess('kb', raw.b);
-    await until(
-      'sync pair',
-      async () => (await syncNames(a)) === SYNC && kb.handle.status().sync.observation === 'sync',
-    );
+    await untilSyncPair('sync pair', a, kb, SYNC);
     // The failover rejoin is for: a dies, b takes over, a comes back and is fenced.
     await a.query('INSERT INTO t SELECT generate_series(1, 100)');
     await until('b replayed', () => kb.handle.status().lagBytes === 0);
@@ -69,8 +65,7 @@ describe('keeper e2e: rejoin the old primary', async () => {
   });
 
   afterAll(async () => {
-    await Promise.all([ka?.handle.stop(), kb?.handle.stop()]);
-    await sb?.destroy();
+    await stopPair(sb, [ka, kb]);
     rmSync(emptyDir, { recursive: true, force: true });
     for (const f of [configA, configB]) if (f) rmSync(dirname(f), { recursive: true, force: true });
   });

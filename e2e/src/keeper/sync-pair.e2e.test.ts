@@ -1,14 +1,15 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   backgroundWriter,
   hookRecorder,
   httpStatus,
   httpText,
-  pairConfigs,
   type RunningKeeper,
+  sandboxPair,
   sleep,
   startInProcess,
+  stopPair,
   syncNames,
   until,
 } from './fixture.js';
@@ -36,17 +37,14 @@ describe('keeper e2e: synchronous pair', () => {
   const hooksB = hookRecorder();
 
   beforeAll(async () => {
-    sb = await Sandbox.create({ name: 'e2e-keeper-sync' });
-    a = await sb.startNode('a');
-    await a.query('CREATE TABLE ledger (id int PRIMARY KEY)');
-    b = await sb.createStandby('b', a);
-    const raw = await pairConfigs(a, b, {
+    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
+    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-sync', 'CREATE TABLE ledger (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: CONNECT_TIMEOUT,
       syncStandbyNames: SYNC,
       extra: { syncRestoreLag: '16kB', maxLagOnFailover: '1MiB', startupGrace: '5s' },
-    });
+    }));
     ka = await startInProcess('ka', { ...raw.a, hooks: hooksA.hooks });
     kb = await startInProcess('kb', { ...raw.b, hooks: hooksB.hooks });
     // The sandbox starts a asynchronous; its keeper turns the configured sync on.
@@ -63,8 +61,7 @@ describe('keeper e2e: synchronous pair', () => {
   });
 
   afterAll(async () => {
-    await Promise.all([ka?.handle.stop(), kb?.handle.stop()]);
-    await sb?.destroy();
+    await stopPair(sb, [ka, kb]);
     hooksA.cleanup();
     hooksB.cleanup();
   });

@@ -64,12 +64,21 @@ const TABLES_SQL = `
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1::text[])`;
 
-async function gatherFacts(conn: Conn, edges: Edge[], schemas: string[]): Promise<NodeFacts> {
-  const slots = edges.filter((e) => e.source === conn.node.name).map((e) => e.slot);
-  const origins = edges.filter((e) => e.target === conn.node.name).map((e) => e.origin);
-  const { rows } = await conn.client.query(FACTS_SQL, [slots, origins]);
+/**
+ * Settings, capacity and table shapes of one node, counted against the edges of `edges`
+ * (`init` checks them before creating anything; add-node and sequence offsets reuse them).
+ */
+export async function gatherFacts(
+  client: pg.Client,
+  node: string,
+  edges: Edge[],
+  schemas: string[],
+): Promise<NodeFacts> {
+  const slots = edges.filter((e) => e.source === node).map((e) => e.slot);
+  const origins = edges.filter((e) => e.target === node).map((e) => e.origin);
+  const { rows } = await client.query(FACTS_SQL, [slots, origins]);
   const r = rows[0];
-  const { rows: trows } = await conn.client.query(TABLES_SQL, [schemas]);
+  const { rows: trows } = await client.query(TABLES_SQL, [schemas]);
   const tables = new Map<string, TableFacts>();
   for (const t of trows) {
     tables.set(`${t.schema}.${t.name}`, {
@@ -82,7 +91,7 @@ async function gatherFacts(conn: Conn, edges: Edge[], schemas: string[]): Promis
     });
   }
   return {
-    node: conn.node.name,
+    node,
     serverVersionNum: r.version,
     walLevel: r.wal_level,
     trackCommitTimestamp: r.track_commit_timestamp === 'on',
@@ -177,7 +186,7 @@ export async function initMesh(config: ResolvedConfig, opts: InitOptions = {}): 
     const facts: NodeFacts[] = [];
     for (const c of conns) {
       try {
-        facts.push(await gatherFacts(c, edges, schemas));
+        facts.push(await gatherFacts(c.client, c.node.name, edges, schemas));
       } catch (err) {
         problems.push(problemFrom(c.node.name, undefined, err));
       }

@@ -4,14 +4,13 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { checkNode, compareTables, formatProblems, type NodeFacts, type Problem } from '../init/checks.js';
-import { edgeTableFilter, expandTables, publicationTableList } from '../init/init.js';
+import { edgeTableFilter, expandTables, gatherFacts, publicationTableList } from '../init/init.js';
 import { METADATA_DDL } from '../metadata.js';
 import { edgeSlotName, edgesFor, nodeOfOrigin, originName } from '../naming.js';
 import { waitSourceCaughtUp } from './catch-up.js';
 import { type CopyProgress, type CopyTable, copySnapshot } from './copy.js';
 import { MembershipError } from './errors.js';
 import { createSlotWithSnapshot, type ExportedSlot } from './exported-snapshot.js';
-import { gatherNodeFacts } from './facts.js';
 import { holdOrigins, type OriginHold } from './origin-hold.js';
 import { chooseCopySource } from './plan.js';
 import { dropOriginForce } from './remove-node.js';
@@ -126,7 +125,7 @@ export async function addNode(
     const edges = edgesFor(config.nodes);
     const schemas = [...new Set(config.tables.map((t) => t.schema))];
     const facts: NodeFacts[] = [];
-    for (const c of conns) facts.push(await gatherNodeFacts(c.client, c.node.name, edges, schemas));
+    for (const c of conns) facts.push(await gatherFacts(c.client, c.node.name, edges, schemas));
     const tables = expandTables(config.tables, facts);
     const wanted = tables.map((t) => ({
       schema: t.schema,

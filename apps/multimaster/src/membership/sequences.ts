@@ -2,10 +2,9 @@ import { connect, quoteIdent, quoteQualified, toPgfleetError } from '@pgfleet/co
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config.js';
-import { expandTables } from '../init/init.js';
+import { expandTables, gatherFacts } from '../init/init.js';
 import { edgesFor } from '../naming.js';
 import { MembershipError } from './errors.js';
-import { gatherNodeFacts } from './facts.js';
 import {
   planSequenceOffsets,
   type SequenceFacts,
@@ -109,7 +108,7 @@ export async function sequenceOffsets(
     const edges = edgesFor(config.nodes);
     const schemas = [...new Set(config.tables.map((t) => t.schema))];
     const facts = [];
-    for (const [name, c] of clients) facts.push(await gatherNodeFacts(c, name, edges, schemas));
+    for (const [name, c] of clients) facts.push(await gatherFacts(c, name, edges, schemas));
     const tables = expandTables(config.tables, facts);
     const bySeq = new Map<string, SequenceFacts>();
     const seqNames = new Map<string, { schema: string; name: string }>();
