@@ -1,11 +1,12 @@
 import { connect } from '@pgfleet/connection';
 import { testServer } from '@pgfleet/sandbox/vitest';
-import { type Lsn, parseLsn } from '@pgfleet/wal';
+import { formatLsn, type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PgoutputMessage } from '../decode/messages.js';
 import { METADATA_DDL } from '../metadata.js';
+import { formatPgTimestamp } from '../pg-time.js';
 import { Applier } from './applier.js';
 
 const ORIGIN = 'pgfleet_applier_pg_test';
@@ -156,5 +157,45 @@ describe('Applier on a real server', () => {
     expect(a.inFlight()).toBe(true);
     const { rows } = await admin.query(`SELECT count(*)::int AS n FROM public.${TABLE} WHERE id = 10`);
     expect(rows).toEqual([{ n: 0 }]);
+  });
+  it('a run of insert-only transactions goes out as one batch, each its own commit; a failing one leaves the ones before it committed and is replayed', async () => {
+    const { rows: prog } = await db.query(
+      `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
+    );
+    const from = parseLsn(prog[0].lsn);
+    const at = (i: number) => Number(from - start) + 1000 + i * 100;
+    // Key 25 exists locally (written by the target itself): its transaction conflicts.
+    await admin.query(`INSERT INTO public.${TABLE} VALUES (25, 'local')`);
+    const applied: Lsn[] = [];
+    const a = makeApplier(applied, from);
+    await a.handle(relation);
+    for (let i = 0; i < 10; i++) for (const m of tx(20 + i, at(i))) await a.handle(m);
+    const failure = await a.failed;
+    expect(failure.kind).toBe('replay');
+    expect(failure.kind === 'replay' && failure.commitLsn).toBe(lsn(at(5)));
+    await a.drain();
+
+    const { rows } = await admin.query(
+      `SELECT id, xmin::text AS x, (pg_xact_commit_timestamp_origin(xmin)).timestamp::text AS ts,
+              (SELECT roname FROM pg_replication_origin WHERE roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident) AS origin
+         FROM public.${TABLE} t WHERE id BETWEEN 20 AND 29 ORDER BY id`,
+    );
+    expect(rows.map((r) => r.id)).toEqual([20, 21, 22, 23, 24, 25]);
+    const appliedRows = rows.filter((r) => r.id !== 25);
+    // Each source transaction is its own target transaction, with the source's origin and commit time.
+    expect(new Set(appliedRows.map((r) => r.x)).size).toBe(5);
+    expect(appliedRows.map((r) => r.origin)).toEqual(Array(5).fill(ORIGIN));
+    const { rows: expectedTs } = await admin.query(
+      'SELECT ts::timestamptz::text AS ts FROM unnest($1::text[]) AS ts',
+      [[0, 1, 2, 3, 4].map((i) => formatPgTimestamp(800_000_000_000_000n + BigInt(at(i))))],
+    );
+    expect(appliedRows.map((r) => r.ts)).toEqual(expectedTs.map((r) => r.ts));
+    // Origin progress names the last committed transaction: a restart resumes at the failing one.
+    const { rows: after } = await admin.query(
+      'SELECT pg_replication_origin_progress($1, false)::text AS lsn',
+      [ORIGIN],
+    );
+    expect(after[0].lsn).toBe(formatLsn(lsn(at(4) + 8)));
+    expect(applied.every((l) => l <= lsn(at(4) + 8))).toBe(true);
   });
 });

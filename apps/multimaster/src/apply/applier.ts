@@ -1,5 +1,5 @@
 import { SqlState } from '@pgfleet/connection';
-import { formatLsn, type Lsn } from '@pgfleet/wal';
+import { formatLsn, type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictPolicy, DeadLetterPolicy } from '../config.js';
@@ -22,9 +22,12 @@ import { formatPgTimestamp } from '../pg-time.js';
 import { ApplyPausedError, ConflictError, SchemaMismatchError } from './errors.js';
 import {
   type ApplyTable,
+  BATCH_COMMITTED_NOTICE,
+  callBatchStatement,
   commitStatement,
   deleteByCtidStatement,
   deleteStatement,
+  insertBatchProcedure,
   insertOneStatement,
   insertStatement,
   lastCommand,
@@ -122,6 +125,8 @@ interface OpenTx {
   xid: number;
   origin: string | null;
   mode: 'pending' | 'fast' | 'careful' | 'skip' | 'dead' | 'operator-skip';
+  /** Fast path: BEGIN and the guard were sent (deferred until the first statement, see openTx). */
+  opened: boolean;
   rows: number;
   deadLetter: DeadLetterRow | null;
 }
@@ -142,9 +147,33 @@ interface InFlight {
   endLsn: Lsn;
   commitTs: bigint;
   rows: number;
-  commit: Promise<pg.QueryResult>;
+  /** Resolves true once the transaction committed, false if it did not (never rejects). */
+  commit: Promise<boolean>;
   done: boolean;
 }
+
+/**
+ * Insert-only fast-path transactions of one table shape, waiting to be sent as one CALL
+ * of an insertBatchProcedure (each still its own target transaction).
+ */
+interface Batch {
+  shapeKey: string;
+  rel: Relation;
+  setIndexes: number[];
+  /** Origin progress the first transaction of the batch expects (the call's guard). */
+  expected: Lsn;
+  ends: string[];
+  tss: string[];
+  lo: number[];
+  hi: number[];
+  columns: Array<Array<string | null>>;
+  rows: number;
+  entries: Array<{ entry: InFlight; resolve: (committed: boolean) => void }>;
+}
+
+/** A batch is sent at the latest when it holds this many transactions or rows. */
+const BATCH_MAX_TRANSACTIONS = 1000;
+const BATCH_MAX_ROWS = 2000;
 
 const IN_FAILED_SQL_TRANSACTION = '25P02';
 const TRANSIENT_SQLSTATES = new Set<string>([
@@ -180,6 +209,12 @@ export class Applier {
   private readonly relations = new Map<number, Relation>();
   private tx: OpenTx | null = null;
   private group: Group | null = null;
+  private batch: Batch | null = null;
+  private batchFlushScheduled = false;
+  private readonly batchProcedures = new Map<string, string>();
+  private corked = false;
+  /** Transactions of batches sent and not yet known committed, by end LSN text. */
+  private readonly batchWaiting = new Map<string, { batch: Batch; index: number }>();
   private readonly inflight: InFlight[] = [];
   /** Pipelined statements not yet answered. */
   private readonly pending = new Set<Promise<unknown>>();
@@ -201,6 +236,20 @@ export class Applier {
     this.lastHandledEndLsn = o.startProgress;
     this.failed = new Promise((resolve) => {
       this.resolveFailed = resolve;
+    });
+    o.db.on('notice', (n: { message?: string }) => {
+      const m = n.message;
+      if (!m?.startsWith(BATCH_COMMITTED_NOTICE)) return;
+      let key: string;
+      try {
+        key = formatLsn(parseLsn(m.slice(BATCH_COMMITTED_NOTICE.length)));
+      } catch {
+        return;
+      }
+      const waiting = this.batchWaiting.get(key);
+      if (!waiting) return;
+      // This transaction committed, and so did every earlier one of its call.
+      for (let i = 0; i <= waiting.index; i++) waiting.batch.entries[i]?.resolve(true);
     });
   }
 
@@ -225,6 +274,7 @@ export class Applier {
 
   /** Waits until every pipelined statement settled (after a failure or at shutdown). */
   async drain(): Promise<void> {
+    this.flushBatch();
     await Promise.allSettled([...this.pending, ...this.inflight.map((t) => t.commit)]);
   }
 
@@ -257,6 +307,7 @@ export class Applier {
           xid: msg.xid,
           origin: null,
           mode: 'pending',
+          opened: false,
           rows: 0,
           deadLetter: null,
         };
@@ -305,6 +356,17 @@ export class Applier {
       return;
     }
     tx.mode = 'fast';
+  }
+
+  /**
+   * Sends BEGIN and the guard of a fast-path transaction, once, before its first statement.
+   * Deferred so that an insert-only transaction can join a batch instead (onCommit); any
+   * batch still unsent goes first, so the target sees transactions in source order.
+   */
+  private openTx(tx: OpenTx): void {
+    if (tx.opened) return;
+    this.flushBatch();
+    tx.opened = true;
     this.send('BEGIN', [], tx.finalLsn);
     this.send(
       'SELECT pgfleet.apply_guard($1::pg_lsn)',
@@ -348,6 +410,8 @@ export class Applier {
         },
       );
     }
+    // A batch holds the old relation's shape: send it before the relation changes.
+    this.flushBatch();
     this.relations.set(msg.relationId, {
       msg,
       table: {
@@ -360,6 +424,8 @@ export class Applier {
     });
     for (const k of [...this.prepared.keys()])
       if (k.startsWith(`${msg.relationId}:`)) this.prepared.delete(k);
+    for (const k of [...this.batchProcedures.keys()])
+      if (k.startsWith(`${msg.relationId}:`)) this.batchProcedures.delete(k);
   }
 
   private rel(id: number): Relation {
@@ -370,7 +436,25 @@ export class Applier {
 
   // ---------------------------------------------------------------- fast path
 
+  /**
+   * Holds the apply socket's writes until the current turn of the event loop ends, so the
+   * statements queued meanwhile leave in one write instead of one syscall each.
+   */
+  private cork(): void {
+    if (this.corked) return;
+    const stream = (this.o.db as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } })
+      .connection?.stream;
+    if (!stream?.cork || !stream.uncork) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork?.();
+    });
+  }
+
   private send(text: string, values: unknown[], finalLsn: Lsn, name?: string): Promise<pg.QueryResult> {
+    this.cork();
     const p = this.o.db.query(name ? { name, text, values } : { text, values });
     p.catch((err: unknown) => {
       if (sqlStateOf(err) === SQLSTATE_GUARD) return; // a consequence of an earlier failure
@@ -403,6 +487,7 @@ export class Applier {
   /** Continues the open transaction on the careful path once all its pipelined statements ran. */
   private async toCareful(tx: OpenTx): Promise<void> {
     this.flushGroup();
+    this.openTx(tx);
     await Promise.allSettled([...this.pending]);
     if (this.failure) return;
     tx.mode = 'careful';
@@ -419,6 +504,7 @@ export class Applier {
   ): Promise<void> {
     if (msg.tag === 'truncate') {
       this.flushGroup();
+      this.openTx(tx);
       const tables = msg.relationIds.map((id) => this.rel(id).table);
       this.send(truncateStatement(tables, msg), [], tx.finalLsn);
       return;
@@ -460,9 +546,14 @@ export class Applier {
       values = keyValues;
     }
     const shapeKey = `${msg.relationId}:${kind}:${setIndexes.join(',')}`;
-    const keyText = JSON.stringify(keyValues);
+    // Two inserts of one key in one group fail as a unique violation anyway (careful path
+    // then), like two statements would: no need to track insert keys.
+    const keyText = kind === 'insert' ? '' : JSON.stringify(keyValues);
     let g = this.group;
-    if (g && (g.shapeKey !== shapeKey || g.keys.has(keyText) || g.count >= this.o.batchRows)) {
+    if (
+      g &&
+      (g.shapeKey !== shapeKey || (kind !== 'insert' && g.keys.has(keyText)) || g.count >= this.o.batchRows)
+    ) {
       this.flushGroup();
       await this.backpressure();
       g = null;
@@ -486,7 +577,7 @@ export class Applier {
       this.group = g;
     }
     for (let j = 0; j < g.columns.length; j++) (g.columns[j] as Array<string | null>).push(values[j] ?? null);
-    g.keys.add(keyText);
+    if (kind !== 'insert') g.keys.add(keyText);
     g.count++;
   }
 
@@ -494,6 +585,7 @@ export class Applier {
     const g = this.group;
     if (!g || !this.tx) return;
     this.group = null;
+    this.openTx(this.tx);
     const t = g.rel.table;
     const stmt =
       g.kind === 'insert'
@@ -507,7 +599,11 @@ export class Applier {
   }
 
   private async waitInflight(limit: number): Promise<void> {
-    while (this.inflight.length > limit && !this.failure) await this.confirmOldest();
+    while (this.inflight.length > limit && !this.failure) {
+      // Waiting on a transaction still in the unsent batch: send it (otherwise let it grow).
+      if (this.batch && this.batch.entries[0]?.entry === this.inflight[0]) this.flushBatch();
+      await this.confirmOldest();
+    }
   }
 
   /**
@@ -519,15 +615,10 @@ export class Applier {
    */
   private async confirmOldest(): Promise<void> {
     const first = this.inflight[0] as InFlight;
-    let result: pg.QueryResult | null = null;
-    try {
-      result = await first.commit;
-    } catch {
-      result = null;
-    }
+    const committed = await first.commit;
     if (this.failure || this.inflight[0] !== first) return;
     this.inflight.shift();
-    if (lastCommand(result) !== 'COMMIT') {
+    if (!committed) {
       this.fail({ kind: 'replay', commitLsn: first.finalLsn, error: new Error('transaction rolled back') });
       return;
     }
@@ -557,24 +648,35 @@ export class Applier {
           this.o.hooks.onTransactionSkipped({ endLsn, reason: tx.mode === 'skip' ? 'echo' : 'empty' });
           return;
         case 'fast': {
-          this.flushGroup();
-          const commit = this.send(
-            commitStatement(formatLsn(endLsn), formatPgTimestamp(tx.commitTs)),
-            [],
-            tx.finalLsn,
-          );
-          const entry: InFlight = {
-            finalLsn: tx.finalLsn,
-            endLsn,
-            commitTs: tx.commitTs,
-            rows: tx.rows,
-            commit,
-            done: false,
-          };
-          const markDone = () => {
-            entry.done = true;
-          };
-          commit.then(markDone, markDone);
+          let entry: InFlight;
+          const g = this.group;
+          if (!tx.opened && g !== null && g.kind === 'insert') {
+            this.group = null;
+            entry = this.addToBatch(tx, endLsn, g);
+          } else {
+            this.flushGroup();
+            this.openTx(tx);
+            const commit = this.send(
+              commitStatement(formatLsn(endLsn), formatPgTimestamp(tx.commitTs)),
+              [],
+              tx.finalLsn,
+            ).then(
+              (r) => lastCommand(r) === 'COMMIT',
+              () => false,
+            );
+            entry = {
+              finalLsn: tx.finalLsn,
+              endLsn,
+              commitTs: tx.commitTs,
+              rows: tx.rows,
+              commit,
+              done: false,
+            };
+            const e = entry;
+            commit.then(() => {
+              e.done = true;
+            });
+          }
           this.inflight.push(entry);
           this.expectedProgress = endLsn;
           this.tx = null;
@@ -629,6 +731,141 @@ export class Applier {
     } catch (err) {
       this.onError(err as Error, tx.finalLsn);
     }
+  }
+
+  /** Queues an insert-only transaction (one group, nothing sent yet) into the batch. */
+  private addToBatch(tx: OpenTx, endLsn: Lsn, g: Group): InFlight {
+    let b = this.batch;
+    if (b && b.shapeKey !== g.shapeKey) {
+      this.flushBatch();
+      b = null;
+    }
+    if (!b) {
+      b = {
+        shapeKey: g.shapeKey,
+        rel: g.rel,
+        setIndexes: g.setIndexes,
+        expected: this.expectedProgress,
+        ends: [],
+        tss: [],
+        lo: [],
+        hi: [],
+        columns: g.columns.map(() => []),
+        rows: 0,
+        entries: [],
+      };
+      this.batch = b;
+      if (!this.batchFlushScheduled) {
+        // Sent once the messages already received are handled: a batch never waits for more.
+        this.batchFlushScheduled = true;
+        setImmediate(() => {
+          this.batchFlushScheduled = false;
+          this.flushBatch();
+        });
+      }
+    }
+    b.ends.push(formatLsn(endLsn));
+    b.tss.push(formatPgTimestamp(tx.commitTs));
+    b.lo.push(b.rows + 1);
+    b.hi.push(b.rows + g.count);
+    for (let j = 0; j < g.columns.length; j++) {
+      const target = b.columns[j] as Array<string | null>;
+      for (const v of g.columns[j] as Array<string | null>) target.push(v);
+    }
+    b.rows += g.count;
+    let resolve!: (committed: boolean) => void;
+    const entry: InFlight = {
+      finalLsn: tx.finalLsn,
+      endLsn,
+      commitTs: tx.commitTs,
+      rows: tx.rows,
+      commit: new Promise<boolean>((r) => {
+        resolve = r;
+      }),
+      done: false,
+    };
+    b.entries.push({
+      entry,
+      resolve: (committed) => {
+        entry.done = true;
+        resolve(committed);
+      },
+    });
+    if (b.entries.length >= BATCH_MAX_TRANSACTIONS || b.rows >= BATCH_MAX_ROWS) this.flushBatch();
+    return entry;
+  }
+
+  /**
+   * Sends the queued batch as one CALL. On success every transaction in it committed. On
+   * failure the ones before the failing transaction did commit (each is its own
+   * transaction): origin progress, read right after, says which; the first one past it is
+   * replayed on the careful path.
+   */
+  private flushBatch(): void {
+    const b = this.batch;
+    if (!b) return;
+    this.batch = null;
+    if (this.failure) {
+      for (const e of b.entries) e.resolve(false);
+      return;
+    }
+    const first = (b.entries[0] as { entry: InFlight }).entry;
+    let proc = this.batchProcedures.get(b.shapeKey);
+    if (!proc) {
+      proc = `pgf_b_${this.statementCounter++}`;
+      this.batchProcedures.set(b.shapeKey, proc);
+      this.send(insertBatchProcedure(b.rel.table, b.setIndexes, proc), [], first.finalLsn);
+    }
+    this.cork();
+    b.ends.forEach((end, index) => {
+      this.batchWaiting.set(end, { batch: b, index });
+    });
+    const call = this.o.db.query({
+      name: proc,
+      text: callBatchStatement(proc, b.columns.length),
+      values: [formatLsn(b.expected), b.ends, b.tss, b.lo, b.hi, ...b.columns],
+    });
+    const forget = () => {
+      for (const end of b.ends) this.batchWaiting.delete(end);
+    };
+    const settled = call.then(
+      () => {
+        forget();
+        for (const e of b.entries) e.resolve(true);
+      },
+      (err: unknown) => {
+        forget();
+        return this.batchFailed(b, err);
+      },
+    );
+    this.pending.add(settled);
+    settled.then(() => this.pending.delete(settled));
+  }
+
+  private async batchFailed(b: Batch, err: unknown): Promise<void> {
+    const code = sqlStateOf(err);
+    const first = (b.entries[0] as { entry: InFlight }).entry;
+    let progress: Lsn | null = null;
+    if (code !== SQLSTATE_GUARD && code !== IN_FAILED_SQL_TRANSACTION && !isConnectionError(err)) {
+      try {
+        const { rows } = await this.o.db.query(
+          `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
+        );
+        progress = parseLsn(rows[0].lsn);
+      } catch (e) {
+        this.onError(e as Error, first.finalLsn);
+      }
+    }
+    // Guard failure: a consequence of an earlier failure, nothing of this batch committed.
+    const failing = progress === null ? undefined : b.entries.find((e) => e.entry.endLsn > progress);
+    if (code === SQLSTATE_GUARD || code === IN_FAILED_SQL_TRANSACTION) {
+      // already reported by whatever failed first
+    } else if (isConnectionError(err)) this.onError(err as Error, first.finalLsn);
+    else if (progress !== null) {
+      if (failing) this.onError(err as Error, failing.entry.finalLsn);
+      else this.fail({ kind: 'retry', error: err as Error });
+    }
+    for (const e of b.entries) e.resolve(progress !== null && e.entry.endLsn <= progress);
   }
 
   private markHandled(endLsn: Lsn): void {

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ApplyTable,
+  callBatchStatement,
   commitStatement,
   deleteStatement,
+  insertBatchProcedure,
   insertStatement,
   keyMatch,
   lastCommand,
@@ -76,5 +78,23 @@ describe('apply statements', () => {
     [[], null],
   ])('lastCommand(%j) is %j', (result, want) => {
     expect(lastCommand(result)).toBe(want);
+  });
+  it('batch procedure: guard once, then per transaction its rows, origin setup, COMMIT, in that order', () => {
+    const p = insertBatchProcedure(t, [0, 1, 2], 'pgf_b_3');
+    expect(p).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_b_3"\(/);
+    expect(p.match(/apply_guard/g)).toHaveLength(1);
+    const loop = p.slice(p.indexOf('FOR pgf_i'));
+    const insert = loop.indexOf(
+      'INSERT INTO "My ""S"""."Tbl" AS t ("id", "Big Text", "mood") OVERRIDING SYSTEM VALUE',
+    );
+    const setup = loop.indexOf('pg_replication_origin_xact_setup(pgf_ends[pgf_i], pgf_tss[pgf_i])');
+    const commit = loop.indexOf('COMMIT;');
+    expect(insert).toBeGreaterThan(-1);
+    expect(setup).toBeGreaterThan(insert);
+    expect(commit).toBeGreaterThan(setup);
+    // Values are cast to the target types; the parameters never clash with column names.
+    expect(p).toContain('pgf_c2[pgf_lo[pgf_i]]::app."Mood"');
+    expect(p).toContain('u.c1::text');
+    expect(callBatchStatement('pgf_b_3', 3)).toBe('CALL pg_temp."pgf_b_3"($1, $2, $3, $4, $5, $6, $7, $8)');
   });
 });

@@ -175,3 +175,58 @@ export function lastCommand(result: unknown): string | null {
   const command = (last as { command?: unknown } | null | undefined)?.command;
   return typeof command === 'string' ? command : null;
 }
+
+/** Prefix of the notice an insertBatchProcedure sends after a COMMIT, followed by the end LSN. */
+export const BATCH_COMMITTED_NOTICE = 'pgfleet committed ';
+/**
+ * An insertBatchProcedure reports a COMMIT by notice when none was reported for this long
+ * (the first COMMIT of a call always): every notice is a flush, too costly per transaction.
+ */
+export const BATCH_NOTICE_INTERVAL_MS = 5;
+
+/**
+ * A procedure that applies a run of insert-only source transactions of one table shape,
+ * each as its OWN target transaction: for transaction i it inserts rows lo[i]..hi[i] of
+ * the column arrays, records (ends[i], tss[i]) with pg_replication_origin_xact_setup and
+ * COMMITs. Called (CALL, outside any transaction block) once for the whole run, so one
+ * protocol message carries many transactions and the plans stay cached in the session.
+ *
+ * The guard runs once, at the start, inside the first transaction: if anything pipelined
+ * before the call failed, nothing of the run commits. Origin setup and COMMIT of a
+ * transaction are adjacent statements of one message already received by the server, so
+ * they run together or not at all, as with commitStatement. If transaction i fails,
+ * transactions before it stay committed and origin progress names the last of them.
+ * After the first COMMIT, and after any COMMIT that follows the previous notice by
+ * BATCH_NOTICE_INTERVAL_MS, a notice names its end LSN: the client then knows that it and
+ * every earlier transaction of the call committed, even while a later one waits on a lock
+ * for a long time (at most that interval of apply work stays unconfirmed meanwhile).
+ *
+ * Lives in pg_temp: per session, never replicated, dropped with the apply connection.
+ */
+export function insertBatchProcedure(t: ApplyTable, indexes: number[], name: string): string {
+  const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
+  const params = indexes.map((_, j) => `pgf_c${j} text[]`).join(', ');
+  const one = indexes.map((ci, j) => `pgf_c${j}[pgf_lo[pgf_i]]::${col(t, ci).type}`).join(', ');
+  const slices = indexes.map((_, j) => `pgf_c${j}[pgf_lo[pgf_i]:pgf_hi[pgf_i]]`).join(', ');
+  const names = indexes.map((_, j) => `c${j}`).join(', ');
+  const casts = indexes.map((ci, j) => `u.c${j}::${col(t, ci).type}`).join(', ');
+  const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;
+  return (
+    `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(pgf_expected pg_lsn, pgf_ends pg_lsn[], pgf_tss timestamptz[], pgf_lo int[], pgf_hi int[], ${params}) ` +
+    'LANGUAGE plpgsql AS $pgf$ DECLARE pgf_i int; pgf_noticed timestamptz; BEGIN ' +
+    'PERFORM pgfleet.apply_guard(pgf_expected); ' +
+    'FOR pgf_i IN 1..array_length(pgf_ends, 1) LOOP ' +
+    `IF pgf_lo[pgf_i] = pgf_hi[pgf_i] THEN INSERT INTO ${target} VALUES (${one}); ` +
+    `ELSE INSERT INTO ${target} SELECT ${casts} FROM unnest(${slices}) AS u(${names}); END IF; ` +
+    'PERFORM pg_replication_origin_xact_setup(pgf_ends[pgf_i], pgf_tss[pgf_i]); ' +
+    'COMMIT; ' +
+    `IF pgf_noticed IS NULL OR clock_timestamp() - pgf_noticed >= interval '${BATCH_NOTICE_INTERVAL_MS} ms' THEN pgf_noticed := clock_timestamp(); RAISE NOTICE '${BATCH_COMMITTED_NOTICE}%', pgf_ends[pgf_i]; END IF; ` +
+    'END LOOP; END $pgf$'
+  );
+}
+
+/** CALL of an insertBatchProcedure with `columns` column arrays. */
+export function callBatchStatement(name: string, columns: number): string {
+  const args = Array.from({ length: 5 + columns }, (_, i) => `$${i + 1}`);
+  return `CALL pg_temp.${quoteIdent(name)}(${args.join(', ')})`;
+}
