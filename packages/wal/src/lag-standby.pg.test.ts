@@ -93,9 +93,15 @@ describe('on the primary of a streaming standby', () => {
   it('replicationLag reports the standby with byte lag converging to 0 and seconds from replay_lag', async () => {
     await primary.query(`INSERT INTO lag_t SELECT g, 'z' FROM generate_series(300000, 300100) g`);
     const target = await currentWalLsn(primary);
-    const row = await until('standby to report replay past the write', async () => {
+    // replay_lag needs a sample: PostgreSQL shows NULL until the standby's reply covers WAL whose
+    // send time was recorded, and again once it has been idle for a while (monitoring docs,
+    // pg_stat_replication). So keep writing until a sample is there.
+    let n = 300200;
+    const row = await until('standby to report replay past the write, with a replay_lag sample', async () => {
       const r = (await replicationLag(primary)).find((x) => x.applicationName === 's');
-      return r?.replayLsn != null && r.replayLsn >= target ? r : undefined;
+      if (r?.replayLsn != null && r.replayLsn >= target && r.replayLagSeconds != null) return r;
+      await primary.query(`INSERT INTO lag_t VALUES ($1, 'z')`, [n++]);
+      return undefined;
     });
     expect(row.state).toBe('streaming');
     expect(row.syncState).toBe('async');
