@@ -1,4 +1,4 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ResolvedConfig, resolveConfig } from './config.js';
@@ -7,21 +7,9 @@ import { type ReplicatorHandle, startReplicator } from './replicator.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
 
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
-}
+/** Polls with the sandbox's eventually(), 100 ms apart, 20 s by default. */
+const waitFor = <T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000) =>
+  eventually(what, fn, ok, { timeoutMs, intervalMs: 100 });
 
 const DDL = `CREATE SCHEMA app;
   CREATE TABLE app.items (id int PRIMARY KEY, name text, qty numeric(40,20), big int8, at timestamptz, doc json, tags text[], blob bytea, note text);`;
