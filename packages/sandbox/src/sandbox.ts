@@ -11,6 +11,7 @@ import { freePort, freePortSync } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import { PartyProxy } from './proxy.js';
 import { chownTree, type RunAs, resolveRunAs } from './run-as.js';
+import { ensureRunnable } from './runnable.js';
 import { cloneStandby } from './standby.js';
 import type { NodeOptions, PgInstallation, ServerSettings, StandbyOptions } from './types.js';
 
@@ -107,8 +108,11 @@ export class Sandbox implements NodeRouting {
    * server (the test suites run once per major that way); else the newest one found.
    */
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
-    const installation = findPostgres({ ...sandboxDefaultsFromEnv(), ...stripUndefined(opts) });
     const runAs = resolveRunAs(opts.runAsUser);
+    const installation = ensureRunnable(
+      findPostgres({ ...sandboxDefaultsFromEnv(), ...stripUndefined(opts) }),
+      runAs,
+    );
     const base = opts.baseDir ?? tmpdir();
     mkdirSync(base, { recursive: true });
     const root = mkdtempSync(join(base, `pgfleet-${opts.name ?? 'sandbox'}-`));
