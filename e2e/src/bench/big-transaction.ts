@@ -2,16 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initMesh } from '@pgfleet/multimaster';
 import type { SandboxNode } from '@pgfleet/sandbox';
-import { BENCH_TABLE_DDL, writeBacklog } from './backlog.js';
-import {
-  benchLogger,
-  benchMeshConfig,
-  countRows,
-  teardownPgfleet,
-  waitForOriginPast,
-} from './pgfleet-drain.js';
+import { writeBacklog } from './backlog.js';
+import { countRows, prepareBenchMesh, teardownPgfleet, waitForOriginPast } from './pgfleet-drain.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(REPO_ROOT, 'apps/multimaster/src/cli.ts');
@@ -69,13 +62,7 @@ export async function bigTransaction(
   workDir: string,
 ): Promise<BigTransactionResult> {
   const nodes = [source, target];
-  await teardownPgfleet(nodes);
-  for (const n of nodes) {
-    await n.query('DROP TABLE IF EXISTS bench_rows');
-    await n.query(BENCH_TABLE_DDL);
-  }
-  const config = benchMeshConfig(nodes, ['public.bench_rows']);
-  await initMesh(config, { logger: benchLogger });
+  await prepareBenchMesh(nodes);
   // JSON is YAML; the file holds passwords, so only the owner may read it.
   const file = join(workDir, 'bench-big-tx.yaml');
   writeFileSync(

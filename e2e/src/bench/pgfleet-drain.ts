@@ -30,6 +30,18 @@ export function benchMeshConfig(
  * schema pgfleet), so each benchmark starts from a clean server. The replicator must be
  * stopped (an active slot cannot be dropped).
  */
+/** A clean bench_rows table on every node and a freshly initialised pgfleet mesh over it. */
+export async function prepareBenchMesh(nodes: SandboxNode[]) {
+  await teardownPgfleet(nodes);
+  for (const n of nodes) {
+    await n.query('DROP TABLE IF EXISTS bench_rows');
+    await n.query(BENCH_TABLE_DDL);
+  }
+  const config = benchMeshConfig(nodes, ['public.bench_rows']);
+  await initMesh(config, { logger: benchLogger });
+  return config;
+}
+
 export async function teardownPgfleet(nodes: SandboxNode[]): Promise<void> {
   for (const n of nodes) {
     await n.query(
@@ -138,13 +150,7 @@ export async function drainPgfleet(
   shape: BacklogShape,
 ): Promise<PgfleetDrainResult> {
   const nodes = [source, target];
-  await teardownPgfleet(nodes);
-  for (const n of nodes) {
-    await n.query('DROP TABLE IF EXISTS bench_rows');
-    await n.query(BENCH_TABLE_DDL);
-  }
-  const config = benchMeshConfig(nodes, ['public.bench_rows']);
-  await initMesh(config, { logger: benchLogger });
+  const config = await prepareBenchMesh(nodes);
   try {
     const backlog = await writeBacklog(source, shape);
     const rows = shape.transactions * shape.rowsPerTransaction;
