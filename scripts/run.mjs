@@ -4,7 +4,7 @@
 // from the lockfile, builds, then runs the job. Only Node built-ins are used here.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,11 +26,17 @@ function mustRun(cmd, args, opts) {
   }
 }
 
-/** pnpm from PATH when it is the right major, else a local copy installed once with npm. */
+/**
+ * pnpm from PATH when it is the right major, else a local copy installed once with npm.
+ * A local copy's bin directory is put at the front of PATH for everything we start: turbo
+ * (and any tool that shells out to the package manager) looks pnpm up on PATH, not here.
+ */
 function findPnpm() {
   const onPath = spawnSync('pnpm', ['--version'], { encoding: 'utf8' });
   if (onPath.status === 0 && onPath.stdout.trim().split('.')[0] === pnpmMajor) return 'pnpm';
-  const local = join(root, '.cache', 'pnpm', 'node_modules', '.bin', 'pnpm');
+  const localBin = join(root, '.cache', 'pnpm', 'node_modules', '.bin');
+  const local = join(localBin, 'pnpm');
+  process.env.PATH = [localBin, process.env.PATH].filter(Boolean).join(delimiter);
   if (!existsSync(local)) {
     console.log(`pgfleet: installing pnpm ${pnpmVersion} into .cache/pnpm (one time)`);
     mkdirSync(join(root, '.cache', 'pnpm'), { recursive: true });
