@@ -3,6 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { ClientConfig } from 'pg';
 import type { ConnParams } from './conninfo.js';
 import { ConfigError, ConninfoError } from './errors.js';
+import { passwordLookup } from './password.js';
 
 /** One host to try, after splitting libpq's comma-separated host/hostaddr/port lists. */
 export interface HostTarget {
@@ -173,7 +174,9 @@ export function clientConfigFor(
     keepAlive: params.keepalives !== '0',
   };
   if (params.user !== undefined) config.user = params.user;
-  if (params.password !== undefined) config.password = params.password;
+  // node-pg takes a password function (and treats its undefined as "no password").
+  const lookup = passwordLookup(params, target) as (() => Promise<string>) | undefined;
+  config.password = lookup ?? params.password;
   if (params.dbname !== undefined) config.database = params.dbname;
   const appName = opts.applicationName ?? params.application_name;
   if (appName !== undefined) config.application_name = appName;

@@ -1,4 +1,5 @@
 import { ConfigError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
+import { MISSING_PASSWORD } from './password.js';
 import { redactConninfo } from './redact.js';
 import { isConnectionSqlState } from './sqlstate.js';
 
@@ -130,6 +131,16 @@ export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetErr
   const code = socketCode(e);
   if (code) {
     return new NodeUnreachableError(`${where} failed: ${raw} (${code})`, { ...base, reason: code }, options);
+  }
+  if (MISSING_PASSWORD.test(raw)) {
+    // node-pg says "SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string": an
+    // internal detail. What the user must change is the conninfo (or ~/.pgpass).
+    return new ConfigError(
+      `${where} failed: the server asks for a password and none is given ` +
+        '(no password in the conninfo, no PGPASSWORD, no matching ~/.pgpass entry)',
+      { ...base, key: 'password', reason: 'password_missing' },
+      options,
+    );
   }
   if (/does not support SSL/i.test(raw)) {
     // Permanent: retrying will not make the server grow TLS; the conninfo must change.

@@ -1,4 +1,4 @@
-export { type DownCause, downReasonFromError } from './down-reason.js';
+export { type DownCause, type DownReason, downReasonFromError } from './down-reason.js';
 export { FenceError, PromoteError, RoleError, RoleErrorCode } from './errors.js';
 export {
   type FenceOptions,
@@ -9,6 +9,17 @@ export {
   unfence,
 } from './fence.js';
 export { type PromoteOptions, type PromoteResult, promote } from './promote.js';
+export {
+  classifyProcessTitle,
+  killServer,
+  postmasterPid,
+  processState,
+  type ServerProcess,
+  type ServerProcesses,
+  type ServerProcessKind,
+  serverProcesses,
+  terminateClientBackends,
+} from './server-processes.js';
 export { pauseReplay, type ReplayStatus, replayStatus, resumeReplay } from './replay.js';
 export {
   replicationStatus,
