@@ -145,7 +145,10 @@ export function formatStatusTable(s: KeeperStatus): string {
       ['replay', s.replayPaused ? 'PAUSED' : 'running'],
     );
   if (s.role === 'primary')
-    rows.push(['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)]);
+    rows.push(
+      ['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)],
+      ['write lease', s.lease],
+    );
   if (s.mode === 'node') {
     rows.push(
       [

@@ -44,8 +44,11 @@ export function probeHandshake(
     };
     const fail = (cause: 'timeout' | 'refused' | 'reset' | 'error', reason: string) =>
       finish({ answered: false, latencyMs: now() - started, cause, reason: `${label}: ${reason}` });
+    // setImmediate: after a stall of our own event loop the timer and the answer are both due;
+    // timers run before I/O callbacks, so give an answer already received its chance first.
     const timer = setTimeout(
-      () => fail('timeout', `no answer to a new connection within ${opts.timeoutMs} ms`),
+      () =>
+        setImmediate(() => fail('timeout', `no answer to a new connection within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
     socket = address.startsWith('/')
