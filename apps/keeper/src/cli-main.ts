@@ -1,8 +1,8 @@
 import { PgfleetError, redactConninfo } from '@pgfleet/connection';
-import { detectRole } from '@pgfleet/roles';
 import pino from 'pino';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { startKeeper } from './keeper.js';
+import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
 import type { KeeperStatus } from './state.js';
 import { formatBytes } from './units.js';
@@ -21,7 +21,7 @@ export const EXIT_USAGE = 2;
 const HELP = `pgfleet-keeper: automatic failover and sync degrade for a PostgreSQL primary + standby
 
 Usage:
-  pgfleet-keeper run    --config <file.yaml> [--<key> <value>...]
+  pgfleet-keeper run    --config <file.yaml> [--force] [--<key> <value>...]
   pgfleet-keeper check  --config <file.yaml> [--<key> <value>...]
   pgfleet-keeper status [--json] [--url <keeper url>] [--config <file.yaml>]
   pgfleet-keeper pause | resume [--url <keeper url>] [--config <file.yaml>]
@@ -32,7 +32,8 @@ Usage:
   pgfleet-keeper --help
 
 Commands:
-  run      run the keeper (node or witness mode) until SIGINT/SIGTERM
+  run      run the keeper (node or witness mode) until SIGINT/SIGTERM; refuses to start on
+           the configuration problems check reports (--force starts anyway)
   check    validate the configuration and probe the nodes once, then exit
   status   print a keeper's /status as a table (or raw JSON with --json)
   pause    stop automatic actions (promote, degrade, fence) until resume
@@ -227,29 +228,31 @@ async function cmdPost(
   }
 }
 
-/** Causes that mean the configuration is wrong (not "the server is not up yet"). */
-const CONFIG_CAUSES = new Set(['auth_failed', 'host_not_found', 'error']);
-
-async function checkNodes(c: KeeperConfig, strict: boolean, log: pino.Logger): Promise<number> {
-  const nodes: Array<[string, string, string]> =
-    c.mode === 'witness'
-      ? Object.entries(c.members).map(([name, conninfo]) => [`members.${name}`, name, conninfo])
-      : [
-          ['node.conninfo', c.node.name, c.node.conninfo],
-          ['peer.conninfo', c.peer.name, c.peer.conninfo],
-        ];
+/**
+ * `check`: every finding printed, exit 2 on any problem. `run`: exit 2 on configuration
+ * problems unless --force (a node that is merely down is what the keeper is there for).
+ */
+async function checkNodes(
+  c: KeeperConfig,
+  strict: boolean,
+  force: boolean,
+  log: pino.Logger,
+): Promise<number> {
   let worst = EXIT_OK;
-  for (const [key, name, conninfo] of nodes) {
-    const info = await detectRole(conninfo, { timeoutMs: Math.max(c.connectTimeoutMs, 1000) });
-    const line = `${key}: node ${name} is ${info.role}: ${redactConninfo(info.reason)}`;
-    const bad =
-      info.role === 'down' &&
-      (strict || (key === 'node.conninfo' && CONFIG_CAUSES.has(info.downCause ?? '')));
-    if (bad) {
-      process.stderr.write(`pgfleet-keeper: ${line}\n`);
+  for (const f of await preflight(c)) {
+    if (strict) {
+      if (f.severity === 'ok') process.stdout.write(`${f.line}\n`);
+      else {
+        process.stderr.write(`pgfleet-keeper: ${f.line}\n`);
+        worst = EXIT_USAGE;
+      }
+    } else if (f.severity === 'config' && !force) {
+      process.stderr.write(`pgfleet-keeper: ${f.line} (fix it, or start anyway with --force)\n`);
       worst = EXIT_USAGE;
-    } else if (strict) process.stdout.write(`${line}\n`);
-    else if (info.role === 'down') log.warn({ key, node: name }, `${line}; the keeper waits for it`);
+    } else if (f.severity === 'config')
+      log.error({ key: f.key, node: f.node, forced: true }, `${f.line}; started anyway (--force)`);
+    else if (f.severity === 'down')
+      log.warn({ key: f.key, node: f.node }, `${f.line}; the keeper waits for it`);
   }
   return worst;
 }
@@ -257,7 +260,12 @@ async function checkNodes(c: KeeperConfig, strict: boolean, log: pino.Logger): P
 async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const config = configFrom(args.flags, env);
   const logger = pino({ level: config.logLevel });
-  const pre = await checkNodes(config, false, logger.child({ component: 'keeper', node: config.node.name }));
+  const pre = await checkNodes(
+    config,
+    false,
+    args.bools.has('force'),
+    logger.child({ component: 'keeper', node: config.node.name }),
+  );
   if (pre !== EXIT_OK) return pre;
   const ctl = new AbortController();
   let signals = 0;
@@ -316,7 +324,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await cmdRun(args, env);
       case 'check': {
         const config = configFrom(args.flags, env);
-        return await checkNodes(config, true, pino({ level: 'silent' }));
+        return await checkNodes(config, true, false, pino({ level: 'silent' }));
       }
       case 'status':
         return await cmdStatus(args, env);

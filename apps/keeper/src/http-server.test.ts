@@ -91,7 +91,13 @@ describe('keeper HTTP API over real HTTP', () => {
     ],
     [
       'synchronous streaming standby',
-      { role: 'standby', streaming: true, writable: false, lagBytes: 0, sync: { configured: 'ANY 1 (a, b)', current: null, degraded: false, observation: 'sync' } },
+      {
+        role: 'standby',
+        streaming: true,
+        writable: false,
+        lagBytes: 0,
+        sync: { configured: 'ANY 1 (a, b)', current: null, degraded: false, observation: 'sync' },
+      },
       {
         '/': 503,
         '/primary': 503,
@@ -106,8 +112,20 @@ describe('keeper HTTP API over real HTTP', () => {
     ],
     [
       'asynchronous streaming standby',
-      { role: 'standby', streaming: true, writable: false, lagBytes: 100, sync: { configured: '', current: null, degraded: false, observation: 'async' } },
-      { '/sync': 503, '/async': 200, '/asynchronous?lag=1kB': 200, '/async?lag=10': 503, '/read-only-sync': 503 },
+      {
+        role: 'standby',
+        streaming: true,
+        writable: false,
+        lagBytes: 100,
+        sync: { configured: '', current: null, degraded: false, observation: 'async' },
+      },
+      {
+        '/sync': 503,
+        '/async': 200,
+        '/asynchronous?lag=1kB': 200,
+        '/async?lag=10': 503,
+        '/read-only-sync': 503,
+      },
     ],
     [
       'streaming standby',
@@ -127,7 +145,11 @@ describe('keeper HTTP API over real HTTP', () => {
       { role: 'standby', streaming: false, writable: false, lagBytes: 0 },
       { '/replica': 503, '/readiness': 503, '/health': 200 },
     ],
-    ['server down', { role: 'down', writable: false }, { '/primary': 503, '/replica': 503, '/health': 503, '/liveness': 200 }],
+    [
+      'server down',
+      { role: 'down', writable: false },
+      { '/primary': 503, '/replica': 503, '/health': 503, '/liveness': 200 },
+    ],
   ])('%s', async (_name, over, expected) => {
     current = status(over);
     for (const [path, want] of Object.entries(expected))

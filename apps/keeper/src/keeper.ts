@@ -20,8 +20,8 @@ import { standbyIteration } from './standby-loop.js';
 import { initialState, type KeeperState, type KeeperStatus } from './state.js';
 import { acceptSwitchover, switchover } from './switchover.js';
 import { keeperTiming } from './timing.js';
-import { describeLease } from './write-lease.js';
 import { startWitness } from './witness-service.js';
+import { describeLease } from './write-lease.js';
 
 /**
  * The keeper daemon: one loop that re-learns the local server's role every iteration and runs

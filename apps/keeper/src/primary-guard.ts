@@ -233,9 +233,16 @@ export class PrimaryGuard {
     }
     try {
       const pids = terminateClientBackends(this.pgdata);
-      logger.warn({ event: 'backends_terminated', pids }, `sent SIGTERM to ${pids.length} client backends directly`);
+      logger.warn(
+        { event: 'backends_terminated', pids },
+        `sent SIGTERM to ${pids.length} client backends directly`,
+      );
       const res = await sqlFence(this.timing.escalationMs, true);
-      this.fenced(reason, `fenced after terminating client backends directly: ${res.terminated} more`, started);
+      this.fenced(
+        reason,
+        `fenced after terminating client backends directly: ${res.terminated} more`,
+        started,
+      );
       return;
     } catch (err) {
       logger.warn({ err: errorText(err) }, `fence still not confirmed: ${errorText(err)}`);

@@ -3,7 +3,6 @@ import {
   detectRoleOn,
   downReasonFromError,
   type NodeRole,
-  type RoleInfo,
   replayStatus,
   setSyncStandbyNames,
   unfence,

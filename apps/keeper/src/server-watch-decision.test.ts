@@ -22,7 +22,12 @@ const silentFrom = (answer: number, silentAt: number) =>
 describe('decideServerWatch', () => {
   it.each<[string, Partial<ServerWatchFacts>, string, RegExp | null]>([
     ['answers: fine', {}, 'ok', null],
-    ['not guarding (standby, fenced, paused): nothing to do', { guarding: false, watch: silentFrom(0, 100) }, 'ok', null],
+    [
+      'not guarding (standby, fenced, paused): nothing to do',
+      { guarding: false, watch: silentFrom(0, 100) },
+      'ok',
+      null,
+    ],
     [
       'silent for less than fenceAfter: /primary must stop, nothing more',
       { watch: silentFrom(9_500, 9_700) },
@@ -47,7 +52,12 @@ describe('decideServerWatch', () => {
       'stop',
       /must not come back as a second primary/,
     ],
-    ['a clean shutdown is the operator’s: not stopped', { downCause: 'shutting_down', lastPrimaryAt: 1_000 }, 'ok', null],
+    [
+      'a clean shutdown is the operator’s: not stopped',
+      { downCause: 'shutting_down', lastPrimaryAt: 1_000 },
+      'ok',
+      null,
+    ],
     [
       'the keeper itself did not run for fenceAfter (host frozen): stop vouching, look at the peer at once',
       { sinceLastTickMs: 1_500 },

@@ -224,7 +224,10 @@ describe('decideStandby', () => {
     const [one, two] = [at(100_000), at(100_500)];
     expect(one.reason).not.toBe(two.reason);
     expect(one.key).toBe(two.key);
-    const other = decideStandby(facts({ now: 100_000, replayPaused: true, watch: { ...seen, lastSeenAt: 99_000 } }), policy);
+    const other = decideStandby(
+      facts({ now: 100_000, replayPaused: true, watch: { ...seen, lastSeenAt: 99_000 } }),
+      policy,
+    );
     expect(other.key).not.toBe(one.key);
   });
 });

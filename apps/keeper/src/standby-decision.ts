@@ -111,8 +111,7 @@ export function decideStandby(f: StandbyFacts, p: StandbyPolicy): StandbyAction 
     );
 
   const r = f.receiver;
-  const receiverAlive =
-    r !== null && r.streaming && r.lastMsgAgeMs !== null && r.lastMsgAgeMs < p.intervalMs;
+  const receiverAlive = r?.streaming && r.lastMsgAgeMs !== null && r.lastMsgAgeMs < p.intervalMs;
   if (receiverAlive && !f.peerReportedDown)
     return wait(
       'receiver-alive',

@@ -80,7 +80,10 @@ export async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
     return {
       ok: false,
       outcome: down.answered
-        ? { kind: 'answered', message: `${down.serverMessage ?? down.reason}${down.sqlState && down.serverMessage ? ` (${down.sqlState})` : ''}` }
+        ? {
+            kind: 'answered',
+            message: `${down.serverMessage ?? down.reason}${down.sqlState && down.serverMessage ? ` (${down.sqlState})` : ''}`,
+          }
         : { kind: 'silent', error },
       latencyMs: ctx.clock.now() - started,
       error,
@@ -248,7 +251,12 @@ export async function promoteLocal(ctx: LoopContext, reason: string): Promise<vo
     s.currentSyncNames = c.syncStandbyNames !== '' ? '' : s.currentSyncNames;
     ctx.guard?.grant(`promoted: ${reason.replace(/^promoting: /, '')}`);
     ctx.logger.warn(
-      { timeline: result.timeline, event: 'promoted', ms: Math.round(result.elapsedMs), wakeups: result.wakeups },
+      {
+        timeline: result.timeline,
+        event: 'promoted',
+        ms: Math.round(result.elapsedMs),
+        wakeups: result.wakeups,
+      },
       `promoted to primary on timeline ${result.timeline} (recovery ended ${Math.round(result.elapsedMs)} ms after the request)`,
     );
     ctx.hook('promote', reason, { oldRole });

@@ -30,7 +30,9 @@ export interface KeeperTiming {
   serverWatchTimeoutMs: number;
 }
 
-export function keeperTiming(c: Pick<KeeperConfig, 'intervalMs' | 'connectTimeoutMs' | 'fenceAfterMs'>): KeeperTiming {
+export function keeperTiming(
+  c: Pick<KeeperConfig, 'intervalMs' | 'connectTimeoutMs' | 'fenceAfterMs'>,
+): KeeperTiming {
   const escalationMs = Math.round(Math.min(1000, Math.max(100, c.connectTimeoutMs / 2)));
   const serverWatchMs = Math.round(Math.min(250, Math.max(50, c.intervalMs / 4)));
   return {

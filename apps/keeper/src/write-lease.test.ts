@@ -29,7 +29,12 @@ describe('judgeLease', () => {
     ['the standby answers as a standby', {}, 'renew', /b answers as a standby/],
     ['a fenced server', { localPrimary: false }, 'revoke', /not an unfenced primary/],
     ['a postmaster that takes no new connection', { localAccepting: false }, 'revoke', /no new connections/],
-    ['a rival unfenced primary', { peers: [peer('primary')] }, 'revoke', /b answers as an unfenced primary too/],
+    [
+      'a rival unfenced primary',
+      { peers: [peer('primary')] },
+      'revoke',
+      /b answers as an unfenced primary too/,
+    ],
     ['a rival on a newer timeline', { peers: [peer('primary', { timeline: 3 })] }, 'revoke', /timeline 3/],
     [
       'an old primary back on an older timeline is no rival (its keeper fences it)',
@@ -38,10 +43,30 @@ describe('judgeLease', () => {
       /fenced or older primary/,
     ],
     ['a fenced primary peer is no rival', { peers: [peer('primary', { fenced: true })] }, 'renew', /fenced/],
-    ['the witness voted for the standby', { peers: [peer('down')], witness: 'granted-to-peer' }, 'revoke', /granted its vote/],
-    ['standby down, witness answers with no grant', { peers: [peer('down')], witness: 'ok' }, 'renew', /witness answers/],
-    ['standby down, witness silent: no evidence, let it lapse', { peers: [peer('down')], witness: 'unreachable' }, 'lapse', /neither/],
-    ['standby down, no witness: 2-node mode keeps writing', { peers: [peer('down')] }, 'renew', /2-node mode/],
+    [
+      'the witness voted for the standby',
+      { peers: [peer('down')], witness: 'granted-to-peer' },
+      'revoke',
+      /granted its vote/,
+    ],
+    [
+      'standby down, witness answers with no grant',
+      { peers: [peer('down')], witness: 'ok' },
+      'renew',
+      /witness answers/,
+    ],
+    [
+      'standby down, witness silent: no evidence, let it lapse',
+      { peers: [peer('down')], witness: 'unreachable' },
+      'lapse',
+      /neither/,
+    ],
+    [
+      'standby down, no witness: 2-node mode keeps writing',
+      { peers: [peer('down')] },
+      'renew',
+      /2-node mode/,
+    ],
   ])('%s', (_name, over, kind, reason) => {
     const v = judgeLease(good(over));
     expect(v.kind).toBe(kind);

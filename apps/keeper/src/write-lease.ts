@@ -39,8 +39,7 @@ export type LeaseVerdict =
 
 export function judgeLease(e: LeaseEvidence): LeaseVerdict {
   if (!e.localPrimary) return { kind: 'revoke', reason: 'the local server is not an unfenced primary' };
-  if (!e.localAccepting)
-    return { kind: 'revoke', reason: 'the local postmaster takes no new connections' };
+  if (!e.localAccepting) return { kind: 'revoke', reason: 'the local postmaster takes no new connections' };
   // Another unfenced primary on our timeline or a newer one competes with us. One on an older
   // timeline is an old primary back from the dead: its keeper fences it when it sees us.
   const rival = e.peers.find(

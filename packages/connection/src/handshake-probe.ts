@@ -47,8 +47,7 @@ export function probeHandshake(
     // setImmediate: after a stall of our own event loop the timer and the answer are both due;
     // timers run before I/O callbacks, so give an answer already received its chance first.
     const timer = setTimeout(
-      () =>
-        setImmediate(() => fail('timeout', `no answer to a new connection within ${opts.timeoutMs} ms`)),
+      () => setImmediate(() => fail('timeout', `no answer to a new connection within ${opts.timeoutMs} ms`)),
       opts.timeoutMs,
     );
     socket = address.startsWith('/')

@@ -10,8 +10,8 @@ export {
   withConninfo,
 } from './conninfo.js';
 export { ConfigError, ConninfoError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
-export { type ErrorContext, toPgfleetError } from './map-error.js';
 export { type HandshakeProbeResult, probeHandshake } from './handshake-probe.js';
+export { type ErrorContext, toPgfleetError } from './map-error.js';
 export { type ProbeOptions, type ProbeResult, probe } from './probe.js';
 export type { Queryable } from './queryable.js';
 export { quoteIdent, quoteLiteral, quoteQualified } from './quote.js';

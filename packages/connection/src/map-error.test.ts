@@ -123,7 +123,10 @@ describe('toPgfleetError', () => {
   });
 
   it('names the missing password, not SASL internals', () => {
-    const e = toPgfleetError(new Error('SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string'), ctx);
+    const e = toPgfleetError(
+      new Error('SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string'),
+      ctx,
+    );
     expect(e.message).toMatch(/the server asks for a password and none is given/);
     expect(e.message).not.toMatch(/SASL|SCRAM/);
     expect(e.details).toMatchObject({ key: 'password', reason: 'password_missing' });

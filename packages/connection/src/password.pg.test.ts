@@ -12,7 +12,8 @@ describe('passwords from ~/.pgpass, and none at all', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pgfleet-pgpass-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   afterEach(() => vi.unstubAllEnvs());
-  const noPassword = () => `host=${server.host} port=${server.port} user=${server.user} dbname=${server.database}`;
+  const noPassword = () =>
+    `host=${server.host} port=${server.port} user=${server.user} dbname=${server.database}`;
 
   it('connects with the password file, and node-pg prints no deprecation warning', async () => {
     const file = join(dir, 'pgpass');

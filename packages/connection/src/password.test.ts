@@ -26,7 +26,12 @@ describe('passwordLookup (libpq order after the conninfo: PGPASSWORD, then the p
 
   it.each([
     ['host, port and user match', { user: 'alice', dbname: 'd' }, { host: 'db1', port: 5432 }, 'from-file'],
-    ['a unix socket matches "localhost", escapes are undone', { user: 'bob', dbname: 'app' }, { host: '/run/pg', port: 5433 }, 'sock:et'],
+    [
+      'a unix socket matches "localhost", escapes are undone',
+      { user: 'bob', dbname: 'app' },
+      { host: '/run/pg', port: 5433 },
+      'sock:et',
+    ],
     ['wildcards', { user: 'carol' }, { host: 'elsewhere', port: 6000 }, 'any'],
     ['no entry', { user: 'dave' }, { host: 'db1', port: 5432 }, undefined],
   ])('%s', async (_name, params, target, want) => {

@@ -119,13 +119,21 @@ describe('downReasonFromError', () => {
   });
 
   it.each<[string, unknown, boolean]>([
-    ['a wrong password is an answer', serverError('28P01', 'password authentication failed for user "x"'), true],
+    [
+      'a wrong password is an answer',
+      serverError('28P01', 'password authentication failed for user "x"'),
+      true,
+    ],
     ['too many connections is an answer', serverError('53300', 'sorry, too many clients already'), true],
     ['starting up is an answer', serverError('57P03', 'the database system is starting up'), true],
     ['any other server error is an answer', serverError('3D000', 'database "nope" does not exist'), true],
     ['refused is silence', socketError('ECONNREFUSED'), false],
     ['a timeout is silence', new Error('timeout expired'), false],
-    ['our statement timeout firing is silence', serverError('57014', 'canceling statement due to statement timeout'), false],
+    [
+      'our statement timeout firing is silence',
+      serverError('57014', 'canceling statement due to statement timeout'),
+      false,
+    ],
     ['a reset is silence', new Error('Connection terminated unexpectedly'), false],
     ['a non-server error is silence', new Error('boom'), false],
   ])('%s', (_label, err, answered) => {

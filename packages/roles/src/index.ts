@@ -9,6 +9,15 @@ export {
   unfence,
 } from './fence.js';
 export { type PromoteOptions, type PromoteResult, promote } from './promote.js';
+export { pauseReplay, type ReplayStatus, replayStatus, resumeReplay } from './replay.js';
+export {
+  replicationStatus,
+  type StandbyStream,
+  type SyncState,
+  type WalReceiver,
+  walReceiverStatus,
+} from './replication-status.js';
+export { type DetectRoleOptions, detectRole, detectRoleOn, type NodeRole, type RoleInfo } from './role.js';
 export {
   classifyProcessTitle,
   killServer,
@@ -20,15 +29,6 @@ export {
   serverProcesses,
   terminateClientBackends,
 } from './server-processes.js';
-export { pauseReplay, type ReplayStatus, replayStatus, resumeReplay } from './replay.js';
-export {
-  replicationStatus,
-  type StandbyStream,
-  type SyncState,
-  type WalReceiver,
-  walReceiverStatus,
-} from './replication-status.js';
-export { type DetectRoleOptions, detectRole, detectRoleOn, type NodeRole, type RoleInfo } from './role.js';
 export { readSyncStandbyNames, type SetSyncStandbyNamesOptions, setSyncStandbyNames } from './sync-config.js';
 export {
   formatSyncStandbyNames,

@@ -29,25 +29,30 @@ describe('promote() never waits for wal_retrieve_retry_interval', () => {
   });
   afterAll(() => sb?.destroy());
 
-  it.each([0, 1, 2])('trial %i: a reload just before promoting (the old race) costs no retry interval', async (i) => {
-    const node = standbys[i]!;
-    const q = await connect(node.conninfo());
-    try {
-      await q.query('SELECT pg_reload_conf()');
-      const started = performance.now();
-      const r = await promote(q, {
-        waitSeconds: 30,
-        node: node.name,
-        settings: { synchronous_standby_names: '' },
-      });
-      const ms = performance.now() - started;
-      expect(r.timeline).toBe(2);
-      expect(ms).toBeLessThan(2500);
-      const [row] = (await q.query("SELECT current_setting('synchronous_standby_names') AS s")).rows;
-      expect(row.s).toBe('');
-      console.log(`promotion ${node.name}: ${ms.toFixed(0)} ms, ${r.wakeups} wake-ups of the startup process`);
-    } finally {
-      await q.end();
-    }
-  });
+  it.each([0, 1, 2])(
+    'trial %i: a reload just before promoting (the old race) costs no retry interval',
+    async (i) => {
+      const node = standbys[i]!;
+      const q = await connect(node.conninfo());
+      try {
+        await q.query('SELECT pg_reload_conf()');
+        const started = performance.now();
+        const r = await promote(q, {
+          waitSeconds: 30,
+          node: node.name,
+          settings: { synchronous_standby_names: '' },
+        });
+        const ms = performance.now() - started;
+        expect(r.timeline).toBe(2);
+        expect(ms).toBeLessThan(2500);
+        const [row] = (await q.query("SELECT current_setting('synchronous_standby_names') AS s")).rows;
+        expect(row.s).toBe('');
+        console.log(
+          `promotion ${node.name}: ${ms.toFixed(0)} ms, ${r.wakeups} wake-ups of the startup process`,
+        );
+      } finally {
+        await q.end();
+      }
+    },
+  );
 });

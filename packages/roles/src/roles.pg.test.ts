@@ -110,7 +110,7 @@ describe('@pgfleet/roles on a primary + streaming standby', () => {
     await qa.query("INSERT INTO roles_t VALUES (0, 'age')");
     const fresh = await until('a fresh message', async () => {
       const w = await walReceiverStatus(qb);
-      return w && w.lastMsgAgeMs !== null && w.lastMsgAgeMs < 1000 && w;
+      return w !== null && w.lastMsgAgeMs !== null && w.lastMsgAgeMs < 1000 ? w : undefined;
     });
     expect(fresh.lastMsgAgeMs).toBeGreaterThanOrEqual(0);
     await qa.query('DELETE FROM roles_t WHERE id = 0');

@@ -1,5 +1,5 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { connect } from '@pgfleet/connection';
+import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   killServer,
@@ -43,7 +43,11 @@ describe('the local server through /proc: the fence that needs no postmaster', (
       const kinds = (kind: string) => procs?.children.filter((p) => p.kind === kind) ?? [];
       expect(kinds('client').length).toBeGreaterThanOrEqual(1);
       expect(kinds('walsender')).toHaveLength(1);
-      expect(kinds('auxiliary').map((p) => p.title).join('\n')).toMatch(/checkpointer/);
+      expect(
+        kinds('auxiliary')
+          .map((p) => p.title)
+          .join('\n'),
+      ).toMatch(/checkpointer/);
     } finally {
       await holder.end();
     }
@@ -54,7 +58,8 @@ describe('the local server through /proc: the fence that needs no postmaster', (
     process.kill(a.pid!, 'SIGSTOP');
     try {
       // Signal delivery is asynchronous: the state turns T (stopped) a moment later.
-      for (let i = 0; i < 100 && processState(a.pid!) !== 'T'; i++) await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 100 && processState(a.pid!) !== 'T'; i++)
+        await new Promise((r) => setTimeout(r, 5));
       expect(processState(a.pid!)).toBe('T');
       await holder.query('INSERT INTO w DEFAULT VALUES'); // what makes a stopped postmaster dangerous
       const signalled = terminateClientBackends(a.dataDir);
