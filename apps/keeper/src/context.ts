@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { KeeperConfig } from './config.js';
 import type { HookEvent, HookRunner } from './hooks.js';
+import type { LocalSession } from './local-session.js';
 import type { KeeperMetrics } from './metrics.js';
 import type { PrimaryGuard } from './primary-guard.js';
 import type { KeeperState } from './state.js';
@@ -22,6 +23,8 @@ export interface LoopContext {
   record(kind: string, reason: string, fields?: Record<string, unknown>, key?: string): void;
   /** The write lease and the fence of the local primary (node mode). */
   guard?: PrimaryGuard;
+  /** The keeper's long-lived session to its own server (node mode). */
+  session?: LocalSession;
   /** Runs a hook for `event` with the current role/timeline (queued, not awaited). */
   hook(event: HookEvent, reason: string, extra?: { oldRole?: string }): void;
   /** Start the next iteration now instead of at the next tick. */

@@ -47,6 +47,8 @@ export interface KeeperHandle {
 
 /** Re-probe period while the peer says it restored sync and our probes do not see it yet. */
 const SYNC_RECHECK_MS = 100;
+/** Re-check period of a standby told its primary is gone while a gate still blocks it. */
+const FAST_PATH_RECHECK_MS = 50;
 
 /**
  * Causes for which the keeper beside a dead primary tells the standby's keeper at once: the
@@ -189,6 +191,15 @@ async function startNodeKeeper(
   function period(): number {
     if (state.role === 'standby' && state.syncRecheckUntil !== null)
       return Math.min(c.intervalMs, SYNC_RECHECK_MS);
+    // Fast path under way and still blocked (the witness may not have heard from the dead
+    // primary's keeper yet): look again soon rather than an interval later.
+    if (
+      state.role === 'standby' &&
+      state.peerReportedDownAt !== null &&
+      clock.now() - state.peerReportedDownAt < c.failures * c.intervalMs &&
+      state.decision?.kind === 'blocked'
+    )
+      return Math.min(c.intervalMs, FAST_PATH_RECHECK_MS);
     return c.intervalMs;
   }
 
@@ -202,6 +213,7 @@ async function startNodeKeeper(
   );
   const guard = new PrimaryGuard(ctx, session, timing);
   ctx.guard = guard;
+  ctx.session = session;
 
   /** node.pgdata when not configured: the server's data_directory, if it is on this host. */
   async function learnDataDirectory(): Promise<void> {

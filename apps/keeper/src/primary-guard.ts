@@ -2,8 +2,7 @@ import { probeHandshake } from '@pgfleet/connection';
 import { fence, killServer, postmasterPid, type RoleInfo, terminateClientBackends } from '@pgfleet/roles';
 import { errorText, type LoopContext } from './context.js';
 import type { LocalSession } from './local-session.js';
-import { sendHeartbeat } from './peer-client.js';
-import { tellPeer } from './primary-loop.js';
+import { announceDown } from './primary-loop.js';
 import { decideServerWatch, INITIAL_SERVER_WATCH, observeHandshake } from './server-watch-decision.js';
 import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
 import type { KeeperTiming } from './timing.js';
@@ -139,7 +138,11 @@ export class PrimaryGuard {
               // The loop sees it too and takes the fast path; nothing here to fence.
               { ...INITIAL_SERVER_WATCH, lastTickAt: s.serverWatch.lastTickAt }
             : observeHandshake(s.serverWatch, r, at);
-        if (!r.answered && r.cause === 'refused') this.revoke(`the local postmaster is gone (${r.reason})`);
+        if (!r.answered && r.cause === 'refused') {
+          this.revoke(`the local postmaster is gone (${r.reason})`);
+          // The loop confirms and takes the fast path at once, not at its next tick.
+          if (s.role === 'primary') this.ctx.wake();
+        }
         this.evaluate(0);
       })
       .catch((err) => this.ctx.logger.debug({ err: errorText(err) }, 'server watch probe failed'))
@@ -269,7 +272,7 @@ export class PrimaryGuard {
    * fenced with SQL. Then the witness and the standby's keeper are told at once (fast path).
    */
   stopServer(reason: string): void {
-    const { state: s, logger, config: c } = this.ctx;
+    const { state: s, logger } = this.ctx;
     this.revoke(`stopping the server: ${reason}`);
     if (!this.pgdata) {
       this.noDataDirectory(reason);
@@ -287,25 +290,10 @@ export class PrimaryGuard {
     s.counters.serverStops++;
     this.ctx.metrics.serverStops.inc();
     const why = `stopped the local server hard (SIGKILL of ${killed.length} processes): ${reason}`;
-    logger.error({ event: 'server_stopped', pids: killed }, why);
-    this.ctx.record('stop', why);
+    this.ctx.record('stop', why, { event: 'server_stopped', pids: killed });
     this.ctx.hook('fence', why);
-    if (c.witness)
-      sendHeartbeat(
-        c.witness.url,
-        {
-          node: c.node.name,
-          role: 'down',
-          timeline: s.timeline,
-          standbyPromotable: true,
-          fenced: true,
-          writable: false,
-          leaseMs: this.timing.leaseMs,
-        },
-        { ...(c.http.token ? { token: c.http.token } : {}), timeoutMs: c.connectTimeoutMs },
-      ).catch(() => {});
     s.notifiedPeerDown = true;
-    tellPeer(this.ctx, 'primary-down', why);
+    void announceDown(this.ctx, why);
   }
 
   private noDataDirectory(what: string): void {

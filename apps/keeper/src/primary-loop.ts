@@ -117,12 +117,13 @@ async function heartbeatWitness(
 }
 
 /**
- * The local primary is gone (or was stopped by this keeper): tell the witness first (so it
- * no longer counts our write lease), then the standby's keeper (fast path).
+ * The local primary is gone (or was stopped by this keeper): tell the standby's keeper (fast
+ * path) and the witness (so it no longer counts our write lease).
  */
 export async function announceDown(ctx: LoopContext, reason: string): Promise<void> {
-  await heartbeatWitness(ctx, 'down', ctx.state.timeline);
+  // Both at once: the standby re-asks the witness quickly if it asks before our word arrived.
   tellPeer(ctx, 'primary-down', reason);
+  await heartbeatWitness(ctx, 'down', ctx.state.timeline);
 }
 
 /** Best-effort notice to the peer keeper; its own probes stay the source of truth. */
@@ -217,6 +218,16 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
     peer.role = 'standby';
     peer.replay = { replayLsn: row.replayLsn, receiveLsn: row.flushLsn, paused: false };
   }
+  // For synchronous replication only: a standby whose server we cannot query (a wrong port in
+  // peer.conninfo) but whose walreceiver keeps replying, or has nothing left to reply to, is
+  // replicating fine: no reason to degrade. A frozen or cut-off standby stops replying while
+  // commits wait, and counts as failing as before.
+  const replyTime = row?.replyTime?.getTime() ?? null;
+  const replying =
+    row?.state === 'streaming' &&
+    ((replyTime !== null && s.lastStandbyReplyAt !== null && replyTime > s.lastStandbyReplyAt) ||
+      (row.flushLsn !== null && local.lsn !== undefined && row.flushLsn >= local.lsn));
+  s.lastStandbyReplyAt = replyTime;
 
   s.lastProbeLatencyMs = Math.round(peer.latencyMs);
   m.probeLatency.set(peer.latencyMs / 1000);
@@ -236,7 +247,7 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
   const facts: PrimaryFacts = {
     keeperPaused: s.paused,
     currentSyncNames: mine.syncNames,
-    standbyReachable: peer.role === 'standby',
+    standbyReachable: peer.role === 'standby' || (!peer.reachable && replying),
     peerIsPrimary: peer.role === 'primary',
     ...(peer.error
       ? { standbyError: peer.error }

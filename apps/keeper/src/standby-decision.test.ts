@@ -51,14 +51,21 @@ describe('decideStandby', () => {
     ],
     [
       'silent to probes but streaming WAL to us a moment ago: alive',
-      { receiver: { streaming: true, lastMsgAgeMs: 120, sender: '127.0.0.1:5432' } },
+      { receiver: { streaming: true, lastMsgAgeMs: 120, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
       {},
       'wait',
       /streams WAL to this standby \(last message 120 ms ago\): alive/,
     ],
     [
+      'a message from before the probe proves nothing (the whole server froze after sending it)',
+      { receiver: { streaming: true, lastMsgAgeMs: 410, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
+      {},
+      'promote',
+      /gates passed/,
+    ],
+    [
       'a walreceiver that heard nothing for an interval proves nothing (frozen host)',
-      { receiver: { streaming: true, lastMsgAgeMs: 1500, sender: '127.0.0.1:5432' } },
+      { receiver: { streaming: true, lastMsgAgeMs: 1500, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
       {},
       'promote',
       /gates passed/,
@@ -68,7 +75,7 @@ describe('decideStandby', () => {
       {
         peerReportedDown: true,
         watch: { ...seen, consecutiveFailures: 1, lastSeenAt: 99_900 },
-        receiver: { streaming: true, lastMsgAgeMs: 5, sender: '127.0.0.1:5432' },
+        receiver: { streaming: true, lastMsgAgeMs: 5, probeAgeMs: 400, sender: '127.0.0.1:5432' },
       },
       {},
       'promote',
@@ -122,7 +129,7 @@ describe('decideStandby', () => {
       {
         now: 31_000,
         watch: { consecutiveFailures: 9, primarySeenOnce: false },
-        receiver: { streaming: true, lastMsgAgeMs: 20_000, sender: '127.0.0.1:5432' },
+        receiver: { streaming: true, lastMsgAgeMs: 20_000, probeAgeMs: 400, sender: '127.0.0.1:5432' },
       },
       {},
       'blocked',

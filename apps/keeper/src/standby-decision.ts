@@ -60,6 +60,11 @@ export interface ReceiverFacts {
   streaming: boolean;
   /** Milliseconds since the last message from the walsender (null: none yet). */
   lastMsgAgeMs: number | null;
+  /**
+   * Milliseconds since the failed probe was sent. A message younger than that arrived while
+   * the primary did not answer the probe: its walsender, at least, is alive.
+   */
+  probeAgeMs: number;
   /** Where it streams from, for messages ("127.0.0.1:5432"). */
   sender?: string;
 }
@@ -111,7 +116,7 @@ export function decideStandby(f: StandbyFacts, p: StandbyPolicy): StandbyAction 
     );
 
   const r = f.receiver;
-  const receiverAlive = r?.streaming && r.lastMsgAgeMs !== null && r.lastMsgAgeMs < p.intervalMs;
+  const receiverAlive = r?.streaming && r.lastMsgAgeMs !== null && r.lastMsgAgeMs <= r.probeAgeMs;
   if (receiverAlive && !f.peerReportedDown)
     return wait(
       'receiver-alive',

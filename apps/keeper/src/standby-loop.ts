@@ -5,6 +5,7 @@ import {
   promote,
   readSyncStandbyNames,
   replicationStatus,
+  walReceiverStatus,
 } from '@pgfleet/roles';
 import { errorText, type LoopContext } from './context.js';
 import type { LocalFacts } from './local-facts.js';
@@ -126,7 +127,13 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
       { err: localFacts.partialError },
       `could not read local replay status: ${localFacts.partialError}`,
     );
+  const probeStartedAt = ctx.clock.now();
   const probe = await probePrimary(ctx);
+  // Silence: did the primary's walsender send us anything while it ignored the probe?
+  const receiverNow =
+    !probe.ok && probe.outcome.kind === 'silent' && ctx.session
+      ? await ctx.session.run('walreceiver', (q) => walReceiverStatus(q)).catch(() => null)
+      : (local?.receiver ?? null);
   const now = ctx.clock.now();
 
   s.lastProbeLatencyMs = Math.round(probe.latencyMs);
@@ -177,11 +184,12 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
     return action;
   }
 
-  const rcv = local?.receiver ?? null;
+  const rcv = receiverNow;
   const receiver: ReceiverFacts | null = rcv
     ? {
         streaming: rcv.status === 'streaming',
         lastMsgAgeMs: rcv.lastMsgAgeMs,
+        probeAgeMs: now - probeStartedAt,
         ...(rcv.senderHost ? { sender: `${rcv.senderHost}:${rcv.senderPort ?? ''}` } : {}),
       }
     : null;
@@ -227,18 +235,19 @@ export async function promoteLocal(ctx: LoopContext, reason: string): Promise<vo
   const { config: c, state: s } = ctx;
   const oldRole = s.role;
   try {
-    const result = await withSession(
-      c.node.conninfo,
-      { timeoutMs: 65_000, node: c.node.name, action: 'promote' },
-      async (q) => {
-        const clearSync = c.syncStandbyNames !== '' && (await readSyncStandbyNames(q)).trim() !== '';
-        return promote(q, {
-          waitSeconds: 60,
-          node: c.node.name,
-          ...(clearSync ? { settings: { synchronous_standby_names: '' } } : {}),
-        });
-      },
-    );
+    const run = async (q: Parameters<typeof promote>[0]) => {
+      const clearSync = c.syncStandbyNames !== '' && (await readSyncStandbyNames(q)).trim() !== '';
+      return promote(q, {
+        waitSeconds: 60,
+        node: c.node.name,
+        ...(clearSync ? { settings: { synchronous_standby_names: '' } } : {}),
+      });
+    };
+    // On the keeper's open session when there is one: no connection and SCRAM exchange to
+    // wait for while the pair has no primary.
+    const result = ctx.session
+      ? await ctx.session.run('promote', run, undefined, 65_000)
+      : await withSession(c.node.conninfo, { timeoutMs: 65_000, node: c.node.name, action: 'promote' }, run);
     s.counters.promotions++;
     ctx.metrics.promotions.inc();
     s.role = 'primary';

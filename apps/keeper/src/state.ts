@@ -67,6 +67,8 @@ export interface KeeperState {
   peerRole: NodeRole | 'unknown';
   peerTimeline: number | null;
   lastStandbyContactAt: number | null;
+  /** reply_time of the standby's walsender row at the previous iteration (ms). */
+  lastStandbyReplyAt: number | null;
   lastWitnessContactAt: number | null;
   witnessGrantedToPeer: boolean;
   /** Primary mode: the witness answered this iteration's heartbeat. */
@@ -117,6 +119,7 @@ export function initialState(now: number): KeeperState {
     peerRole: 'unknown',
     peerTimeline: null,
     lastStandbyContactAt: null,
+    lastStandbyReplyAt: null,
     lastWitnessContactAt: null,
     witnessGrantedToPeer: false,
     witnessAnswered: false,

@@ -113,7 +113,7 @@ export async function promote(q: Queryable, opts: PromoteOptions): Promise<Promo
   const elapsedMs = performance.now() - started;
   if (settings.length > 0) {
     await q.query('SELECT pg_reload_conf()');
-    for (const [name, value] of settings) await waitForSetting(q, name, (v) => v === value, 5000);
+    for (const [name, value] of settings) await waitForSetting(q, name, (v) => v === value, 5000, 5);
   }
   return { timeline: await currentTimeline(q), elapsedMs, wakeups };
 }

@@ -114,14 +114,32 @@ export function postmasterPid(pgdata: string): number | null {
   return pid;
 }
 
+/** Child pids of `pid`: /proc/<pid>/task/<pid>/children when the kernel has it, else a scan. */
+function childPids(pid: number): number[] {
+  try {
+    // The postmaster is single-threaded, so its main task's children are all of them.
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    const out: number[] = [];
+    for (const entry of readdirSync('/proc'))
+      if (/^\d+$/.test(entry) && readStat(Number(entry))?.ppid === pid) out.push(Number(entry));
+    return out;
+  }
+}
+
 /** The postmaster of `pgdata` and its children, or null when no postmaster runs there. */
 export function serverProcesses(pgdata: string): ServerProcesses | null {
   const pid = postmasterPid(pgdata);
-  if (pid === null) return null;
+  return pid === null ? null : processesOf(pid);
+}
+
+function processesOf(pid: number): ServerProcesses {
   const children: ServerProcess[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const child = Number(entry);
+  for (const child of childPids(pid)) {
     const stat = readStat(child);
     if (!stat || stat.ppid !== pid || stat.state === 'Z') continue;
     const title = readTitle(child);
@@ -171,9 +189,8 @@ export function killServer(pgdata: string): number[] {
   const pid = postmasterPid(pgdata);
   if (pid === null) return [];
   signal(pid, 'SIGSTOP', pgdata);
-  const procs = serverProcesses(pgdata);
   const killed: number[] = [];
-  for (const p of procs?.children ?? []) if (signal(p.pid, 'SIGKILL', pgdata)) killed.push(p.pid);
+  for (const child of childPids(pid)) if (signal(child, 'SIGKILL', pgdata)) killed.push(child);
   if (signal(pid, 'SIGKILL', pgdata)) killed.push(pid);
   return killed;
 }
