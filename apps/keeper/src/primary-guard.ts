@@ -77,7 +77,10 @@ export class PrimaryGuard {
     const s = this.ctx.state;
     if (info.role === 'primary' && !info.fenced) {
       s.lastPrimaryAt = this.ctx.clock.now();
-      s.serverStoppedAt = null;
+      // A server we stopped counts as serving again only once a new postmaster answered: a
+      // read that was under way when we killed it says nothing.
+      if (s.serverStoppedAt !== null && (s.serverWatch.lastAnswerAt ?? 0) > s.serverStoppedAt)
+        s.serverStoppedAt = null;
     }
     if (info.role !== 'primary') this.revoke(`the local server is ${info.role}: ${info.reason}`);
   }
@@ -287,6 +290,11 @@ export class PrimaryGuard {
       return;
     }
     s.serverStoppedAt = this.ctx.clock.now();
+    s.serverWatch = { ...INITIAL_SERVER_WATCH, lastTickAt: s.serverWatch.lastTickAt };
+    if (killed.length === 0) {
+      logger.info({ event: 'server_gone' }, `no server runs in ${this.pgdata} any more: ${reason}`);
+      return;
+    }
     s.counters.serverStops++;
     this.ctx.metrics.serverStops.inc();
     const why = `stopped the local server hard (SIGKILL of ${killed.length} processes): ${reason}`;

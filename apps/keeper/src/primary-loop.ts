@@ -228,6 +228,8 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
     ((replyTime !== null && s.lastStandbyReplyAt !== null && replyTime > s.lastStandbyReplyAt) ||
       (row.flushLsn !== null && local.lsn !== undefined && row.flushLsn >= local.lsn));
   s.lastStandbyReplyAt = replyTime;
+  if (!peer.reachable && replying && row && !peer.replay)
+    peer.replay = { replayLsn: row.replayLsn, receiveLsn: row.flushLsn, paused: false };
 
   s.lastProbeLatencyMs = Math.round(peer.latencyMs);
   m.probeLatency.set(peer.latencyMs / 1000);

@@ -283,13 +283,21 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
     await haproxy.waitStates({ a: 'UP', b: 'DOWN' }, 'plain');
 
     const facts = a.facts();
-    const target = (writer: string, port: number): WriteTarget => ({ ...facts, writer, port });
+    const target = (writer: string, port: number, connectTimeoutMs?: number): WriteTarget => ({
+      ...facts,
+      writer,
+      port,
+      ...(connectTimeoutMs ? { connectTimeoutMs } : {}),
+    });
+    // The clients behind HAProxy give up a connection attempt after 250 ms: while a dead server
+    // is still marked up, HAProxy retries it with a turn-around delay of up to 1 s per retry,
+    // and a client that waits that long measures HAProxy's retries, not the failover.
     watch = startWriteWatch(
       [
         target('a', a.port),
         target('b', b.port),
-        target('haproxy', haproxy.ports.patroni),
-        target('haproxy-plain', haproxy.ports.plain),
+        target('haproxy', haproxy.ports.patroni, 250),
+        target('haproxy-plain', haproxy.ports.plain, 250),
       ],
       { nodeByPort: { [a.port]: 'a', [b.port]: 'b' } },
     );

@@ -19,6 +19,8 @@ const INSERT = `INSERT INTO ledger (writer, n) VALUES ($1, $2)
 
 export interface WriteTarget {
   writer: string;
+  /** This client's connect timeout (default: the watch's). */
+  connectTimeoutMs?: number;
   host: string;
   port: number;
   user: string;
@@ -79,7 +81,7 @@ export function startWriteWatch(targets: WriteTarget[], opts: WriteWatchOptions)
           password: t.password,
           database: t.database,
           application_name: `watch-${t.writer}`,
-          connectionTimeoutMillis: opts.connectTimeoutMs ?? 1000,
+          connectionTimeoutMillis: t.connectTimeoutMs ?? opts.connectTimeoutMs ?? 1000,
         });
         c.on('error', () => {});
         const startedAt = Date.now();
