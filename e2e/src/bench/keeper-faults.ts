@@ -21,9 +21,10 @@ function row(r: FaultRow): string {
   const ok = r.results.filter((x) => !spec.failover || x.ttfwMs !== null);
   const ttfw = summarize(ok.map((x) => x.ttfwMs ?? 0));
   const gap = summarize(r.results.map((x) => x.gapMs));
+  const up = summarize(r.results.filter((x) => x.upMs !== null).map((x) => x.upMs!));
   const timing = spec.failover
-    ? `${fmtMs(ttfw.min)} / ${fmtMs(ttfw.median)} / ${fmtMs(ttfw.max)}${ok.length < r.results.length ? ` (${r.results.length - ok.length} never)` : ''}`
-    : `no failover; longest write gap ${fmtMs(gap.min)} / ${fmtMs(gap.median)} / ${fmtMs(gap.max)}`;
+    ? `${fmtMs(ttfw.min)} / ${fmtMs(ttfw.median)} / ${fmtMs(ttfw.max)}${ok.length < r.results.length ? ` (${r.results.length - ok.length} never)` : ''} | ${fmtMs(up.median)} / ${fmtMs(up.max)}`
+    : `no failover; longest write gap ${fmtMs(gap.min)} / ${fmtMs(gap.median)} / ${fmtMs(gap.max)} | -`;
   const sum = (f: (x: TrialResult) => number) => r.results.reduce((n, x) => n + f(x), 0);
   const lost = spec.sync
     ? String(sum((x) => x.lostAcked))

@@ -114,6 +114,8 @@ export interface TrialResult {
   failedOver: boolean;
   /** Fault to the first write acknowledged through HAProxy (Patroni's check) by the new primary. */
   ttfwMs: number | null;
+  /** Fault to HAProxy (Patroni's check) marking the new primary UP, polled every 20 ms. */
+  upMs: number | null;
   /** Longest time without an acknowledged write through HAProxy, from the fault to the end. */
   gapMs: number;
   twoWriters: TwoWriters;
@@ -143,7 +145,7 @@ export interface TrialOptions {
   major?: number;
 }
 
-/** Polls what HAProxy and the keepers' /primary say, and notes each change. */
+/** Polls what HAProxy (and with `keepers`, their /primary) says, and notes each change. */
 function tracer(haproxy: HaproxyHandle, keepers: Record<string, { url: string }>) {
   const seen = new Map<string, string>();
   const events: Array<[number, string]> = [];
@@ -163,6 +165,11 @@ function tracer(haproxy: HaproxyHandle, keepers: Record<string, { url: string }>
     }
   })();
   return {
+    /** When HAProxy first showed `server` in `state` at or after `from`. */
+    firstSeen(server: string, state: string, from: number): number | null {
+      const hit = events.find(([t, e]) => t >= from && e === `haproxy ${server} ${state}`);
+      return hit ? hit[0] : null;
+    },
     async stop(from: number) {
       on = false;
       await loop;
@@ -214,6 +221,7 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
   const keepers: Array<KeeperProcess & { cleanup(): void }> = [];
   let haproxy: HaproxyHandle | undefined;
   let watch: ReturnType<typeof startWriteWatch> | undefined;
+  let trace: ReturnType<typeof tracer> | undefined;
   let a: SandboxNode | undefined;
   const logs: Record<string, string[]> = {};
   try {
@@ -289,19 +297,21 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
       port,
       ...(connectTimeoutMs ? { connectTimeoutMs } : {}),
     });
-    // The clients behind HAProxy give up a connection attempt after 250 ms: while a dead server
-    // is still marked up, HAProxy retries it with a turn-around delay of up to 1 s per retry,
-    // and a client that waits that long measures HAProxy's retries, not the failover.
+    // The clients behind HAProxy give up a connection attempt after 100 ms (connect + SCRAM
+    // through HAProxy on loopback takes ~10 ms) and try again: while a dead server is still
+    // marked up (fall 2 × inter 500 ms), HAProxy retries it with a turn-around delay of up to
+    // 1 s per retry, and a client that waits that long measures HAProxy's retries, not the
+    // failover. upMs shows when HAProxy itself saw the new primary.
     watch = startWriteWatch(
       [
         target('a', a.port),
         target('b', b.port),
-        target('haproxy', haproxy.ports.patroni, 250),
-        target('haproxy-plain', haproxy.ports.plain, 250),
+        target('haproxy', haproxy.ports.patroni, 100),
+        target('haproxy-plain', haproxy.ports.plain, 100),
       ],
       { nodeByPort: { [a.port]: 'a', [b.port]: 'b' } },
     );
-    const trace = opts.trace ? tracer(haproxy, { ka, kb }) : undefined;
+    trace = tracer(haproxy, opts.trace ? { ka, kb } : {});
     await sleep(1000);
     const faultAt = Date.now();
     let endAt: number;
@@ -361,8 +371,10 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
     const watch0 = watch;
     const attempts = await watch.stop();
     watch = undefined;
-    if (trace) {
-      notes.push(...(await trace.stop(faultAt)));
+    const upAt = trace.firstSeen('b', 'UP', faultAt);
+    const traced = await trace.stop(faultAt);
+    if (opts.trace) {
+      notes.push(...traced);
       for (const c of watch0.connects)
         if (c.writer === 'haproxy' && c.startedAt >= faultAt)
           notes.push(
@@ -387,6 +399,7 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
       major: sb.major,
       failedOver,
       ttfwMs: spec.failover && firstB !== null ? firstB - faultAt : null,
+      upMs: spec.failover && upAt !== null ? upAt - faultAt : null,
       gapMs: longestGap(attempts, 'haproxy', faultAt, endAt),
       twoWriters: twoWriterMoments(attempts),
       acked: attempts.filter((x) => x.ok).length,
@@ -404,6 +417,7 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
     };
   } finally {
     await watch?.stop();
+    await trace?.stop(0);
     a?.resume();
     for (const k of keepers) k.kill('SIGCONT');
     await haproxy?.stop();
