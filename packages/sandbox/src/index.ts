@@ -13,3 +13,5 @@ export type {
   ServerSettings,
   StandbyOptions,
 } from './types.js';
+export { freePortSync } from './ports.js';
+export { PartyProxy } from './proxy.js';
