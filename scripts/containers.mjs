@@ -52,6 +52,7 @@ function mustSh(cmd, args, opts = {}) {
 
 export function missingPackages() {
   return PACKAGES.filter((p) => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
     const res = sh('dpkg-query', ['-W', '-f=${Status}', p]);
     return res.status !== 0 || !res.stdout.includes('install ok installed');
   });
@@ -227,12 +228,37 @@ function netavarkChains(bin) {
   return out;
 }
 
+/** netavark's bridges are named podman<N>; they go away with the last container on them. */
+function bridges() {
+  const res = sh('ip', ['-o', 'link', 'show', 'type', 'bridge']);
+  return (res.stdout ?? '').split('\n').flatMap((l) => /^\d+: (podman\d+)[:@]/.exec(l)?.[1] ?? []);
+}
+
 function snapshotNetwork() {
   return {
     ipForward: existsSync(IP_FORWARD) ? readFileSync(IP_FORWARD, 'utf8').trim() : undefined,
     v4: netavarkChains('iptables'),
     v6: netavarkChains('ip6tables'),
+    bridges: bridges(),
   };
+}
+
+/** What still differs from the snapshot (empty when the host is as we found it). */
+function networkDrift(before) {
+  const now = snapshotNetwork();
+  const drift = [];
+  if (now.ipForward !== before.ipForward)
+    drift.push(`net.ipv4.ip_forward is ${now.ipForward}, was ${before.ipForward}`);
+  for (const fam of ['v4', 'v6']) {
+    for (const [table, lines] of Object.entries(now[fam])) {
+      const had = new Set(before[fam][table] ?? []);
+      const extra = lines.filter((l) => !had.has(l));
+      if (extra.length > 0) drift.push(`${fam} ${table} table still has: ${extra.join(' | ')}`);
+    }
+  }
+  const extraBridges = now.bridges.filter((b) => !before.bridges.includes(b));
+  if (extraBridges.length > 0) drift.push(`bridges left: ${extraBridges.join(', ')}`);
+  return drift;
 }
 
 /** Deletes the NETAVARK rules and chains that were not there before we started. */
@@ -297,7 +323,8 @@ async function acquireLock() {
         rmSync(lock, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`the container runtime is busy: pid ${holder} holds ${lock}`);
+      if (Date.now() > deadline)
+        throw new Error(`the container runtime is busy: pid ${holder} holds ${lock}`);
       if (!told) log(`waiting for pid ${holder} (another run) to release ${lock}`);
       told = true;
       await new Promise((r) => setTimeout(r, 1000));
@@ -342,14 +369,17 @@ function removeAll(confEnv) {
 
 /**
  * Starts the Docker-API service on a private socket and returns the environment for the
- * tests (DOCKER_HOST, testcontainers settings, image) and a synchronous stop().
+ * tests (DOCKER_HOST, testcontainers settings, image) and a synchronous stop(), which
+ * returns what it could not put back as it was (empty when the host is as we found it).
  */
 export async function startRuntime() {
   const release = await acquireLock();
   let confEnv;
   let service;
   let network;
+  let stopped;
   const stop = () => {
+    if (stopped) return stopped;
     if (confEnv) removeAll(confEnv);
     if (service && service.exitCode === null && service.signalCode === null) {
       try {
@@ -363,9 +393,14 @@ export async function startRuntime() {
         } catch {}
       }
     }
-    if (network) restoreNetwork(network);
+    stopped = [];
+    if (network) {
+      restoreNetwork(network);
+      stopped = networkDrift(network);
+    }
     rmSync(join(RUN_DIR, 'podman.sock'), { force: true });
     release();
+    return stopped;
   };
   try {
     confEnv = writeConfig();

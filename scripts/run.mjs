@@ -102,6 +102,8 @@ switch (job) {
     exec('tsx', [join(root, 'e2e', 'src', 'bench', 'main.ts'), ...rest]);
     break;
   default:
-    console.error(`pgfleet: unknown job '${job}' (try: test, test:containers, demo, bench, build, lint, typecheck)`);
+    console.error(
+      `pgfleet: unknown job '${job}' (try: test, test:containers, demo, bench, build, lint, typecheck)`,
+    );
     process.exit(2);
 }

@@ -63,6 +63,7 @@ async function containersRuntime() {
     label: `containers (PostgreSQL ${rt.env.PGFLEET_PG_VERSION}, ${rt.env.E2E_IMAGE} on podman)`,
     env: rt.env,
     stop: rt.stop,
+    restores: true,
   };
 }
 
@@ -115,8 +116,16 @@ for (const phase of phases) {
   if (res.status !== 0) anyFailed = true;
   if (runtime) {
     const tStop = Date.now();
-    runtime.stop();
+    const drift = runtime.stop() ?? [];
     process.off('exit', runtime.stop);
+    if (drift.length > 0) {
+      // Leaving the host's forwarding or firewall changed is a failure of the run, not a note.
+      console.error(`containers: the host's network state was not restored: ${drift.join('; ')}`);
+      totals.failed += 1;
+      anyFailed = true;
+    } else if (runtime.restores) {
+      console.log('containers: ip_forward, iptables and bridges are as they were before the run');
+    }
     console.log(
       `containers: setup ${((tPhase - t0) / 1000).toFixed(1)} s, subset ${((tStop - tPhase) / 1000).toFixed(1)} s, ` +
         `teardown ${((Date.now() - tStop) / 1000).toFixed(1)} s`,

@@ -184,12 +184,13 @@ export class ContainersProvider implements ClusterProvider {
       database: 'postgres',
     };
     const ip = this.ipOn(home, name);
+    const mac = this.macOn(name, name);
     const peers = [...this.nodes.values()];
     const started = await new PostgresContainer({
       image: this.image,
       name: `pgfleet-${this.runId}-${name}`,
       hostPort: addr.port,
-      network: { name: home.name, ip },
+      network: { name: home.name, ip, mac },
       addr,
       command: spec.command,
       entrypoint: spec.entrypoint,
@@ -204,7 +205,11 @@ export class ContainersProvider implements ClusterProvider {
       },
     })
       .withCopyContentToContainer([
-        { content: REPLICATION_HBA, target: '/docker-entrypoint-initdb.d/pgfleet-replication.sh', mode: 0o755 },
+        {
+          content: REPLICATION_HBA,
+          target: '/docker-entrypoint-initdb.d/pgfleet-replication.sh',
+          mode: 0o755,
+        },
       ])
       .start();
     const node = new ContainerNode(
@@ -260,13 +265,27 @@ export class ContainersProvider implements ClusterProvider {
     return `${home.prefix}.${10 + (this.index.get(member) ?? 0)}`;
   }
 
+  /**
+   * A fixed MAC address as well: a restarted container gets a new interface, and with a new
+   * MAC its peers' ARP caches would keep sending to the old one until the entry goes stale
+   * (tens of seconds: a standby's reconnect to its restarted primary hangs that long).
+   * Locally administered (02:…), unique per network: owner and member indexes.
+   */
+  private macOn(owner: string, member: string): string {
+    const hex = (n: number) => n.toString(16).padStart(2, '0');
+    return `02:70:67:00:${hex(this.index.get(owner) ?? 0)}:${hex(this.index.get(member) ?? 0)}`;
+  }
+
   /** Connects container `containerId` (node `member`) to the network of node `owner`. */
   private async join(containerId: string, member: string, owner: string): Promise<void> {
     const home = this.homes.get(owner);
     if (!home) return;
     await home.network.connect({
       Container: containerId,
-      EndpointConfig: { IPAMConfig: { IPv4Address: this.ipOn(home, member) } },
+      EndpointConfig: {
+        IPAMConfig: { IPv4Address: this.ipOn(home, member) },
+        MacAddress: this.macOn(owner, member),
+      },
     });
   }
 

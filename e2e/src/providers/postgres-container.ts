@@ -20,7 +20,11 @@ export interface HostAddress {
  * then the real one), and a hot standby prints a different line. The init server listens on
  * the Unix socket only, so the first answer on TCP is the real server's.
  */
-export async function waitForSql(addr: HostAddress, timeoutMs: number, isGone?: () => Promise<string | undefined>) {
+export async function waitForSql(
+  addr: HostAddress,
+  timeoutMs: number,
+  isGone?: () => Promise<string | undefined>,
+) {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   for (let attempt = 0; ; attempt++) {
@@ -82,8 +86,8 @@ export interface PostgresContainerSpec {
   image: string;
   name: string;
   hostPort: number;
-  /** Its own network, created first, with a fixed address on it (restarts keep it). */
-  network: { name: string; ip: string };
+  /** Its own network, created first, with fixed addresses on it (restarts keep them). */
+  network: { name: string; ip: string; mac: string };
   addr: HostAddress;
   command: string[];
   /** Replaces the image's entrypoint (the standby clones its primary first). */
@@ -120,7 +124,9 @@ export class PostgresContainer extends GenericContainer {
       '5432/tcp': [{ HostIp: '127.0.0.1', HostPort: String(spec.hostPort) }],
     };
     this.createOpts.NetworkingConfig = {
-      EndpointsConfig: { [spec.network.name]: { IPAMConfig: { IPv4Address: spec.network.ip } } },
+      EndpointsConfig: {
+        [spec.network.name]: { IPAMConfig: { IPv4Address: spec.network.ip }, MacAddress: spec.network.mac },
+      },
     };
   }
 
