@@ -83,11 +83,14 @@ describe('examples/systemd', () => {
     expect(units.sort()).toEqual(['pgfleet-keeper.service', 'pgfleet-mm.service']);
   });
 
-  it.each(units)('%s keeps comments on lines of their own (systemd reads "# ..." after a value as part of it)', (unit) => {
-    const text = readFileSync(join(EX, 'systemd', unit), 'utf8');
-    const inline = text.split('\n').filter((l) => /^[A-Za-z]+=.*\s[#;]/.test(l));
-    expect(inline).toEqual([]);
-  });
+  it.each(units)(
+    '%s keeps comments on lines of their own (systemd reads "# ..." after a value as part of it)',
+    (unit) => {
+      const text = readFileSync(join(EX, 'systemd', unit), 'utf8');
+      const inline = text.split('\n').filter((l) => /^[A-Za-z]+=.*\s[#;]/.test(l));
+      expect(inline).toEqual([]);
+    },
+  );
 
   it.each(units)('%s passes systemd-analyze verify', (unit) => {
     const analyze = tool('systemd-analyze');
@@ -100,10 +103,13 @@ describe('examples/systemd', () => {
     writeFileSync(join(dir, unit), text);
     const res = spawnSync(analyze, ['verify', join(dir, unit)], { encoding: 'utf8' });
     // Unknown keys and bad values are only warnings: any output is a finding.
-    expect({ status: res.status, output: `${res.stdout}${res.stderr}`.trim() }).toEqual({ status: 0, output: '' });
+    expect({ status: res.status, output: `${res.stdout}${res.stderr}`.trim() }).toEqual({
+      status: 0,
+      output: '',
+    });
   });
 
-  it("the keeper README shows examples/systemd/pgfleet-keeper.service as it is", () => {
+  it('the keeper README shows examples/systemd/pgfleet-keeper.service as it is', () => {
     const readme = readFileSync(join(ROOT, 'apps/keeper/README.md'), 'utf8');
     const unit = readFileSync(join(EX, 'systemd', 'pgfleet-keeper.service'), 'utf8');
     expect(readme).toContain(['```ini', unit.trimEnd(), '```'].join('\n'));
@@ -117,6 +123,8 @@ describe('examples/haproxy', () => {
     expect(text).toMatch(/listen postgres_rw[\s\S]*option httpchk GET \/primary/);
     const haproxy = tool('haproxy');
     if (!haproxy) return;
-    expect(execFileSync(haproxy, ['-c', '-f', file], { encoding: 'utf8' })).toMatch(/Configuration file is valid/);
+    expect(execFileSync(haproxy, ['-c', '-f', file], { encoding: 'utf8' })).toMatch(
+      /Configuration file is valid/,
+    );
   });
 });
