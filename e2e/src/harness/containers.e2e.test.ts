@@ -1,6 +1,10 @@
 import { probe } from '@pgfleet/connection';
+import { freePort } from '@pgfleet/sandbox';
+import pg from 'pg';
+import { getContainerRuntimeClient } from 'testcontainers';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ContainerNode } from '../providers/container-node.js';
+import { PostgresContainer } from '../providers/postgres-container.js';
 import { createProvider, providerSettingsFromEnv } from '../providers/select-provider.js';
 import type { ClusterNode } from '../providers/types.js';
 import { eventually } from '../support/eventually.js';
@@ -81,6 +85,58 @@ describe.skipIf(!provider)(`containers provider (${suite.label})`, () => {
     await s.start();
     const [row] = await s.query<{ n: string }>('SELECT count(*) AS n FROM t');
     expect(row?.n).toBe('2');
+  });
+
+  it("the image keeps the official postgres image's contract: POSTGRES_USER/DB/PASSWORD, init scripts, -c settings", async () => {
+    const image = providerSettingsFromEnv().image ?? `postgres:${provider!.major}`;
+    const addr = { port: await freePort(), user: 'alice', password: 's3cret', database: 'app' };
+    const c = await new PostgresContainer({
+      image,
+      name: `pgfleet-contract-${addr.port}`,
+      hostPort: addr.port,
+      addr,
+      command: ['-c', 'work_mem=5MB'],
+    })
+      .withCopyContentToContainer([
+        {
+          content: 'CREATE TABLE from_init (v int); INSERT INTO from_init VALUES (7);',
+          target: '/docker-entrypoint-initdb.d/1.sql',
+        },
+      ])
+      .start();
+    try {
+      const client = new pg.Client({ host: '127.0.0.1', ...addr });
+      await client.connect();
+      try {
+        const { rows } = await client.query(
+          `SELECT current_setting('work_mem') AS wm, (SELECT v FROM from_init) AS v, current_user AS u, rolsuper AS su
+             FROM pg_roles WHERE rolname = current_user`,
+        );
+        expect(rows[0]).toEqual({ wm: '5MB', v: 7, u: 'alice', su: true });
+      } finally {
+        await client.end().catch(() => {});
+      }
+      const wrong = new pg.Client({ host: '127.0.0.1', ...addr, password: 'wrong' });
+      wrong.on('error', () => {});
+      await expect(wrong.connect()).rejects.toMatchObject({ code: '28P01' });
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('the image refuses to initialise without POSTGRES_PASSWORD, saying which variable to set', async () => {
+    const image = providerSettingsFromEnv().image ?? `postgres:${provider!.major}`;
+    const client = await getContainerRuntimeClient();
+    const c = await client.container.create({ Image: image, HostConfig: { NetworkMode: 'none' } });
+    try {
+      await client.container.start(c);
+      const exit = (await c.wait()) as { StatusCode: number };
+      expect(exit.StatusCode).not.toBe(0);
+      const logs = String(await c.logs({ stdout: true, stderr: true }));
+      expect(logs).toMatch(/POSTGRES_PASSWORD/);
+    } finally {
+      await c.remove({ force: true, v: true });
+    }
   });
 
   it('a partition between a process on this host and a node black-holes only that party', async () => {

@@ -87,7 +87,7 @@ export interface PostgresContainerSpec {
   name: string;
   hostPort: number;
   /** Its own network, created first, with fixed addresses on it (restarts keep them). */
-  network: { name: string; ip: string; mac: string };
+  network?: { name: string; ip: string; mac: string };
   addr: HostAddress;
   command: string[];
   /** Replaces the image's entrypoint (the standby clones its primary first). */
@@ -109,7 +109,6 @@ export class PostgresContainer extends GenericContainer {
     super(spec.image);
     this.spec = spec;
     this.withName(spec.name)
-      .withNetworkMode(spec.network.name)
       .withEnvironment({
         POSTGRES_USER: spec.addr.user,
         POSTGRES_PASSWORD: spec.addr.password,
@@ -123,11 +122,14 @@ export class PostgresContainer extends GenericContainer {
     this.hostConfig.PortBindings = {
       '5432/tcp': [{ HostIp: '127.0.0.1', HostPort: String(spec.hostPort) }],
     };
-    this.createOpts.NetworkingConfig = {
-      EndpointsConfig: {
-        [spec.network.name]: { IPAMConfig: { IPv4Address: spec.network.ip }, MacAddress: spec.network.mac },
-      },
-    };
+    if (spec.network) {
+      this.withNetworkMode(spec.network.name);
+      this.createOpts.NetworkingConfig = {
+        EndpointsConfig: {
+          [spec.network.name]: { IPAMConfig: { IPv4Address: spec.network.ip }, MacAddress: spec.network.mac },
+        },
+      };
+    }
   }
 
   protected override async containerCreated(containerId: string): Promise<void> {
