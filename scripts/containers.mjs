@@ -145,6 +145,25 @@ function imageExists(confEnv, tag) {
   return sh('podman', ['image', 'exists', tag], { env: { ...process.env, ...confEnv } }).status === 0;
 }
 
+/**
+ * Lazily unmounts whatever a debootstrap that died left mounted in its target (proc, sys, a
+ * bound /dev), deepest first: deleting the target with those mounted would reach the host's.
+ */
+function unmountBelow(dir) {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
+    .filter((m) => m && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) sh('umount', ['-l', m]);
+}
+
+function removeRootfs(dir) {
+  if (!existsSync(dir)) return;
+  unmountBelow(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 const hash = (...parts) => {
   const h = createHash('sha256');
   for (const p of parts) h.update(p).update('\0');
@@ -172,18 +191,22 @@ export function ensureImage(confEnv) {
   if (!imageExists(confEnv, baseTag)) {
     const tb = Date.now();
     const rootfs = join(STATE_DIR, 'rootfs');
-    rmSync(rootfs, { recursive: true, force: true });
+    removeRootfs(rootfs);
     log(`debootstrap --variant=minbase ${DEBIAN_SUITE} (${MIRROR})`);
-    mustSh('debootstrap', ['--variant=minbase', DEBIAN_SUITE, rootfs, MIRROR]);
-    // The .debs and package lists are only download leftovers: 80 MB the image does not need.
-    rmSync(join(rootfs, 'var/cache/apt/archives'), { recursive: true, force: true });
-    rmSync(join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true });
-    mkdirSync(join(rootfs, 'var/cache/apt/archives/partial'), { recursive: true });
-    mkdirSync(join(rootfs, 'var/lib/apt/lists/partial'), { recursive: true });
-    mustSh('sh', ['-c', `tar -C "${rootfs}" -c . | podman --log-level=error import - "${baseTag}"`], {
-      env: { ...process.env, ...confEnv },
-    });
-    rmSync(rootfs, { recursive: true, force: true });
+    try {
+      mustSh('debootstrap', ['--variant=minbase', DEBIAN_SUITE, rootfs, MIRROR]);
+      unmountBelow(rootfs);
+      // The .debs and package lists are only download leftovers: 80 MB the image does not need.
+      rmSync(join(rootfs, 'var/cache/apt/archives'), { recursive: true, force: true });
+      rmSync(join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true });
+      mkdirSync(join(rootfs, 'var/cache/apt/archives/partial'), { recursive: true });
+      mkdirSync(join(rootfs, 'var/lib/apt/lists/partial'), { recursive: true });
+      mustSh('sh', ['-c', `tar -C "${rootfs}" -c . | podman --log-level=error import - "${baseTag}"`], {
+        env: { ...process.env, ...confEnv },
+      });
+    } finally {
+      removeRootfs(rootfs);
+    }
     log(`base image ${baseTag} built in ${((Date.now() - tb) / 1000).toFixed(1)} s`);
   }
   const tp = Date.now();
