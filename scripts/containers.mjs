@@ -6,7 +6,9 @@
 //   node scripts/containers.mjs install   installs the Debian packages (root, idempotent)
 //   node scripts/containers.mjs image     builds the image unless cached, prints its tag
 //
-// scripts/test.mjs imports startRuntime() for the `containers` phase. Only Node built-ins here.
+// scripts/test.mjs imports startRuntime() for the `containers` phase. Only Node built-ins here;
+// the image is built by containers/image.mjs, the host's network state kept by
+// containers/host-network.mjs.
 //
 // What this machine kind needs, found by hand (see issue 12):
 // - runc, not crun: crun 1.8 refuses this cgroup v1/v2 hybrid host;
@@ -14,41 +16,20 @@
 // - no systemd: no healthchecks, no socket activation, so the service is started by us;
 // - netavark switches net.ipv4.ip_forward on and adds NETAVARK* iptables chains: we put both
 //   back as they were once everything we started is gone.
-import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const imageDir = join(root, 'e2e', 'image');
+import { networkDrift, restoreNetwork, snapshotNetwork } from './containers/host-network.mjs';
+import { ensureImage, LOCAL_PG_MAJOR } from './containers/image.mjs';
+import { log, mustSh, sh } from './containers/shell.mjs';
 
 /** Debian packages the local runtime needs (podman's "crun | runc" is satisfied by runc). */
 export const PACKAGES = ['podman', 'runc', 'netavark', 'aardvark-dns', 'iptables', 'debootstrap'];
-/** PostgreSQL major of the image we build (Debian 12 ships 15). */
-export const LOCAL_PG_MAJOR = 15;
-const DEBIAN_SUITE = 'bookworm';
 const STATE_DIR = process.env.PGFLEET_CONTAINERS_STATE ?? '/var/lib/pgfleet-e2e/containers';
 const RUN_DIR = process.env.PGFLEET_CONTAINERS_RUN ?? '/run/pgfleet-e2e-containers';
-const MIRROR = process.env.PGFLEET_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const LOCK_WAIT_MS = 15 * 60_000;
-
-const log = (line) => console.log(`containers: ${line}`);
-
-function sh(cmd, args, opts = {}) {
-  return spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
-}
-
-function mustSh(cmd, args, opts = {}) {
-  const res = sh(cmd, args, opts);
-  if (res.error) throw res.error;
-  if (res.status !== 0) {
-    const out = `${res.stdout ?? ''}${res.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
-    throw new Error(`'${cmd} ${args.join(' ')}' failed with exit code ${res.status}:\n${out}`);
-  }
-  return res.stdout ?? '';
-}
 
 export function missingPackages() {
   return PACKAGES.filter((p) => {
@@ -135,191 +116,6 @@ runroot = "${RUN_DIR}/storage"
     CONTAINERS_STORAGE_CONF: storage,
     CONTAINERS_REGISTRIES_CONF: registries,
   };
-}
-
-function podman(confEnv, args, opts = {}) {
-  return mustSh('podman', ['--log-level=error', ...args], { ...opts, env: { ...process.env, ...confEnv } });
-}
-
-function imageExists(confEnv, tag) {
-  return sh('podman', ['image', 'exists', tag], { env: { ...process.env, ...confEnv } }).status === 0;
-}
-
-/**
- * Lazily unmounts whatever a debootstrap that died left mounted in its target (proc, sys, a
- * bound /dev), deepest first: deleting the target with those mounted would reach the host's.
- */
-function unmountBelow(dir) {
-  const mounts = readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
-    .filter((m) => m && (m === dir || m.startsWith(`${dir}/`)))
-    .sort((a, b) => b.length - a.length);
-  for (const m of mounts) sh('umount', ['-l', m]);
-}
-
-function removeRootfs(dir) {
-  if (!existsSync(dir)) return;
-  unmountBelow(dir);
-  rmSync(dir, { recursive: true, force: true });
-}
-
-const hash = (...parts) => {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest('hex').slice(0, 12);
-};
-
-/**
- * The PostgreSQL image, built unless an image with the same inputs is cached: a
- * `debootstrap --variant=minbase` root imported as the base, then e2e/image/Containerfile.
- * Tags carry a hash of their inputs, so a changed Containerfile or entrypoint rebuilds.
- */
-export function ensureImage(confEnv) {
-  const t0 = Date.now();
-  const baseTag = `localhost/pgfleet-debian:${DEBIAN_SUITE}-minbase-${hash('debootstrap v1', DEBIAN_SUITE, 'minbase', MIRROR)}`;
-  const pgTag = `localhost/pgfleet-postgres:${LOCAL_PG_MAJOR}-${hash(
-    baseTag,
-    String(LOCAL_PG_MAJOR),
-    readFileSync(join(imageDir, 'Containerfile')),
-    readFileSync(join(imageDir, 'docker-entrypoint.sh')),
-  )}`;
-  if (imageExists(confEnv, pgTag)) {
-    log(`image ${pgTag} cached (checked in ${Date.now() - t0} ms)`);
-    return { tag: pgTag, built: false, ms: Date.now() - t0 };
-  }
-  if (!imageExists(confEnv, baseTag)) {
-    const tb = Date.now();
-    const rootfs = join(STATE_DIR, 'rootfs');
-    removeRootfs(rootfs);
-    log(`debootstrap --variant=minbase ${DEBIAN_SUITE} (${MIRROR})`);
-    try {
-      mustSh('debootstrap', ['--variant=minbase', DEBIAN_SUITE, rootfs, MIRROR]);
-      unmountBelow(rootfs);
-      // The .debs and package lists are only download leftovers: 80 MB the image does not need.
-      rmSync(join(rootfs, 'var/cache/apt/archives'), { recursive: true, force: true });
-      rmSync(join(rootfs, 'var/lib/apt/lists'), { recursive: true, force: true });
-      mkdirSync(join(rootfs, 'var/cache/apt/archives/partial'), { recursive: true });
-      mkdirSync(join(rootfs, 'var/lib/apt/lists/partial'), { recursive: true });
-      mustSh('sh', ['-c', `tar -C "${rootfs}" -c . | podman --log-level=error import - "${baseTag}"`], {
-        env: { ...process.env, ...confEnv },
-      });
-    } finally {
-      removeRootfs(rootfs);
-    }
-    log(`base image ${baseTag} built in ${((Date.now() - tb) / 1000).toFixed(1)} s`);
-  }
-  const tp = Date.now();
-  // --network=host: apt inside the build reaches the Debian mirror as the host does, and no
-  // container network (nor its ip_forward / iptables changes) exists during the build.
-  podman(confEnv, [
-    'build',
-    '--network=host',
-    '--pull=never',
-    '--layers=false',
-    '--build-arg',
-    `BASE=${baseTag}`,
-    '--build-arg',
-    `PG_MAJOR=${LOCAL_PG_MAJOR}`,
-    '-t',
-    pgTag,
-    '-f',
-    join(imageDir, 'Containerfile'),
-    imageDir,
-  ]);
-  log(`image ${pgTag} built in ${((Date.now() - tp) / 1000).toFixed(1)} s`);
-  // Older builds of our images are only disk now.
-  const old = podman(confEnv, ['images', '--format', '{{.Repository}}:{{.Tag}}'])
-    .split('\n')
-    .filter((t) => /^localhost\/pgfleet-(postgres|debian):/.test(t) && t !== pgTag && t !== baseTag);
-  if (old.length > 0) sh('podman', ['rmi', '-f', ...old], { env: { ...process.env, ...confEnv } });
-  sh('podman', ['image', 'prune', '-f'], { env: { ...process.env, ...confEnv } });
-  return { tag: pgTag, built: true, ms: Date.now() - t0 };
-}
-
-// --- the host's network state netavark changes -------------------------------------------
-
-const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-
-function netavarkChains(bin) {
-  const out = {};
-  for (const table of ['nat', 'filter', 'mangle']) {
-    const res = sh(bin, ['-w', '-t', table, '-S']);
-    if (res.status !== 0) continue;
-    out[table] = res.stdout.split('\n').filter((l) => /NETAVARK/.test(l));
-  }
-  return out;
-}
-
-/** netavark's bridges are named podman<N>; they go away with the last container on them. */
-function bridges() {
-  const res = sh('ip', ['-o', 'link', 'show', 'type', 'bridge']);
-  return (res.stdout ?? '').split('\n').flatMap((l) => /^\d+: (podman\d+)[:@]/.exec(l)?.[1] ?? []);
-}
-
-function snapshotNetwork() {
-  return {
-    ipForward: existsSync(IP_FORWARD) ? readFileSync(IP_FORWARD, 'utf8').trim() : undefined,
-    v4: netavarkChains('iptables'),
-    v6: netavarkChains('ip6tables'),
-    bridges: bridges(),
-  };
-}
-
-/** What still differs from the snapshot (empty when the host is as we found it). */
-function networkDrift(before) {
-  const now = snapshotNetwork();
-  const drift = [];
-  if (now.ipForward !== before.ipForward)
-    drift.push(`net.ipv4.ip_forward is ${now.ipForward}, was ${before.ipForward}`);
-  for (const fam of ['v4', 'v6']) {
-    for (const [table, lines] of Object.entries(now[fam])) {
-      const had = new Set(before[fam][table] ?? []);
-      const extra = lines.filter((l) => !had.has(l));
-      if (extra.length > 0) drift.push(`${fam} ${table} table still has: ${extra.join(' | ')}`);
-    }
-  }
-  const extraBridges = now.bridges.filter((b) => !before.bridges.includes(b));
-  if (extraBridges.length > 0) drift.push(`bridges left: ${extraBridges.join(', ')}`);
-  return drift;
-}
-
-/** Deletes the NETAVARK rules and chains that were not there before we started. */
-function removeNewChains(bin, before) {
-  const now = netavarkChains(bin);
-  for (const [table, lines] of Object.entries(now)) {
-    const had = new Set(before[table] ?? []);
-    const fresh = lines.filter((l) => !had.has(l));
-    // Rules first (jumps from the built-in chains and rules inside our chains), then chains.
-    for (const l of fresh.filter((x) => x.startsWith('-A '))) {
-      sh(bin, ['-w', '-t', table, '-D', ...splitRule(l.slice(3))]);
-    }
-    for (const l of fresh.filter((x) => x.startsWith('-N '))) {
-      const chain = l.slice(3).trim();
-      sh(bin, ['-w', '-t', table, '-F', chain]);
-      sh(bin, ['-w', '-t', table, '-X', chain]);
-    }
-  }
-}
-
-/** Splits an `iptables -S` rule into arguments (quoted comments stay one argument). */
-function splitRule(rule) {
-  const args = [];
-  for (const m of rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) args.push(m[1] ?? m[2]);
-  return args;
-}
-
-function restoreNetwork(before) {
-  if (before.ipForward !== undefined) {
-    try {
-      if (readFileSync(IP_FORWARD, 'utf8').trim() !== before.ipForward)
-        writeFileSync(IP_FORWARD, `${before.ipForward}\n`);
-    } catch (err) {
-      log(`could not restore ${IP_FORWARD}: ${err.message}`);
-    }
-  }
-  removeNewChains('iptables', before.v4);
-  removeNewChains('ip6tables', before.v6);
 }
 
 // --- one run at a time per machine ----------------------------------------------------------
@@ -429,7 +225,7 @@ export async function startRuntime() {
     confEnv = writeConfig();
     network = snapshotNetwork();
     removeAll(confEnv); // leftovers of a run that died
-    const image = ensureImage(confEnv);
+    const image = ensureImage(confEnv, STATE_DIR);
     const socket = join(RUN_DIR, 'podman.sock');
     rmSync(socket, { force: true });
     const logFd = openSync(join(RUN_DIR, 'service.log'), 'w');
@@ -482,7 +278,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     }
     const release = await acquireLock();
     try {
-      console.log(ensureImage(writeConfig()).tag);
+      console.log(ensureImage(writeConfig(), STATE_DIR).tag);
     } finally {
       release();
     }
