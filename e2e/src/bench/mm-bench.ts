@@ -76,7 +76,7 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
       `  lag      min ${fmtMs(fixed.lag.min)}  p50 ${fmtMs(fixed.lag.median)}  p99 ${fmtMs(fixed.lag.p99)}  max ${fmtMs(fixed.lag.max)}  (${fixed.lag.n.toLocaleString('en-US')} arrivals)`,
     );
     say(
-      `  settled  ${fmtMs(fixed.settleMs)} after the writers stopped; converged: ${fixed.converged ? 'yes' : 'NO'}; conflicts recorded ${fixed.conflicts}`,
+      `  settled  ${fixed.settleMs === null ? 'NOT within the wait (the mesh fell behind; lag counts only what arrived)' : `${fmtMs(fixed.settleMs)} after the writers stopped`}; converged: ${fixed.converged ? 'yes' : 'NO'}; conflicts recorded ${fixed.conflicts}`,
     );
     say(
       `  replicator peak RSS ${fixed.peakRssMb.toFixed(0)} MB (target < 300 MB): ${verdict(fixed.peakRssMb < 300)}`,
