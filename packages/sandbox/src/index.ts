@@ -2,7 +2,8 @@ export { type FindPostgresOptions, findPostgres, listInstallations } from './bin
 export { PostgresNotFoundError, SandboxError, SandboxNodeError } from './errors.js';
 export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
-export { freePort } from './ports.js';
+export { freePort, freePortSync } from './ports.js';
+export { PartyProxy } from './proxy.js';
 export { Sandbox, type SandboxOptions } from './sandbox.js';
 export type {
   ConnectionFacts,
