@@ -25,6 +25,10 @@ import { networkDrift, restoreNetwork, snapshotNetwork } from './containers/host
 import { ensureImage, LOCAL_PG_MAJOR } from './containers/image.mjs';
 import { log, mustSh, sh } from './containers/shell.mjs';
 
+// podman's helpers (netavark) and our network snapshot run iptables from the sbin directories,
+// which a user's PATH may lack.
+process.env.PATH = withSbin(process.env.PATH);
+
 /** Debian packages the local runtime needs (podman's "crun | runc" is satisfied by runc). */
 export const PACKAGES = ['podman', 'runc', 'netavark', 'aardvark-dns', 'iptables', 'debootstrap'];
 const STATE_DIR = process.env.PGFLEET_CONTAINERS_STATE ?? '/var/lib/pgfleet-e2e/containers';
@@ -286,4 +290,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error('usage: node scripts/containers.mjs install|image');
     process.exit(2);
   }
+}
+
+/** PATH with /usr/sbin and /sbin appended when missing (podman's helpers run iptables from there). */
+function withSbin(path = '') {
+  const dirs = path.split(':').filter(Boolean);
+  for (const d of ['/usr/sbin', '/sbin']) if (!dirs.includes(d)) dirs.push(d);
+  return dirs.join(':');
 }
