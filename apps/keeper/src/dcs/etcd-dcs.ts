@@ -24,7 +24,6 @@ import {
   encodeHistory,
   encodeMember,
   encodeSync,
-  type MemberRecord,
   type MemberState,
 } from './records.js';
 
