@@ -46,6 +46,18 @@ export interface Dcs {
    */
   appendHistory(entry: TimelineSwitch, opts?: DcsCallOptions): Promise<TimelineSwitch[] | null>;
 
+  /**
+   * Waits until the leader key changes after `afterRevision` (a snapshot's revision): 'changed',
+   * or 'timeout' when nothing happened in `timeoutMs` (or etcd could not be reached: the next
+   * readCluster says which). Lets a standby react to a released or expired leader key at once
+   * instead of at its next tick.
+   */
+  waitForLeaderChange(opts: {
+    afterRevision: string;
+    timeoutMs: number;
+    signal?: AbortSignal;
+  }): Promise<'changed' | 'timeout'>;
+
   /** Changes the cluster-wide config with compare-and-swap (any keeper or the CLI may). */
   updateConfig(
     change: (current: ClusterConfig) => ClusterConfig,

@@ -158,6 +158,70 @@ describe('leader election on etcd', () => {
   });
 });
 
+describe('watching the leader key', () => {
+  it('wakes a waiting standby as soon as the leader key is released', async () => {
+    const cluster = newCluster();
+    const a = dcsFor(cluster, 'a');
+    const b = dcsFor(cluster, 'b');
+    expect((await a.acquireLeader()).won).toBe(true);
+    const snap = await b.readCluster();
+    let releasedAt = 0;
+    setTimeout(() => {
+      releasedAt = performance.now();
+      void a.releaseLeader();
+    }, 300);
+    const started = performance.now();
+    expect(await b.waitForLeaderChange({ afterRevision: snap.revision, timeoutMs: 10_000 })).toBe('changed');
+    expect(releasedAt).toBeGreaterThan(started);
+    expect(performance.now() - releasedAt).toBeLessThan(1_500);
+  });
+
+  it('reports a change that happened between the read and the wait', async () => {
+    const cluster = newCluster();
+    const a = dcsFor(cluster, 'a');
+    const b = dcsFor(cluster, 'b');
+    const snap = await b.readCluster();
+    expect((await a.acquireLeader()).won).toBe(true);
+    const started = performance.now();
+    expect(await b.waitForLeaderChange({ afterRevision: snap.revision, timeoutMs: 10_000 })).toBe('changed');
+    expect(performance.now() - started).toBeLessThan(1_500);
+  });
+
+  it('ignores other keys and times out when the leader key stays put', async () => {
+    const cluster = newCluster();
+    const a = dcsFor(cluster, 'a');
+    const b = dcsFor(cluster, 'b');
+    expect((await a.acquireLeader()).won).toBe(true);
+    const snap = await b.readCluster();
+    const touching = setInterval(
+      () => void a.touchMember(standbyState({ lagBytes: Math.floor(Math.random() * 1e6) })),
+      100,
+    );
+    try {
+      const started = performance.now();
+      expect(await b.waitForLeaderChange({ afterRevision: snap.revision, timeoutMs: 1_000 })).toBe('timeout');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+    } finally {
+      clearInterval(touching);
+    }
+    expect((await b.readCluster()).members.length).toBe(1);
+  });
+
+  it('times out, not hangs, when the watcher is partitioned from etcd', async () => {
+    const cluster = newCluster();
+    const b = dcsFor(cluster, 'b');
+    const snap = await b.readCluster();
+    etcd.partition('keeper-b');
+    try {
+      const started = performance.now();
+      expect(await b.waitForLeaderChange({ afterRevision: snap.revision, timeoutMs: 800 })).toBe('timeout');
+      expect(performance.now() - started).toBeLessThan(2_000);
+    } finally {
+      etcd.heal('keeper-b');
+    }
+  });
+});
+
 describe('etcd unreachable', () => {
   it('gives a partitioned keeper DCS_UNAVAILABLE within its timeout while the others carry on', async () => {
     const cluster = newCluster();

@@ -305,6 +305,38 @@ export class EtcdDcs implements Dcs {
     throw contention(key);
   }
 
+  async waitForLeaderChange(opts: {
+    afterRevision: string;
+    timeoutMs: number;
+    signal?: AbortSignal;
+  }): Promise<'changed' | 'timeout'> {
+    const deadline = performance.now() + opts.timeoutMs;
+    while (performance.now() < deadline && !opts.signal?.aborted) {
+      const how = await this.gw.stream(
+        '/watch',
+        {
+          create_request: {
+            key: b64(this.leaderKey()),
+            start_revision: String(BigInt(opts.afterRevision) + 1n),
+          },
+        },
+        {
+          deadline,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          // The first message confirms the watch; events (or a compaction past our revision,
+          // which means we missed some) are a change.
+          onMessage: (m) =>
+            Array.isArray(m.events) || m.compact_revision !== undefined || m.canceled === true,
+        },
+      );
+      if (how === 'matched') return 'changed';
+      if (how === 'timeout') return 'timeout';
+      // The stream broke (member restarting): pause briefly, then watch again until the deadline.
+      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(0, deadline - performance.now()))));
+    }
+    return 'timeout';
+  }
+
   async updateConfig(
     change: (current: ClusterConfig) => ClusterConfig,
     opts: DcsCallOptions = {},

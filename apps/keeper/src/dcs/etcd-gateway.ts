@@ -116,6 +116,74 @@ export class EtcdGateway {
     );
   }
 
+  /**
+   * Opens a streaming call (watch) on the endpoint that answered last and hands each message to
+   * `onMessage` until it returns true ('matched'), the stream ends or fails ('ended'), or the
+   * deadline passes or `signal` fires ('timeout'). A partitioned endpoint looks like a quiet
+   * one: the caller learns about unreachability from its next ordinary call.
+   */
+  stream(
+    path: string,
+    body: unknown,
+    opts: GatewayCallOptions & { onMessage: (message: Record<string, unknown>) => boolean },
+  ): Promise<'matched' | 'ended' | 'timeout'> {
+    const url = this.urls[this.preferred]!;
+    const payload = JSON.stringify(body);
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (how: 'matched' | 'ended' | 'timeout') => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        req.destroy();
+        resolve(how);
+      };
+      const https = url.protocol === 'https:';
+      // Its own socket (no agent): a watch holds the connection open for its whole life.
+      const req = (https ? httpsRequest : httpRequest)(
+        {
+          protocol: url.protocol,
+          hostname: url.hostname,
+          port: url.port,
+          path: `/v3${path}`,
+          method: 'POST',
+          agent: false,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          let buf = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            buf += chunk;
+            for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+              const line = buf.slice(0, nl).trim();
+              buf = buf.slice(nl + 1);
+              const msg = line ? parseFirstObject(line) : undefined;
+              if (!msg) continue;
+              if (rpcErrorOf(msg)) return finish('ended');
+              const inner = unwrapStream(msg);
+              if (
+                typeof inner === 'object' &&
+                inner !== null &&
+                opts.onMessage(inner as Record<string, unknown>)
+              ) {
+                return finish('matched');
+              }
+            }
+          });
+          res.on('end', () => finish('ended'));
+          res.on('error', () => finish('ended'));
+        },
+      );
+      const timer = setTimeout(() => finish('timeout'), Math.max(0, opts.deadline - performance.now()));
+      const onAbort = () => finish('timeout');
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', () => finish('ended'));
+      req.end(payload);
+    });
+  }
+
   /** Closes idle keep-alive sockets. */
   close(): void {
     this.httpAgent.destroy();
