@@ -1,5 +1,10 @@
+import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Level, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+// pino-pretty (and its dependencies) load only when a pretty logger is made: a daemon logging
+// JSON, or a CLI started many times by a supervisor, does not pay for it at start-up.
+const require = createRequire(import.meta.url);
 
 /**
  * Logs for people and for machines. `pretty`: one readable line per event (time, level,
@@ -24,6 +29,7 @@ export interface LoggerOptions {
 const PREFIX_FIELDS = ['component', 'node'] as const;
 
 function prettyStream(fd: number, colorize: boolean): DestinationStream {
+  const pretty = require('pino-pretty') as typeof PinoPretty;
   return pretty({
     destination: fd,
     sync: true,
