@@ -28,7 +28,10 @@ export interface Dcs {
    */
   acquireLeader(opts?: DcsCallOptions & { expectSyncRevision?: string | null }): Promise<LeaderAttempt>;
 
-  /** Keeps the leader key: renews the lease, then checks the key still names us under that lease. */
+  /**
+   * Keeps the leader key: renews the lease, then checks the key still names us under that lease.
+   * A key that names us under another live lease (this keeper's previous run) is taken over.
+   */
   renewLeader(opts?: DcsCallOptions): Promise<LeaderRenewal>;
 
   /** Deletes the leader key if it names us (a graceful handover: no wait for the TTL). */

@@ -122,6 +122,26 @@ describe('leader election on etcd', () => {
     expect(await a.writeSync({ leader: 'a', voters: ['b'], minAcks: 1 })).toBe(false);
   });
 
+  it('lets a restarted keeper take over its own leader key at once, and nobody else', async () => {
+    const cluster = newCluster();
+    const before = dcsFor(cluster, 'a');
+    const b = dcsFor(cluster, 'b');
+    expect((await before.acquireLeader()).won).toBe(true);
+    // The keeper restarts: a new process, a new session, the old lease still alive in etcd.
+    const after = dcsFor(cluster, 'a');
+    expect(await after.acquireLeader()).toMatchObject({ won: false, holder: 'a', reason: 'held' });
+    const renewed = await after.renewLeader();
+    expect(renewed.held).toBe(true);
+    const snap = await b.readCluster();
+    expect(snap.leader?.name).toBe('a');
+    expect(await b.acquireLeader()).toMatchObject({ won: false, holder: 'a' });
+    // The old session no longer holds it: its lease is not the key's any more.
+    expect(await before.writeSync({ leader: 'a', voters: ['b'], minAcks: 1 })).toBe(false);
+    expect(await after.writeSync({ leader: 'a', voters: ['b'], minAcks: 1 })).toBe(true);
+    // Another member never adopts a key that names someone else.
+    expect(await b.renewLeader()).toMatchObject({ held: false, holder: 'a', reason: 'taken' });
+  });
+
   it('refuses the key when the sync record changed since the decision read it', async () => {
     const cluster = newCluster();
     const a = dcsFor(cluster, 'a');

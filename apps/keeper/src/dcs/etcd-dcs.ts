@@ -249,6 +249,30 @@ export class EtcdDcs implements Dcs {
     const kv = firstKv(res, 0);
     const holder = kv ? unb64(kv.value ?? '') : null;
     if (lease.replacedExpired) return { held: false, holder, reason: 'lease-expired' };
+    if (kv && holder === this.memberName && kv.lease !== lease.id) {
+      // The key names us under a lease that is still alive but not this session's: a previous
+      // run of this keeper (restarted while its server kept running as primary). Take it over
+      // (Patroni's _update_leader does the same) rather than let it lapse, which would fence a
+      // healthy primary for a whole TTL at every keeper restart. The compare on mod_revision
+      // makes sure it is still that very key.
+      const adopt = await this.txn(
+        [
+          { key: b64(this.leaderKey()), target: 'VALUE', value: b64(this.memberName) },
+          { key: b64(this.leaderKey()), target: 'MOD', mod_revision: kv.mod_revision ?? '0' },
+        ],
+        [{ request_put: { key: b64(this.leaderKey()), value: b64(this.memberName), lease: lease.id } }],
+        [],
+        deadline,
+        opts,
+      );
+      if (adopt.succeeded) {
+        this.opts.logger.info(
+          { previousLease: kv.lease, lease: lease.id },
+          'took over our leader key from a previous session',
+        );
+        return { held: true, heldUntil: lease.heldUntil };
+      }
+    }
     return { held: false, holder, reason: holder === null ? 'absent' : 'taken' };
   }
 
