@@ -11,7 +11,8 @@ export { EtcdCluster, type EtcdClusterOptions } from './etcd-cluster.js';
 export type { EtcdMember } from './etcd-member.js';
 export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
-export { freePort } from './ports.js';
+export { freePort, freePortSync } from './ports.js';
+export { PartyProxy } from './proxy.js';
 export { Sandbox, type SandboxOptions } from './sandbox.js';
 export type {
   ConnectionFacts,
