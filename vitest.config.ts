@@ -15,7 +15,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'e2e/src/**/*.test.ts'],
-          exclude: ['**/*.pg.test.ts', '**/*.e2e.test.ts', '**/node_modules/**'],
+          exclude: ['**/*.pg.test.ts', '**/*.etcd.test.ts', '**/*.e2e.test.ts', '**/node_modules/**'],
         },
       },
       {
@@ -26,6 +26,17 @@ export default defineConfig({
           globalSetup: ['packages/sandbox/src/vitest-global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+          maxWorkers: 2,
+        },
+      },
+      {
+        // Real etcd clusters from the sandbox (Debian's etcd-server), no PostgreSQL: run once.
+        extends: true,
+        test: {
+          name: 'etcd',
+          include: ['packages/*/src/**/*.etcd.test.ts', 'apps/*/src/**/*.etcd.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
           maxWorkers: 2,
         },
       },

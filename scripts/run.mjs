@@ -99,6 +99,7 @@ switch (job) {
     break;
   case 'test':
   case 'test:unit':
+  case 'test:etcd':
   case 'test:pg':
   case 'test:e2e':
   case 'test:containers':

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs the test phases with vitest and prints one closing line: "N passed, N failed, N skipped".
 //   unit  - *.test.ts, no server
+//   etcd  - *.etcd.test.ts against real etcd clusters (no PostgreSQL), once
 //   pg    - *.pg.test.ts against real servers, once per PostgreSQL major in PGFLEET_PG_VERSIONS
 //   e2e   - e2e/**/*.e2e.test.ts multi-node scenarios, once per major as well
 //   containers - the containers subset of e2e (vitest project `containers`) with
@@ -27,6 +28,7 @@ mkdirSync(outDir, { recursive: true });
 
 const phases = [];
 if (job === 'test' || job === 'test:unit') phases.push({ project: 'unit', version: undefined });
+if (job === 'test' || job === 'test:etcd') phases.push({ project: 'etcd', version: undefined });
 for (const v of versions) {
   if (job === 'test' || job === 'test:pg') phases.push({ project: 'pg', version: v });
   if (job === 'test' || job === 'test:e2e') phases.push({ project: 'e2e', version: v });

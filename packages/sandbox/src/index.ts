@@ -1,5 +1,14 @@
 export { type FindPostgresOptions, findPostgres, listInstallations } from './binaries.js';
-export { PostgresNotFoundError, SandboxError, SandboxNodeError } from './errors.js';
+export {
+  EtcdNotFoundError,
+  PostgresNotFoundError,
+  SandboxError,
+  SandboxEtcdError,
+  SandboxNodeError,
+} from './errors.js';
+export { type EtcdBinary, findEtcd } from './etcd-binary.js';
+export { EtcdCluster, type EtcdClusterOptions } from './etcd-cluster.js';
+export type { EtcdMember } from './etcd-member.js';
 export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
 export { freePort, freePortSync } from './ports.js';
