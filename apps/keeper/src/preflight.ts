@@ -16,6 +16,10 @@ export interface Finding {
   /** The configuration key that names the node: node.conninfo, peer.conninfo, members.<name>. */
   key: string;
   node: string;
+  /** What the node answered as: primary, standby, or down. */
+  role: string;
+  /** Why (never a password). */
+  reason: string;
   severity: Severity;
   line: string;
 }
@@ -44,10 +48,10 @@ const HINTS: Record<string, string> = {
 /** Pure: one probe (and the local server's replication) in, one finding out. */
 export function judgeNode(p: NodeProbe, local: LocalReplication, peerName: string): Finding {
   const { key, node, info } = p;
-  const base = { key, node };
-  if (info.role !== 'down') return { ...base, severity: 'ok', line: `${key}: node ${node} is ${info.role}` };
   // detectRole prefixes its reason with the node's host:port label; the key says which node.
   const reason = redactConninfo(info.reason.replace(/^\S+: /, ''));
+  const base = { key, node, role: info.role, reason };
+  if (info.role !== 'down') return { ...base, severity: 'ok', line: `${key}: node ${node} is ${info.role}` };
   if (info.answered) {
     const state = info.sqlState ?? '';
     const alive = [

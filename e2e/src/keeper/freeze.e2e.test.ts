@@ -1,10 +1,11 @@
-import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClusterNode } from '../providers/types.js';
+import { suiteProvider } from '../support/suite-provider.js';
 import {
   httpStatus,
   httpText,
+  providerPair,
   type RunningKeeper,
-  sandboxPair,
   sleep,
   startInProcess,
   stopPair,
@@ -15,8 +16,8 @@ import {
 
 /**
  * Issue 3, scenarios 9 and 3: a primary frozen with SIGSTOP (sockets open, nothing answers,
- * like a hung host). Short freezes are ridden out; a long one fails over (its own keeper
- * stops it first), and no probe ever waits longer than connectTimeout.
+ * like a hung host). Short freezes are ridden out; a long one fails over (a keeper beside its
+ * server stops it first), and no probe ever waits longer than connectTimeout.
  */
 
 const INTERVAL = 300;
@@ -36,21 +37,26 @@ function sampler(k: RunningKeeper) {
   return { seen, stop: () => clearInterval(timer) };
 }
 
-describe('keeper e2e: frozen primary', () => {
-  let sb: Sandbox;
-  let a: SandboxNode;
-  let b: SandboxNode;
+// On the sandbox (SIGSTOP of the process group) in the e2e phase, on containers (the runtime's
+// pause: a frozen cgroup) in the containers phase (issue 12).
+const suite = await suiteProvider();
+
+describe.skipIf(!suite.provider)(`keeper e2e: frozen primary (${suite.label})`, () => {
+  const sb = suite.provider;
+  let a: ClusterNode;
+  let b: ClusterNode;
   let ka: RunningKeeper;
   let kb: RunningKeeper;
 
   beforeAll(async () => {
-    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
-    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-freeze', 'CREATE TABLE t (id int PRIMARY KEY)', {
+    let raw: Awaited<ReturnType<typeof providerPair>>['raw'];
+    ({ a, b, raw } = await providerPair(sb!, 'CREATE TABLE t (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: CONNECT_TIMEOUT,
       syncStandbyNames: SYNC,
-      // fenceAfter above the short freeze of test 9: a primary silent that long is stopped by its keeper.
+      // fenceAfter above the short freeze of test 9: a primary silent that long is stopped by
+      // its keeper (when the keeper runs beside it).
       extra: { startupGrace: '5s', fenceAfter: '800ms' },
     }));
     ka = await startInProcess('ka', raw.a);
@@ -59,18 +65,18 @@ describe('keeper e2e: frozen primary', () => {
   });
 
   afterAll(async () => {
-    a?.resume();
+    await a?.resume().catch(() => {});
     await stopPair(sb, [ka, kb]);
   });
 
   it('9. a freeze shorter than (failures − 1) × interval: no promotion, no degrade, the counter resets', async () => {
     const degradesBefore = ka.handle.status().counters.degrades;
     const s = sampler(kb);
-    a.pause();
+    await a.pause();
     // Long enough that some probe starts ≥ connectTimeout before the thaw and fails, short
     // enough that no third one can: 540 ms < (failures − 1) × interval = 600 ms.
     await sleep((FAILURES - 1) * INTERVAL - 60);
-    a.resume();
+    await a.resume();
     await until('kb reaches a again', () => kb.handle.status().decision?.reason === 'primary reachable');
     await sleep(WINDOW);
     s.stop();
@@ -92,7 +98,7 @@ describe('keeper e2e: frozen primary', () => {
       () => kb.handle.status().lagBytes === 0 && kb.handle.status().sync.observation === 'sync',
     );
     const s = sampler(kb);
-    a.pause();
+    await a.pause();
     const frozenAt = Date.now();
     await until(
       'b accepts writes',
@@ -119,15 +125,24 @@ describe('keeper e2e: frozen primary', () => {
     );
   });
 
-  it('3b. the frozen old primary was stopped by its own keeper: nothing of it writes after the thaw', async () => {
-    // Frozen longer than fenceAfter, a could not be fenced with SQL: ka stopped it hard
-    // (SIGKILL reaches stopped processes) before b could promote.
-    expect(ka.handle.status().counters.serverStops).toBe(1);
-    a.resume();
-    expect(a.isRunning).toBe(false);
-    await expect(a.query('INSERT INTO t VALUES (3)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
-      code: 'ECONNREFUSED',
-    });
+  it('3b. the old primary writes nothing after the thaw: stopped by its keeper, or fenced on waking', async () => {
+    if (sb!.kind === 'sandbox') {
+      // Beside its server, ka stopped it hard once it was frozen for fenceAfter (SIGKILL
+      // reaches stopped processes): before b could promote, and for good.
+      expect(ka.handle.status().counters.serverStops).toBe(1);
+      await a.resume();
+      await expect(a.query('INSERT INTO t VALUES (3)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
+        code: 'ECONNREFUSED',
+      });
+    } else {
+      // In a container the keeper cannot reach the server's processes: it fences with SQL as
+      // soon as the server answers again (the peer runs a newer timeline).
+      await a.resume();
+      await until('ka fenced a', () => ka.handle.status().fenced, 10_000);
+      await expect(a.query('INSERT INTO t VALUES (3)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
+        code: '25006',
+      });
+    }
     expect(await httpStatus(`${ka.handle.url}/primary`)).toBe(503);
     expect(await httpStatus(`${kb.handle.url}/primary`)).toBe(200);
   });

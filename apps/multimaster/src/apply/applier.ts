@@ -917,7 +917,6 @@ export class Applier {
       };
       this.o.logger.warn(
         {
-          edge: this.o.edge.id,
           commitLsn: formatLsn(tx.finalLsn),
           sqlState: code,
           err: (err as Error).message,
@@ -1037,7 +1036,6 @@ export class Applier {
       this.o.hooks.onConflict(kind, decision.resolution);
       this.o.logger.info(
         {
-          edge: this.o.edge.id,
           table: `${t.schema}.${t.name}`,
           kind,
           resolution: decision.resolution,
