@@ -20,7 +20,8 @@ import { applyVerdict, describeLease, type LeaseVerdict, leaseHeld } from './wri
  */
 export class PrimaryGuard {
   private timer: NodeJS.Timeout | undefined;
-  private probing = false;
+  /** The handshake under way, if any. */
+  private probing: Promise<void> | null = null;
   private fencing: Promise<void> | null = null;
   private pgdata: string | undefined;
   private warnedNoPgdata = false;
@@ -124,11 +125,17 @@ export class PrimaryGuard {
     const since = s.serverWatch.lastTickAt === null ? 0 : now - s.serverWatch.lastTickAt;
     s.serverWatch = { ...s.serverWatch, lastTickAt: now };
     this.evaluate(since);
-    if (this.probing || this.ctx.signal.aborted) return;
-    this.probing = true;
+    // A standby's postmaster is not ours to watch (a primary's is, also while it is down).
+    if (s.role !== 'standby') void this.probe();
+  }
+
+  /** One handshake with the postmaster (none when one is under way); resolves when it ended. */
+  private probe(): Promise<void> {
+    const { state: s, clock } = this.ctx;
+    if (this.probing || this.ctx.signal.aborted) return this.probing ?? Promise.resolve();
     const timeoutMs = this.timing.serverWatchTimeoutMs;
     const started = clock.now();
-    probeHandshake(this.ctx.config.node.conninfo, { timeoutMs })
+    this.probing = probeHandshake(this.ctx.config.node.conninfo, { timeoutMs })
       .then((r) => {
         const at = clock.now();
         // A timeout that fired long after it was due says our loop stalled, not the server.
@@ -150,8 +157,18 @@ export class PrimaryGuard {
       })
       .catch((err) => this.ctx.logger.debug({ err: errorText(err) }, 'server watch probe failed'))
       .finally(() => {
-        this.probing = false;
+        this.probing = null;
       });
+    return this.probing;
+  }
+
+  /**
+   * accepting(), with a handshake first when there is no recent one (the first iteration after
+   * start or a promotion): the lease is not withheld for want of a probe that was not made.
+   */
+  async checkAccepting(now: number): Promise<boolean> {
+    if (!this.accepting(now) && this.ctx.state.serverWatch.silentSince === null) await this.probe();
+    return this.accepting(this.ctx.clock.now());
   }
 
   private guarding(): boolean {

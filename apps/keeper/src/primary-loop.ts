@@ -289,7 +289,7 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
     guard.judge(
       judgeLease({
         localPrimary: local.role === 'primary' && !local.fenced && !s.fenced,
-        localAccepting: guard.accepting(ctx.clock.now()),
+        localAccepting: await guard.checkAccepting(ctx.clock.now()),
         myTimeline: local.timeline ?? null,
         peers: [{ name: c.peer.name, role: peer.role, fenced: peer.fenced, timeline: peer.timeline }],
         witness,
