@@ -43,9 +43,9 @@ export async function keeperFaultBench(
       'interval 500 ms x 3, witness unless noted; HAProxy: option httpchk GET /primary, inter 500ms fall 2 rise 1',
     );
     say(
-      '| fault | trials | first write through HAProxy min / median / max | two-writer moments | lost acknowledged writes | misrouted by HAProxy | self-stops |',
+      '| fault | trials | first write through HAProxy min / median / max | HAProxy marks the new primary up, median / max | two-writer moments | lost acknowledged writes | misrouted by HAProxy | self-stops |',
     );
-    say('|---|---|---|---|---|---|---|');
+    say('|---|---|---|---|---|---|---|---|');
     for (const fault of faults) {
       const results: TrialResult[] = [];
       for (let i = 0; i < trials; i++)
@@ -53,8 +53,10 @@ export async function keeperFaultBench(
       say(row({ fault, results }));
     }
     say(`machine: load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
-    const kill = FAULTS['postmaster-kill'];
-    if (kill && faults.includes('postmaster-kill'))
+    if (faults.includes('postmaster-kill'))
       say('target: postmaster SIGKILL, median <= 500 ms and max <= 1.5 s');
+    say(
+      'client: one INSERT every 50 ms on a held connection; a connect attempt is given up after 100 ms (while a dead server is still marked up, HAProxy retries it with a turn-around delay of up to 1 s)',
+    );
   }
 }
