@@ -19,7 +19,8 @@ import type { KeeperConfig } from './config.js';
  *   loop stalls, and is revoked at once on evidence against it (which is what ends writes
  *   through HAProxy in every failure we know of: a dead, stopped or fenced server, a rival).
  * - serverWatch: how often the keeper checks that its own postmaster takes new connections
- *   (I / 4): a freeze shorter than fenceAfter − serverWatch is ridden out.
+ *   (I / 2): a freeze shorter than fenceAfter − serverWatch is ridden out. The stop itself
+ *   comes at most fenceAfter after the postmaster's last answer, whatever this period.
  */
 export interface KeeperTiming {
   fenceAfterMs: number;
@@ -34,7 +35,7 @@ export function keeperTiming(
   c: Pick<KeeperConfig, 'intervalMs' | 'connectTimeoutMs' | 'fenceAfterMs'>,
 ): KeeperTiming {
   const escalationMs = Math.round(Math.min(1000, Math.max(100, c.connectTimeoutMs / 2)));
-  const serverWatchMs = Math.round(Math.min(250, Math.max(50, c.intervalMs / 4)));
+  const serverWatchMs = Math.round(Math.min(500, Math.max(50, c.intervalMs / 2)));
   return {
     fenceAfterMs: c.fenceAfterMs,
     escalationMs,
