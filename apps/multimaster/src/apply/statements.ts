@@ -47,6 +47,9 @@ function unnestSource(t: ApplyTable, indexes: number[], firstParam: number, alia
  * Condition that a local row `t` may be overwritten without conflict handling: its last
  * change came from the same source origin (`$originParam`), or from this very transaction.
  * `pg_xact_commit_timestamp_origin` needs track_commit_timestamp (checked at init).
+ * It must stay an expression on `t` in the UPDATE/DELETE's WHERE: when the statement waits
+ * for a concurrent local writer, EvalPlanQual re-evaluates it on the row version it then
+ * locks (a joined function scan would not be re-evaluated, see lookupStatement).
  */
 export function ownRowCondition(originParam: number): string {
   return `((pg_xact_commit_timestamp_origin(t.xmin)).roident = $${originParam}::oid OR t.xmin = pg_current_xact_id()::xid)`;

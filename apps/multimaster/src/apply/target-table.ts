@@ -26,6 +26,22 @@ export interface TargetTable {
 }
 
 /**
+ * JSON array of the columns of a table's row key (see TargetTable.uniqueKey), or NULL:
+ * a subquery over the table whose oid is `relid` (a column reference such as c.oid).
+ */
+export function uniqueKeySql(relid: string): string {
+  return `(SELECT json_agg(a.attname ORDER BY k.ord)
+            FROM (SELECT i.indkey FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                   WHERE i.indrelid = ${relid} AND i.indisunique AND i.indimmediate AND i.indisvalid
+                     AND i.indpred IS NULL AND i.indexprs IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM pg_attribute na
+                                      WHERE na.attrelid = ${relid} AND na.attnum = ANY(i.indkey) AND NOT na.attnotnull)
+                   ORDER BY i.indisprimary DESC, ic.relname LIMIT 1) ix,
+                 unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = ${relid} AND a.attnum = k.attnum)`;
+}
+
+/**
  * The target table's columns and row key. Run on a session with the apply session's
  * search_path (format_type qualifies what that session could not resolve).
  */
@@ -34,15 +50,7 @@ export const TARGET_TABLE_SQL = `
                                             'identityAlways', a.attidentity = 'a', 'generated', a.attgenerated <> '')
                           ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-         (SELECT json_agg(a.attname ORDER BY k.ord)
-            FROM (SELECT i.indexrelid, i.indkey FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                   WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
-                     AND i.indpred IS NULL AND i.indexprs IS NULL
-                     AND NOT EXISTS (SELECT 1 FROM pg_attribute na
-                                      WHERE na.attrelid = c.oid AND na.attnum = ANY(i.indkey) AND NOT na.attnotnull)
-                   ORDER BY i.indisprimary DESC, ic.relname LIMIT 1) ix,
-                 unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS unique_key
+         ${uniqueKeySql('c.oid')} AS unique_key
     FROM pg_class c WHERE c.oid = to_regclass($1)`;
 
 export async function loadTargetTable(
