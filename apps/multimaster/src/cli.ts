@@ -7,6 +7,7 @@ import { parseLsn } from '@pgfleet/wal';
 import pino from 'pino';
 import { checkMesh } from './check.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
+import { cmdDeadLetters, DEAD_LETTERS_COMMAND_HELP } from './dead-letters/index.js';
 import { startHttpServer } from './http.js';
 import { formatProblems } from './init/checks.js';
 import { InitError, initMesh } from './init/init.js';
@@ -45,6 +46,7 @@ Commands:
   check       compare per-table checksums across nodes and name differing keys
   conflicts   list recorded conflicts on every node
   skip        skip a transaction that paused an edge: --edge a->b --lsn 0/16B3748
+${DEAD_LETTERS_COMMAND_HELP}
 ${MEMBERSHIP_COMMANDS_HELP}
 
 Options:
@@ -53,7 +55,9 @@ Options:
       --json            machine-readable output
       --edge <a->b>     edge for skip
       --lsn <lsn>       commit LSN of the transaction to skip (see status / pgfleet.dead_letters)
-      --limit <n>       rows for conflicts (default 50)
+      --limit <n>       rows for conflicts and dead-letters (default 50)
+      --replay <n:id>   dead-letters: apply this recorded transaction (node:id as listed)
+      --all             dead-letters: include resolved ones
       --node <name>     node for add-node / remove-node
       --source <name>   copy source for add-node (default: first suitable node)
       --apply           sequences: change the sequences (default: dry run)
@@ -73,6 +77,7 @@ Examples:
   pgfleet-mm status -c mesh.yaml --json
   pgfleet-mm check -c mesh.yaml
   pgfleet-mm skip -c mesh.yaml --edge a->b --lsn 0/16B3748
+  pgfleet-mm dead-letters -c mesh.yaml --replay b:12
 `;
 
 function out(s: string): void {
@@ -136,7 +141,11 @@ export async function main(argv: string[]): Promise<number> {
               .map(([n, v]) => `${n}=${v ? `${v.rows} rows ${v.checksum.slice(0, 8)}` : '?'}`)
               .join('  ');
             out(`${t.equal ? 'OK  ' : 'DIFF'} ${t.table}  ${sums}${t.error ? `  error: ${t.error}` : ''}`);
-            if (t.differingKeys.length) out(`     differing keys: ${t.differingKeys.join(', ')}`);
+            if (t.differingKeys.length) out(`     differing keys, no record: ${t.differingKeys.join(', ')}`);
+            if (t.deadLetterKeys.length)
+              out(
+                `     differing keys, skipped (dead letters): ${t.deadLetterKeys.map((k) => `${k.key} [${k.deadLetters.join(' ')}]`).join(', ')}`,
+              );
           }
         }
         return res.every((t) => t.equal) ? EXIT.OK : EXIT.DIFFERENT;
@@ -145,6 +154,19 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdConflicts(config, Number(values.limit ?? 50), values.json === true);
       case 'skip':
         return await cmdSkip(config, values.edge, values.lsn);
+      case 'dead-letters':
+        return await cmdDeadLetters(
+          config,
+          {
+            node: values.node,
+            replay: values.replay,
+            all: values.all === true,
+            limit: values.limit,
+            json: values.json === true,
+          },
+          logger,
+          { out, err: (line) => process.stderr.write(`${line}\n`) },
+        );
       case 'add-node':
         return await cmdAddNode(
           config,
@@ -188,6 +210,8 @@ function parse(argv: string[]) {
       edge: { type: 'string' },
       lsn: { type: 'string' },
       limit: { type: 'string' },
+      replay: { type: 'string' },
+      all: { type: 'boolean' },
       node: { type: 'string' },
       source: { type: 'string' },
       apply: { type: 'boolean' },

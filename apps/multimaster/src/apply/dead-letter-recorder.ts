@@ -4,7 +4,7 @@ import type { DeleteMessage, InsertMessage, UpdateMessage } from '../decode/mess
 import type { Edge } from '../naming.js';
 import { formatPgTimestamp } from '../pg-time.js';
 import type { ApplyTable } from './statements.js';
-import { oldTuple, tupleObject } from './tuples.js';
+import { oldObject, tupleObject } from './tuples.js';
 
 /** One pgfleet.dead_letters row: a transaction (or, under `discard`, one change) not applied. */
 export interface DeadLetterRow {
@@ -40,7 +40,7 @@ export function recordedChange(
     schema: t.schema,
     table: t.name,
     kind: msg.tag,
-    old: msg.tag === 'insert' ? null : tupleObject(t, oldTuple(msg)),
+    old: msg.tag === 'insert' ? null : oldObject(t, msg),
     new: msg.tag === 'delete' ? null : tupleObject(t, msg.newTuple),
   };
 }

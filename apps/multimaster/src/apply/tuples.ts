@@ -22,6 +22,23 @@ export function oldTuple(msg: UpdateMessage | DeleteMessage): Tuple | null {
   return msg.key ?? msg.old;
 }
 
+/**
+ * The old image as JSON: the whole old row ('O', REPLICA IDENTITY FULL), or only the key
+ * columns of an old key ('K'), whose other positions the source sends as NULL placeholders.
+ */
+export function oldObject(
+  t: ApplyTable,
+  msg: UpdateMessage | DeleteMessage,
+): Record<string, string | null> | null {
+  if (msg.key) {
+    const all = tupleObject(t, msg.key) ?? {};
+    return Object.fromEntries(
+      t.keyIndexes.map((i) => [t.columns[i]?.name as string, all[t.columns[i]?.name as string] ?? null]),
+    );
+  }
+  return tupleObject(t, msg.old);
+}
+
 /** A change as JSON for conflict and dead-letter records: `{ new }`, `{ key, new }` or `{ key }`. */
 export function changeImage(
   t: ApplyTable | undefined,
@@ -29,8 +46,8 @@ export function changeImage(
 ): Record<string, unknown> | null {
   if (!t) return null;
   if (msg.tag === 'insert') return { new: tupleObject(t, msg.newTuple) };
-  if (msg.tag === 'update') return { key: tupleObject(t, oldTuple(msg)), new: tupleObject(t, msg.newTuple) };
-  return { key: tupleObject(t, oldTuple(msg)) };
+  if (msg.tag === 'update') return { key: oldObject(t, msg), new: tupleObject(t, msg.newTuple) };
+  return { key: oldObject(t, msg) };
 }
 
 /**
