@@ -11,13 +11,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `pgfleet-mm` from source, as a user would run the built binary. */
+/** Runs `pgfleet-mm` from source, as a user would run the built binary; `undefined` unsets a variable. */
 export function pgfleetMm(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const merged: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...env })) if (v !== undefined) merged[k] = v;
   return new Promise((res) => {
     execFile(
       process.execPath,
       [...CLI, ...args],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 },
+      { cwd: ROOT, env: merged, timeout: 120_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         res({ code, stdout, stderr });
