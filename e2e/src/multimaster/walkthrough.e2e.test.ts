@@ -16,7 +16,9 @@ import { captureLogs, checkTables, onAll, quiesce, startNodes } from './fixture.
  * The README's walkthrough, as a user runs it: its two tables (a uuid key, and a GENERATED
  * ALWAYS AS IDENTITY key with REPLICA IDENTITY FULL, a per-table policy and a row filter
  * for madrid), init, sequence offsets, writes, updates and deletes on every node, a key
- * change through `SET id = DEFAULT`, status and check.
+ * change through `SET id = DEFAULT`, status and check. Passwords come from a password file
+ * (PGPASSFILE), for the CLI and for every session of the replicator, streams included,
+ * without node-pg's "pgpass support is deprecated" warning.
  */
 
 const DDL = `
@@ -35,6 +37,9 @@ describe('multimaster: the README walkthrough with an identity ALWAYS key', () =
   let config: ResolvedConfig;
   let rep: ReplicatorHandle | undefined;
   const logs = captureLogs();
+  const savedPassfile = process.env.PGPASSFILE;
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
 
   beforeAll(async () => {
     ({ sb, nodes } = await startNodes(['paris', 'berlin', 'madrid']));
@@ -42,11 +47,28 @@ describe('multimaster: the README walkthrough with an identity ALWAYS key', () =
     await onAll(nodes, DDL);
     dir = mkdtempSync(join(tmpdir(), 'pgfleet-mm-walk-'));
     file = join(dir, 'mesh.yaml');
+    const passfile = join(dir, 'pgpass');
+    writeFileSync(
+      passfile,
+      nodes
+        .map((n) => {
+          const f = n.facts();
+          return `${f.host}:${f.port}:${f.database}:${f.user}:${f.password}`;
+        })
+        .join('\n'),
+      { mode: 0o600 },
+    );
+    process.env.PGPASSFILE = passfile;
+    process.on('warning', onWarning);
+    const conninfo = (n: SandboxNode) => {
+      const f = n.facts();
+      return `host=${f.host} port=${f.port} user=${f.user} dbname=${f.database}`;
+    };
     writeFileSync(
       file,
       [
         'nodes:',
-        ...nodes.map((n) => `  - { name: ${n.name}, conninfo: "${n.conninfo()}" }`),
+        ...nodes.map((n) => `  - { name: ${n.name}, conninfo: "${conninfo(n)}" }`),
         'tables:',
         '  - public.accounts',
         '  - name: public.orders',
@@ -61,16 +83,20 @@ describe('multimaster: the README walkthrough with an identity ALWAYS key', () =
   });
 
   afterAll(async () => {
+    process.off('warning', onWarning);
+    if (savedPassfile === undefined) delete process.env.PGPASSFILE;
+    else process.env.PGPASSFILE = savedPassfile;
     await rep?.stop();
     await sb?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('init, sequences and run: inserts, updates, deletes and an identity change on every node converge', async () => {
-    const init = await pgfleetMm(['init', '-c', file]);
+    const init = await pgfleetMm(['init', '-c', file], { PGPASSWORD: undefined });
     expect(init.code, init.stderr).toBe(0);
+    expect(init.stderr).not.toMatch(/deprecat/i);
     expect(init.stdout).toMatch(/mesh ready: 6 edges, 2 tables/);
-    const seq = await pgfleetMm(['sequences', '-c', file, '--apply']);
+    const seq = await pgfleetMm(['sequences', '-c', file, '--apply'], { PGPASSWORD: undefined });
     expect(seq.code, seq.stderr).toBe(0);
     rep = startReplicator(config, { logger: logs.logger });
 
@@ -126,13 +152,15 @@ describe('multimaster: the README walkthrough with an identity ALWAYS key', () =
 
     const [accounts] = await checkTables(config, ['public.accounts']);
     expect(accounts?.equal).toBe(true);
-    const check = await pgfleetMm(['check', '-c', file]);
+    const check = await pgfleetMm(['check', '-c', file], { PGPASSWORD: undefined });
+    expect(check.stderr).not.toMatch(/deprecat/i);
     expect(check.stdout).toMatch(/^OK +public\.accounts /m);
     // orders differ on purpose on madrid (row filter); paris and berlin agree.
     expect(check.stdout).toMatch(/^DIFF public\.orders /m);
-    const status = await pgfleetMm(['status', '-c', file, '--json']);
+    const status = await pgfleetMm(['status', '-c', file, '--json'], { PGPASSWORD: undefined });
     expect(status.code, status.stderr).toBe(0);
     const edges = JSON.parse(status.stdout).edges as Array<{ pausedAt: string | null; error: string | null }>;
     expect(edges.filter((e) => e.pausedAt || e.error)).toEqual([]);
+    expect(warnings.filter((w) => /pgpass/i.test(w))).toEqual([]);
   });
 });
