@@ -72,17 +72,29 @@ if (job === 'bootstrap') process.exit(0);
 
 process.env.TURBO_TELEMETRY_DISABLED = '1';
 const exec = (bin, args) => mustRun(pnpm, ['exec', bin, ...args]);
-const build = () => exec('turbo', ['run', 'build', '--output-logs=errors-only']);
+const turboBuild = ['exec', 'turbo', 'run', 'build', '--output-logs=errors-only'];
+/** Builds every package; before a demo, test or bench run quietly unless it fails. */
+function build({ quiet = true } = {}) {
+  if (!quiet) return mustRun(pnpm, turboBuild);
+  const res = spawnSync(pnpm, turboBuild, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (res.error) throw res.error;
+  if (res.status !== 0) {
+    process.stdout.write(res.stdout ?? '');
+    process.stderr.write(res.stderr ?? '');
+    console.error(`pgfleet: the build failed (exit code ${res.status})`);
+    process.exit(res.status ?? 1);
+  }
+}
 
 switch (job) {
   case 'build':
-    build();
+    build({ quiet: false });
     break;
   case 'lint':
     exec('biome', ['ci', '.']);
     break;
   case 'typecheck':
-    build();
+    build({ quiet: false });
     exec('turbo', ['run', 'typecheck', '--output-logs=errors-only']);
     break;
   case 'test':

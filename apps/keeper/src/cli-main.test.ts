@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, formatStatusTable, main, parseArgs } from './cli-main.js';
+import { describeOperation, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, formatStatusTable, main } from './cli-main.js';
 import { startHttpServer } from './http-server.js';
 import type { KeeperStatus } from './state.js';
 
@@ -39,24 +39,54 @@ const good = [
   '  conninfo: "host=127.0.0.1 port=2 user=postgres password=s3cret"',
 ];
 
-describe('parseArgs', () => {
-  it('splits command, valued flags and boolean flags', () => {
-    expect(parseArgs(['status', '--json', '--url=http://x:1'])).toEqual({
-      command: 'status',
-      flags: { url: 'http://x:1' },
-      bools: new Set(['json']),
-    });
-    expect(parseArgs(['run', '--config', 'k.yaml', '--interval', '500ms']).flags).toEqual({
-      config: 'k.yaml',
-      interval: '500ms',
-    });
-    expect(() => parseArgs(['run', '--config'])).toThrow(/--config needs a value/);
+describe('conventions', () => {
+  it('prints the version and exits 0', async () => {
+    const io = capture();
+    expect(await main(['--version'], {})).toBe(EXIT_OK);
+    expect(io.out()).toMatch(/^pgfleet-keeper \d+\.\d+\.\d+\n$/);
+  });
+
+  it.each(['run', 'check', 'status', 'pause', 'resume', 'switchover', 'failover', 'rejoin'])(
+    '%s --help shows its own usage and an example, not the global help',
+    async (command) => {
+      const io = capture();
+      expect(await main([command, '--help'], {})).toBe(EXIT_OK);
+      expect(io.out()).toMatch(new RegExp(`^pgfleet-keeper ${command}: `));
+      expect(io.out()).toMatch(new RegExp(`^Examples:\n {2}.*pgfleet-keeper ${command}`, 'm'));
+      expect(io.out()).not.toMatch(/^Commands:/m);
+    },
+  );
+
+  it('help <command> is the same as <command> --help', async () => {
+    const io = capture();
+    expect(await main(['help', 'rejoin'], {})).toBe(EXIT_OK);
+    expect(io.out()).toMatch(/^pgfleet-keeper rejoin: /);
+  });
+
+  it('check --json prints every node with the reason, without passwords', async () => {
+    const io = capture();
+    expect(await main(['check', '--json', '--config', yaml(good)], {})).toBe(EXIT_USAGE);
+    const report = JSON.parse(io.out());
+    expect(report.ok).toBe(false);
+    expect(report.nodes.map((n: { key: string }) => n.key)).toEqual(['node.conninfo', 'peer.conninfo']);
+    expect(report.nodes[0].problem).not.toBeNull();
+    expect(io.out()).not.toContain('s3cret');
+  });
+
+  it('describes operation results for people', () => {
+    expect(describeOperation('failover', true, { promoted: 'b', timeline: 2, forced: true })).toBe(
+      'failover done: b is primary on timeline 2 (forced)',
+    );
+    expect(describeOperation('switchover', false, { error: 'standby keeper refused: lag' })).toBe(
+      'switchover failed: standby keeper refused: lag',
+    );
   });
 });
 
 describe('main exit codes', () => {
   it.each<[string, string[], number, RegExp]>([
     ['--help', ['--help'], EXIT_OK, /Exit codes:/],
+    ['unexpected argument', ['status', 'now'], EXIT_USAGE, /unexpected argument "now"/],
     ['no command', [], EXIT_USAGE, /missing command/],
     ['unknown command', ['promote-everything'], EXIT_USAGE, /unknown command/],
     ['missing config file', ['run', '--config', '/nonexistent/k.yaml'], EXIT_USAGE, /\/nonexistent\/k\.yaml/],

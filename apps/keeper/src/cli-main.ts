@@ -1,6 +1,16 @@
+import {
+  createLogger,
+  findCommand,
+  type ParsedArgs,
+  packageVersion,
+  parseCommandLine,
+  renderCommandHelp,
+  renderProgramHelp,
+} from '@pgfleet/cli';
 import { PgfleetError, redactConninfo } from '@pgfleet/connection';
 import { detectRole } from '@pgfleet/roles';
-import pino from 'pino';
+import type { Logger } from 'pino';
+import { KEEPER_HELP } from './cli-help.js';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { startKeeper } from './keeper.js';
 import { rejoin } from './rejoin.js';
@@ -18,95 +28,16 @@ export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
 
-const HELP = `pgfleet-keeper: automatic failover and sync degrade for a PostgreSQL primary + standby
+const GRAMMAR = { booleans: ['json', 'force'], aliases: { c: 'config' } } as const;
 
-Usage:
-  pgfleet-keeper run    --config <file.yaml> [--<key> <value>...]
-  pgfleet-keeper check  --config <file.yaml> [--<key> <value>...]
-  pgfleet-keeper status [--json] [--url <keeper url>] [--config <file.yaml>]
-  pgfleet-keeper pause | resume [--url <keeper url>] [--config <file.yaml>]
-  pgfleet-keeper switchover [--url <keeper url>] [--config <file.yaml>]
-  pgfleet-keeper failover [--force] [--url <keeper url>] [--config <file.yaml>]
-  pgfleet-keeper rejoin --config <file.yaml> [--pgdata <dir>] [--bindir <dir>]
-                        [--primary-conninfo <conninfo>] [--slot <name>] [--force]
-  pgfleet-keeper --help
+/** Flags a command reads itself; every other flag must name a config key. */
+const COMMAND_FLAGS = ['config', 'url', 'pgdata', 'bindir', 'slot', 'primary-conninfo'];
 
-Commands:
-  run      run the keeper (node or witness mode) until SIGINT/SIGTERM
-  check    validate the configuration and probe the nodes once, then exit
-  status   print a keeper's /status as a table (or raw JSON with --json)
-  pause    stop automatic actions (promote, degrade, fence) until resume
-  resume   resume automatic actions
-  switchover  planned handover (ask the primary's keeper): fence the primary, wait until the
-           standby replayed everything, promote it; the old primary stays fenced (rejoin it)
-  failover promote the standby now (ask its keeper): refused while the primary answers (use
-           switchover); without --force only if lag, replay and sync gates pass
-  rejoin   make this node (a failed or fenced old primary) a standby of its peer: stop it,
-           pg_rewind from the peer, keep its own config files, write standby.signal and
-           primary_conninfo, lift the fence; then start PostgreSQL. --pgdata is needed when the
-           server is down; --slot streams through a physical slot on the peer (created if
-           missing); --force rewinds even an unfenced primary (discarding its writes)
-
-Any configuration key can be given as a flag, dotted or kebab-case, and as an environment
-variable PGFLEET_KEEPER_<KEY> (e.g. --interval 500ms, --node.name a, --peer-keeper-url URL,
-PGFLEET_KEEPER_HTTP_TOKEN). Flags win over the environment, which wins over the file.
-pause/resume/switchover/failover send the bearer token from PGFLEET_KEEPER_HTTP_TOKEN or http.token.
-
-Examples:
-  pgfleet-keeper run --config /etc/pgfleet/keeper.yaml
-  pgfleet-keeper run --config keeper.yaml --interval 500ms --failures 3
-  pgfleet-keeper run --mode witness --config witness.yaml
-  pgfleet-keeper check --config keeper.yaml
-  pgfleet-keeper status --url http://10.0.0.5:8008
-  pgfleet-keeper status --json --config keeper.yaml
-  PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008
-  pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper
-  pgfleet-keeper failover --force --url http://10.0.0.2:8008   # on the standby's keeper
-  pgfleet-keeper rejoin --config keeper.yaml --pgdata /var/lib/postgresql/15/main
-
-Exit codes:
-  0  success
-  1  runtime failure (keeper stopped on an error, keeper unreachable, request refused,
-     rejoin refused or failed)
-  2  bad configuration or usage (the message names the key, flag or node)
-`;
-
-interface Args {
-  command: string | undefined;
-  flags: Record<string, string>;
-  bools: Set<string>;
-}
-
-const BOOLEAN_FLAGS = new Set(['json', 'help', 'h', 'force']);
-
-export function parseArgs(argv: string[]): Args {
-  const flags: Record<string, string> = {};
-  const bools = new Set<string>();
-  let command: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg.startsWith('--') || (arg.startsWith('-') && arg.length === 2)) {
-      const body = arg.replace(/^--?/, '');
-      const eq = body.indexOf('=');
-      const name = eq >= 0 ? body.slice(0, eq) : body;
-      if (BOOLEAN_FLAGS.has(name)) {
-        bools.add(name === 'h' ? 'help' : name);
-        continue;
-      }
-      let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : argv[++i];
-      if (value === undefined) throw new UsageError(`option --${name} needs a value`);
-      if (['config', 'url', 'mode', 'pgdata', 'bindir'].includes(name)) value = value.trim();
-      flags[name] = value;
-    } else if (command === undefined) command = arg;
-    else throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
-  }
-  return { command, flags, bools };
-}
-
-class UsageError extends Error {}
+type Args = ParsedArgs;
 
 function configFrom(flags: Record<string, string>, env: NodeJS.ProcessEnv): KeeperConfig {
-  const { config: file, url: _url, ...rest } = flags;
+  const rest = Object.fromEntries(Object.entries(flags).filter(([k]) => !COMMAND_FLAGS.includes(k)));
+  const file = flags.config?.trim();
   return loadConfig({ ...(file ? { file } : {}), env, flags: rest });
 }
 
@@ -181,53 +112,97 @@ export function formatStatusTable(s: KeeperStatus): string {
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
 }
 
+function write(stream: NodeJS.WriteStream, text: string): void {
+  stream.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
 async function cmdStatus(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const { url } = keeperUrl(args, env);
   let res: Response;
   try {
     res = await fetch(`${url.replace(/\/+$/, '')}/status`, { signal: AbortSignal.timeout(5000) });
   } catch (err) {
-    process.stderr.write(`pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}\n`);
+    write(process.stderr, `pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}`);
     return EXIT_RUNTIME;
   }
   if (!res.ok) {
-    process.stderr.write(`pgfleet-keeper: ${url}/status answered HTTP ${res.status}\n`);
+    write(process.stderr, `pgfleet-keeper: ${url}/status answered HTTP ${res.status}`);
     return EXIT_RUNTIME;
   }
   const status = (await res.json()) as KeeperStatus;
-  process.stdout.write(
-    args.bools.has('json') ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatusTable(status)}\n`,
-  );
+  write(process.stdout, args.bools.has('json') ? JSON.stringify(status, null, 2) : formatStatusTable(status));
   return EXIT_OK;
 }
 
+/** One line for people from an operation's JSON answer. */
+export function describeOperation(command: string, ok: boolean, body: Record<string, unknown>): string {
+  if (!ok) return `${command} failed: ${String(body.error ?? 'no reason given')}`;
+  switch (command) {
+    case 'pause':
+      return 'keeper paused: no automatic action (promote, degrade, fence) until resume';
+    case 'resume':
+      return 'keeper resumed: automatic actions are on again';
+    case 'switchover':
+      return `switchover done: ${String(body.promoted)} is primary on timeline ${String(body.timeline ?? '?')} (caught up to ${String(body.lsn ?? '?')}); rejoin the old primary with pgfleet-keeper rejoin`;
+    case 'failover':
+      return `failover done: ${String(body.promoted)} is primary on timeline ${String(body.timeline ?? '?')}${body.forced ? ' (forced)' : ''}`;
+    default:
+      return `${command}: ${JSON.stringify(body)}`;
+  }
+}
+
 async function cmdPost(
-  path: string,
+  command: string,
   args: Args,
   env: NodeJS.ProcessEnv,
   body: unknown = {},
 ): Promise<number> {
   const { url, token } = keeperUrl(args, env);
+  const json = args.bools.has('json');
+  let res: Response;
+  let text: string;
   try {
-    const res = await fetch(`${url.replace(/\/+$/, '')}${path}`, {
+    res = await fetch(`${url.replace(/\/+$/, '')}/${command}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(120_000),
     });
-    const text = await res.text();
-    (res.ok ? process.stdout : process.stderr).write(`${text}\n`);
-    return res.ok ? EXIT_OK : EXIT_RUNTIME;
+    text = await res.text();
   } catch (err) {
-    process.stderr.write(`pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}\n`);
+    write(process.stderr, `pgfleet-keeper: cannot reach the keeper at ${url}: ${(err as Error).message}`);
     return EXIT_RUNTIME;
   }
+  let answer: Record<string, unknown>;
+  try {
+    answer = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    answer = { error: `HTTP ${res.status}: ${text.slice(0, 200)}` };
+  }
+  if (json)
+    write(
+      res.ok ? process.stdout : process.stderr,
+      JSON.stringify({ ok: res.ok, status: res.status, ...answer }, null, 2),
+    );
+  else write(res.ok ? process.stdout : process.stderr, describeOperation(command, res.ok, answer));
+  return res.ok ? EXIT_OK : EXIT_RUNTIME;
 }
 
 /** Causes that mean the configuration is wrong (not "the server is not up yet"). */
 const CONFIG_CAUSES = new Set(['auth_failed', 'host_not_found', 'error']);
 
-async function checkNodes(c: KeeperConfig, strict: boolean, log: pino.Logger): Promise<number> {
+export interface NodeCheck {
+  /** Config key of the conninfo checked, e.g. `peer.conninfo`. */
+  key: string;
+  node: string;
+  role: string;
+  /** Never holds a password. */
+  reason: string;
+  /** Why this line makes the check fail, if it does. */
+  problem: string | null;
+}
+
+async function checkNodes(c: KeeperConfig, strict: boolean): Promise<NodeCheck[]> {
   const nodes: Array<[string, string, string]> =
     c.mode === 'witness'
       ? Object.entries(c.members).map(([name, conninfo]) => [`members.${name}`, name, conninfo])
@@ -235,33 +210,59 @@ async function checkNodes(c: KeeperConfig, strict: boolean, log: pino.Logger): P
           ['node.conninfo', c.node.name, c.node.conninfo],
           ['peer.conninfo', c.peer.name, c.peer.conninfo],
         ];
-  let worst = EXIT_OK;
+  const out: NodeCheck[] = [];
   for (const [key, name, conninfo] of nodes) {
     const info = await detectRole(conninfo, { timeoutMs: Math.max(c.connectTimeoutMs, 1000) });
-    const line = `${key}: node ${name} is ${info.role}: ${redactConninfo(info.reason)}`;
     const bad =
       info.role === 'down' &&
       (strict || (key === 'node.conninfo' && CONFIG_CAUSES.has(info.downCause ?? '')));
-    if (bad) {
-      process.stderr.write(`pgfleet-keeper: ${line}\n`);
-      worst = EXIT_USAGE;
-    } else if (strict) process.stdout.write(`${line}\n`);
-    else if (info.role === 'down') log.warn({ key, node: name }, `${line}; the keeper waits for it`);
+    out.push({
+      key,
+      node: name,
+      role: info.role,
+      reason: redactConninfo(info.reason),
+      problem: bad ? (info.downCause ?? 'down') : null,
+    });
   }
-  return worst;
+  return out;
+}
+
+function checkLine(n: NodeCheck): string {
+  return `${n.key}: node ${n.node} is ${n.role}: ${n.reason}`;
+}
+
+async function cmdCheck(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const config = configFrom(args.flags, env);
+  const nodes = await checkNodes(config, true);
+  const ok = nodes.every((n) => n.problem === null);
+  if (args.bools.has('json')) write(process.stdout, JSON.stringify({ ok, nodes }, null, 2));
+  else for (const n of nodes) write(n.problem ? process.stderr : process.stdout, checkLine(n));
+  return ok ? EXIT_OK : EXIT_USAGE;
+}
+
+function loggerFor(config: KeeperConfig): Logger {
+  return createLogger({ level: config.logLevel, format: config.logFormat });
 }
 
 async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const config = configFrom(args.flags, env);
-  const logger = pino({ level: config.logLevel });
-  const pre = await checkNodes(config, false, logger.child({ component: 'keeper', node: config.node.name }));
+  const logger = loggerFor(config);
+  const log = logger.child({ component: 'keeper', node: config.node.name });
+  let pre = EXIT_OK;
+  for (const n of await checkNodes(config, false)) {
+    if (n.problem) {
+      write(process.stderr, `pgfleet-keeper: ${checkLine(n)}`);
+      pre = EXIT_USAGE;
+    } else if (n.role === 'down')
+      log.warn({ key: n.key, peer: n.node }, `${checkLine(n)}; the keeper waits for it`);
+  }
   if (pre !== EXIT_OK) return pre;
   const ctl = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals > 1) process.exit(EXIT_RUNTIME);
-    logger.info({ component: 'keeper', signal: sig }, `received ${sig}, stopping`);
+    log.info({ signal: sig }, `received ${sig}, stopping`);
     ctl.abort();
   };
   process.on('SIGINT', onSignal);
@@ -272,70 +273,89 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function cmdRejoin(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
-  const { pgdata, bindir, slot, 'primary-conninfo': primaryConninfo, ...rest } = args.flags;
-  const config = configFrom(rest, env);
+  const { pgdata, bindir, slot, 'primary-conninfo': primaryConninfo } = args.flags;
+  const config = configFrom(args.flags, env);
   if (config.mode !== 'node') {
-    process.stderr.write('pgfleet-keeper: rejoin needs a data node keeper configuration (mode: node)\n');
+    write(process.stderr, 'pgfleet-keeper: rejoin needs a data node keeper configuration (mode: node)');
     return EXIT_USAGE;
   }
-  const { plan } = await rejoin(config, {
-    ...(pgdata ? { pgdata } : {}),
-    ...(bindir ? { bindir } : {}),
+  const json = args.bools.has('json');
+  const steps: string[] = [];
+  const { plan, pgdata: dir } = await rejoin(config, {
+    ...(pgdata ? { pgdata: pgdata.trim() } : {}),
+    ...(bindir ? { bindir: bindir.trim() } : {}),
     ...(primaryConninfo ? { primaryConninfo } : {}),
     ...(slot ? { slot } : {}),
     force: args.bools.has('force'),
     ...(env.PATH ? { path: env.PATH } : {}),
-    print: (line) => process.stdout.write(`${line}\n`),
+    print: (line) => (json ? steps.push(redactConninfo(line)) : write(process.stdout, line)),
   });
-  if (plan.kind === 'refuse') {
-    process.stderr.write(`pgfleet-keeper: rejoin refused: ${plan.reason}\n`);
-    return EXIT_RUNTIME;
-  }
-  if (plan.kind === 'nothing') process.stdout.write(`${plan.reason}\n`);
-  return EXIT_OK;
+  const ok = plan.kind !== 'refuse';
+  if (json)
+    write(ok ? process.stdout : process.stderr, JSON.stringify({ ok, plan, pgdata: dir, steps }, null, 2));
+  else if (!ok) write(process.stderr, `pgfleet-keeper: rejoin refused: ${plan.reason}`);
+  else if (plan.kind === 'nothing') write(process.stdout, plan.reason);
+  return ok ? EXIT_OK : EXIT_RUNTIME;
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let args: Args;
   try {
-    args = parseArgs(argv);
+    args = parseCommandLine(argv, GRAMMAR);
   } catch (err) {
-    process.stderr.write(`pgfleet-keeper: ${(err as Error).message}\n\n${HELP}`);
+    write(process.stderr, `pgfleet-keeper: ${(err as Error).message}\n\n${renderProgramHelp(KEEPER_HELP)}`);
     return EXIT_USAGE;
   }
-  if (args.bools.has('help') || args.command === 'help') {
-    process.stdout.write(HELP);
+  if (args.bools.has('version')) {
+    write(process.stdout, `pgfleet-keeper ${packageVersion(import.meta.url)}`);
     return EXIT_OK;
   }
+  const command = findCommand(KEEPER_HELP, args.command);
+  if (args.bools.has('help') || args.command === 'help') {
+    const about = args.command === 'help' ? findCommand(KEEPER_HELP, args.positionals[0]) : command;
+    write(process.stdout, about ? renderCommandHelp(KEEPER_HELP, about) : renderProgramHelp(KEEPER_HELP));
+    return EXIT_OK;
+  }
+  if (args.command === undefined) {
+    write(process.stderr, `pgfleet-keeper: missing command\n\n${renderProgramHelp(KEEPER_HELP)}`);
+    return EXIT_USAGE;
+  }
+  if (!command) {
+    write(
+      process.stderr,
+      `pgfleet-keeper: unknown command ${JSON.stringify(args.command)}\n\n${renderProgramHelp(KEEPER_HELP)}`,
+    );
+    return EXIT_USAGE;
+  }
+  if (args.positionals.length > 0) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command.name}: unexpected argument ${JSON.stringify(args.positionals[0])} (see pgfleet-keeper ${command.name} --help)`,
+    );
+    return EXIT_USAGE;
+  }
   try {
-    switch (args.command) {
+    switch (command.name) {
       case 'run':
         return await cmdRun(args, env);
-      case 'check': {
-        const config = configFrom(args.flags, env);
-        return await checkNodes(config, true, pino({ level: 'silent' }));
-      }
+      case 'check':
+        return await cmdCheck(args, env);
       case 'status':
         return await cmdStatus(args, env);
       case 'pause':
       case 'resume':
-        return await cmdPost(`/${args.command}`, args, env);
+      case 'switchover':
+        return await cmdPost(command.name, args, env);
+      case 'failover':
+        return await cmdPost('failover', args, env, { force: args.bools.has('force') });
       case 'rejoin':
         return await cmdRejoin(args, env);
-      case 'switchover':
-        return await cmdPost('/switchover', args, env);
-      case 'failover':
-        return await cmdPost('/failover', args, env, { force: args.bools.has('force') });
-      case undefined:
-        process.stderr.write(`pgfleet-keeper: missing command\n\n${HELP}`);
-        return EXIT_USAGE;
       default:
-        process.stderr.write(`pgfleet-keeper: unknown command ${JSON.stringify(args.command)}\n\n${HELP}`);
-        return EXIT_USAGE;
+        throw new Error(`command ${command.name} has help but no implementation`);
     }
   } catch (err) {
     const message = redactConninfo((err as Error).message ?? String(err));
-    process.stderr.write(`pgfleet-keeper: ${message}\n`);
+    write(process.stderr, `pgfleet-keeper ${command.name}: ${message}`);
     if (err instanceof PgfleetError && err.code === 'CONFIG_INVALID') return EXIT_USAGE;
     return EXIT_RUNTIME;
   }

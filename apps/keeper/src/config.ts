@@ -1,6 +1,16 @@
-import { readFileSync } from 'node:fs';
+import {
+  type ConfigKey,
+  envVarName,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  mergeLayers,
+  overridesFromEnv,
+  overridesFromFlags,
+  readConfigFile,
+} from '@pgfleet/cli';
 import { ConfigError, parseConninfo, redactConninfo } from '@pgfleet/connection';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 
@@ -105,9 +115,11 @@ const schema = z
       .default({ listen: { host: '127.0.0.1', port: 8008 } }),
     log: z
       .strictObject({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        level: z.enum(LOG_LEVELS).default('info'),
+        /** `auto`: readable lines on a terminal, JSON lines otherwise (journald, files, pipes). */
+        format: z.enum(LOG_FORMATS).default('auto'),
       })
-      .default({ level: 'info' }),
+      .default({ level: 'info', format: 'auto' }),
   })
   .superRefine((c, ctx) => {
     if (c.mode === 'node') {
@@ -178,7 +190,8 @@ export interface KeeperConfig {
     timeoutMs: number;
   };
   http: { host: string; port: number; token?: string };
-  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  logLevel: LogLevel;
+  logFormat: LogFormat;
 }
 
 function resolve(p: Parsed): KeeperConfig {
@@ -207,6 +220,7 @@ function resolve(p: Parsed): KeeperConfig {
     },
     http: { ...p.http.listen, ...(p.http.token ? { token: p.http.token } : {}) },
     logLevel: p.log.level,
+    logFormat: p.log.format,
   };
 }
 
@@ -237,50 +251,28 @@ export const CONFIG_KEYS = [
   'http.listen',
   'http.token',
   'log.level',
+  'log.format',
 ] as const;
 
-const NUMERIC_KEYS = new Set(['failures']);
+const INTEGER_KEYS = new Set<string>(['failures']);
+const KEYS: ConfigKey[] = CONFIG_KEYS.map((path) => ({
+  path,
+  kind: INTEGER_KEYS.has(path) ? 'integer' : 'string',
+}));
 export const ENV_PREFIX = 'PGFLEET_KEEPER_';
 
 /** `peer.keeperUrl` → `PGFLEET_KEEPER_PEER_KEEPER_URL`. */
 export function envName(key: string): string {
-  return (
-    ENV_PREFIX +
-    key
-      .split('.')
-      .map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
-      .join('_')
-  );
-}
-
-function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
-  const parts = dotted.split('.');
-  let obj = target;
-  for (const part of parts.slice(0, -1)) {
-    const next = obj[part];
-    if (typeof next !== 'object' || next === null || Array.isArray(next)) obj[part] = {};
-    obj = obj[part] as Record<string, unknown>;
-  }
-  obj[parts.at(-1)!] = value;
-}
-
-function coerce(key: string, raw: string): unknown {
-  if (NUMERIC_KEYS.has(key) && /^\s*-?\d+\s*$/.test(raw)) return Number(raw);
-  return raw;
+  return envVarName(ENV_PREFIX, key);
 }
 
 /** Reads `PGFLEET_KEEPER_*` variables; an unknown one is an error naming it. */
 export function configFromEnv(env: Record<string, string | undefined>): Record<string, unknown> {
-  const byEnv = new Map(CONFIG_KEYS.map((k) => [envName(k), k]));
-  const out: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
-    if (name === `${ENV_PREFIX}CONFIG`) continue;
-    const key = byEnv.get(name);
-    if (!key) throw new ConfigError(`unknown environment variable ${name}`, { key: name });
-    setPath(out, key, coerce(key, value));
-  }
-  return out;
+  return overridesFromEnv(env, {
+    prefix: ENV_PREFIX,
+    keys: KEYS,
+    handledElsewhere: (name) => name === `${ENV_PREFIX}CONFIG`,
+  });
 }
 
 /**
@@ -288,38 +280,7 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
  * or kebab-case. Returns the overrides; throws a ConfigError naming an unknown flag.
  */
 export function configFromFlags(flags: Record<string, string>): Record<string, unknown> {
-  const lookup = new Map<string, string>();
-  for (const k of CONFIG_KEYS) {
-    lookup.set(k, k);
-    lookup.set(
-      k
-        .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
-        .toLowerCase()
-        .replaceAll('.', '-'),
-      k,
-    );
-  }
-  const out: Record<string, unknown> = {};
-  for (const [flag, value] of Object.entries(flags)) {
-    const key = lookup.get(flag);
-    if (!key) throw new ConfigError(`unknown option --${flag}`, { key: flag });
-    setPath(out, key, coerce(key, value));
-  }
-  return out;
-}
-
-function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    if (isPlainObject(b) && isPlainObject(v)) out[k] = merge(b, v);
-    else out[k] = v;
-  }
-  return out;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return overridesFromFlags(flags, KEYS);
 }
 
 function describeIssue(issue: z.core.$ZodIssue): { key: string; message: string } {
@@ -356,39 +317,20 @@ export interface LoadConfigOptions {
   overrides?: Record<string, unknown>;
 }
 
-/** File, then env, then flags, then overrides; validated once. */
+/**
+ * File, then env, then flags, then overrides; validated once. The file is `file`, else
+ * `PGFLEET_KEEPER_CONFIG` from `env`; with neither, env and flags alone must suffice.
+ */
 export function loadConfig(opts: LoadConfigOptions = {}): KeeperConfig {
-  let raw: Record<string, unknown> = {};
-  if (opts.file) {
-    let text: string;
-    try {
-      text = readFileSync(opts.file, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`cannot read config file ${opts.file}: ${(err as Error).message}`, {
-        key: 'config',
-        file: opts.file,
-      });
-    }
-    let doc: unknown;
-    try {
-      doc = parseYaml(text);
-    } catch (err) {
-      throw new ConfigError(`config file ${opts.file} is not valid YAML: ${(err as Error).message}`, {
-        key: 'config',
-        file: opts.file,
-      });
-    }
-    if (doc !== null && doc !== undefined && !isPlainObject(doc))
-      throw new ConfigError(`config file ${opts.file} must hold a mapping`, {
-        key: 'config',
-        file: opts.file,
-      });
-    raw = (doc as Record<string, unknown> | null) ?? {};
-  }
-  if (opts.env) raw = merge(raw, configFromEnv(opts.env));
-  if (opts.flags) raw = merge(raw, configFromFlags(opts.flags));
-  if (opts.overrides) raw = merge(raw, opts.overrides);
-  return parseConfig(raw);
+  const file = opts.file ?? opts.env?.[`${ENV_PREFIX}CONFIG`];
+  return parseConfig(
+    mergeLayers(
+      file ? readConfigFile(file) : {},
+      opts.env ? configFromEnv(opts.env) : {},
+      opts.flags ? configFromFlags(opts.flags) : {},
+      opts.overrides ?? {},
+    ),
+  );
 }
 
 /** `'127.0.0.1:8008'`, `':8008'`, `8008`, `'[::1]:8008'` → host + port. */

@@ -50,7 +50,8 @@ const FAST_PATH_CAUSES = new Set(['refused', 'reset', 'crash_recovery']);
 
 export async function startKeeper(config: KeeperConfig, opts: KeeperOptions = {}): Promise<KeeperHandle> {
   const base = opts.logger ?? pino({ level: config.logLevel });
-  const logger = base.child({ component: 'keeper', node: config.node.name });
+  // Bound once here; each component adds only `component` (pino repeats a key bound twice).
+  const logger = base.child({ node: config.node.name });
   if (config.mode === 'witness') return startWitness(config, { ...opts, logger });
   return startNodeKeeper(config, { ...opts, logger });
 }
@@ -61,11 +62,11 @@ async function startNodeKeeper(
 ): Promise<KeeperHandle> {
   const c = config;
   const clock = opts.clock ?? systemClock;
-  const logger = opts.logger;
+  const logger = opts.logger.child({ component: 'keeper' });
   const stopCtl = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stopCtl.signal]) : stopCtl.signal;
   const metrics = new KeeperMetrics(c.node.name);
-  const hooks = new HookRunner(c.hooks, logger.child({ component: 'hooks' }));
+  const hooks = new HookRunner(c.hooks, opts.logger.child({ component: 'hooks' }));
   const state: KeeperState = initialState(clock.now());
   let wakeCtl = new AbortController();
   let wakeRequested = false;
@@ -261,7 +262,7 @@ async function startNodeKeeper(
   const http: HttpServerHandle = await startHttpServer(api, {
     host: c.http.host,
     port: c.http.port,
-    logger: logger.child({ component: 'http' }),
+    logger: opts.logger.child({ component: 'http' }),
   });
   logger.info(
     {

@@ -20,7 +20,7 @@ export async function startWitness(
 ): Promise<KeeperHandle> {
   const c = config;
   const clock = opts.clock ?? systemClock;
-  const logger = opts.logger.child({ mode: 'witness' });
+  const logger = opts.logger.child({ component: 'witness' });
   const metrics = new KeeperMetrics(c.node.name);
   metrics.setRole('witness');
   const members = Object.keys(c.members);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@pgfleet/connection';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseTableName, resolveConfig } from './config.js';
+import { CONFIG_KEYS, envName, loadConfig, parseTableName, resolveConfig } from './config.js';
 
 const nodes = [
   { name: 'a', conninfo: 'host=h1 password=s3cret' },
@@ -157,5 +157,69 @@ describe('loadConfig', () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'nodes: [');
     expect(errorOf(() => loadConfig({ file: bad })).message).toContain('not valid YAML');
+  });
+
+  it('takes every key from PGFLEET_MM_* variables, without a file', () => {
+    const env = {
+      PGFLEET_MM_NODES: '[{ name: a, conninfo: "host=h1" }, { name: b, conninfo: "host=h2" }]',
+      PGFLEET_MM_TABLES: '["public.t", { name: public.u, conflict: keep_local }]',
+      PGFLEET_MM_CONFLICT: 'first_update_wins',
+      PGFLEET_MM_DEAD_LETTER: 'discard',
+      PGFLEET_MM_HTTP_LISTEN: 'off',
+      PGFLEET_MM_APPLY_MAX_IN_FLIGHT_TRANSACTIONS: '50',
+      PGFLEET_MM_APPLY_BATCH_ROWS: '20',
+      PGFLEET_MM_APPLY_SYNCHRONOUS_COMMIT: 'on',
+      PGFLEET_MM_RECONNECT_BASE_DELAY_MS: '10',
+      PGFLEET_MM_RECONNECT_MAX_DELAY_MS: '20',
+      PGFLEET_MM_STATUS_INTERVAL_MS: '500',
+      PGFLEET_MM_LOG_LEVEL: 'debug',
+      PGFLEET_MM_LOG_FORMAT: 'json',
+      PGFLEET_MM_NODE_A_RANK: '7',
+    };
+    // Every documented key has a variable in this test.
+    for (const k of CONFIG_KEYS) expect(Object.keys(env)).toContain(envName(k.path));
+    const c = loadConfig({ env });
+    expect(c.nodes.map((n) => [n.name, n.rank])).toEqual([
+      ['a', 7],
+      ['b', 1],
+    ]);
+    expect(c.tables.map((t) => [t.table, t.conflict])).toEqual([
+      ['t', 'first_update_wins'],
+      ['u', 'keep_local'],
+    ]);
+    expect(c.deadLetter).toBe('discard');
+    expect(c.http.listen).toBeNull();
+    expect(c.apply).toEqual({ maxInFlightTransactions: 50, batchRows: 20, synchronousCommit: 'on' });
+    expect(c.reconnect).toEqual({ baseDelayMs: 10, maxDelayMs: 20 });
+    expect(c.statusIntervalMs).toBe(500);
+    expect(c.log).toEqual({ level: 'debug', format: 'json' });
+  });
+
+  it('lets flags win over env, with --listen as short for --http-listen', () => {
+    const env = { PGFLEET_MM_CONFIG: file, PGFLEET_MM_APPLY_BATCH_ROWS: '20' };
+    const c = loadConfig({ env, flags: { 'apply-batch-rows': '30', listen: '9300', 'log.level': 'warn' } });
+    expect(c.apply.batchRows).toBe(30);
+    expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 9300 });
+    expect(c.log.level).toBe('warn');
+  });
+
+  it('names what is wrong: an unknown variable, a node that does not exist, a bad value, no config', () => {
+    expect(
+      errorOf(() => loadConfig({ env: { PGFLEET_MM_CONFIG: file, PGFLEET_MM_CONFLCT: 'x' } })).message,
+    ).toContain('PGFLEET_MM_CONFLCT');
+    expect(
+      errorOf(() =>
+        loadConfig({
+          env: { PGFLEET_MM_CONFIG: file, PGFLEET_MM_NODE_Z_CONNINFO: 'host=x password=s3cret' },
+        }),
+      ).message,
+    ).toMatch(/PGFLEET_MM_NODE_Z_CONNINFO names no node/);
+    expect(
+      errorOf(() => loadConfig({ file, env: { PGFLEET_MM_APPLY_BATCH_ROWS: 'lots' } })).message,
+    ).toContain('apply.batchRows');
+    expect(errorOf(() => loadConfig({ env: {} })).message).toContain('PGFLEET_MM_NODES');
+    expect(errorOf(() => loadConfig({ file, flags: { colour: 'red' } })).message).toBe(
+      'unknown option --colour',
+    );
   });
 });

@@ -1,6 +1,17 @@
-import { readFileSync } from 'node:fs';
+import {
+  type ConfigKey,
+  envVarName,
+  isPlainObject,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  mergeLayers,
+  overridesFromEnv,
+  overridesFromFlags,
+  readConfigFile,
+} from '@pgfleet/cli';
 import { ConfigError, redactConninfo } from '@pgfleet/connection';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 /** How a conflict on one table is resolved (see resolveConflict in conflict.ts). */
@@ -77,6 +88,13 @@ const fileSchema = z.strictObject({
     })
     .optional(),
   statusIntervalMs: z.number().int().min(100).optional(),
+  log: z
+    .strictObject({
+      level: z.enum(LOG_LEVELS).optional(),
+      /** `auto`: readable lines on a terminal, JSON lines otherwise. */
+      format: z.enum(LOG_FORMATS).optional(),
+    })
+    .optional(),
 });
 
 export type RawConfig = z.input<typeof fileSchema>;
@@ -117,6 +135,7 @@ export interface ResolvedConfig {
   apply: { maxInFlightTransactions: number; batchRows: number; synchronousCommit: string };
   reconnect: { baseDelayMs: number; maxDelayMs: number };
   statusIntervalMs: number;
+  log: { level: LogLevel; format: LogFormat };
 }
 
 /** Splits `schema.table` (either part may be double-quoted to hold dots or capitals). */
@@ -292,81 +311,109 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
     },
     reconnect,
     statusIntervalMs: raw.statusIntervalMs ?? 1000,
+    log: { level: raw.log?.level ?? 'info', format: raw.log?.format ?? 'auto' },
   };
 }
 
+/**
+ * Every key settable from the environment (`PGFLEET_MM_<KEY>`) and the command line
+ * (`--<key>`, kebab-case or dotted), in the same precedence as the keeper: file < env < flags.
+ * `nodes` and `tables` take YAML or JSON text. Per node, `PGFLEET_MM_NODE_<NAME>_CONNINFO`
+ * and `PGFLEET_MM_NODE_<NAME>_RANK` replace that node's conninfo and rank (passwords can stay
+ * out of the file).
+ */
+export const CONFIG_KEYS: readonly ConfigKey[] = [
+  { path: 'nodes', kind: 'yaml' },
+  { path: 'tables', kind: 'yaml' },
+  { path: 'conflict' },
+  { path: 'deadLetter' },
+  { path: 'http.listen' },
+  { path: 'apply.maxInFlightTransactions', kind: 'integer' },
+  { path: 'apply.batchRows', kind: 'integer' },
+  { path: 'apply.synchronousCommit' },
+  { path: 'reconnect.baseDelayMs', kind: 'integer' },
+  { path: 'reconnect.maxDelayMs', kind: 'integer' },
+  { path: 'statusIntervalMs', kind: 'integer' },
+  { path: 'log.level' },
+  { path: 'log.format' },
+];
+
+export const ENV_PREFIX = 'PGFLEET_MM_';
+const NODE_ENV = /^PGFLEET_MM_NODE_([A-Z0-9_]+?)_(CONNINFO|RANK)$/;
+
+/** `apply.batchRows` → `PGFLEET_MM_APPLY_BATCH_ROWS`. */
+export function envName(key: string): string {
+  return envVarName(ENV_PREFIX, key);
+}
+
 export interface LoadConfigOptions {
-  /** YAML file; `PGFLEET_MM_CONFIG` when omitted. */
+  /** YAML file; `PGFLEET_MM_CONFIG` when omitted. Optional when env gives nodes and tables. */
   file?: string;
   /** Environment to read `PGFLEET_MM_*` from (pass `process.env` from the CLI only). */
   env?: Record<string, string | undefined>;
-  /** Command-line overrides, highest precedence. */
-  flags?: { listen?: string; conflict?: string; deadLetter?: string };
+  /**
+   * Command-line overrides, highest precedence, keyed by flag name without dashes
+   * (`conflict`, `http-listen`, `apply.batchRows`...). `listen` is short for `http-listen`.
+   */
+  flags?: Record<string, string>;
 }
 
-/**
- * File < env < flags. Env: PGFLEET_MM_CONFIG (file), PGFLEET_MM_HTTP_LISTEN,
- * PGFLEET_MM_CONFLICT, PGFLEET_MM_DEAD_LETTER, PGFLEET_MM_NODE_<NAME>_CONNINFO
- * (replaces the conninfo of node <name>, so passwords can stay out of the file).
- */
+/** File < env < flags, validated once. */
 export function loadConfig(options: LoadConfigOptions = {}): ResolvedConfig {
   const env = options.env ?? {};
   const file = options.file ?? env.PGFLEET_MM_CONFIG;
-  if (!file)
-    throw new ConfigError('no config file: pass --config <file> or set PGFLEET_MM_CONFIG', { key: 'config' });
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, {
-      key: 'config',
-      file,
-    });
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
+  const fromEnv = overridesFromEnv(env, {
+    prefix: ENV_PREFIX,
+    keys: CONFIG_KEYS,
+    handledElsewhere: (name) => name === `${ENV_PREFIX}CONFIG` || NODE_ENV.test(name),
+  });
+  const { listen, ...flags } = options.flags ?? {};
+  const fromFlags = overridesFromFlags(
+    listen === undefined ? flags : { ...flags, 'http-listen': listen },
+    CONFIG_KEYS,
+  );
+  const raw = mergeLayers(file ? readConfigFile(file) : {}, fromEnv, fromFlags);
+  if (!file && raw.nodes === undefined)
     throw new ConfigError(
-      `config file ${file} is not valid YAML: ${redactConninfo((err as Error).message)}`,
-      { key: 'config', file },
+      'no configuration: pass --config <file>, set PGFLEET_MM_CONFIG, or give PGFLEET_MM_NODES and PGFLEET_MM_TABLES',
+      { key: 'config' },
     );
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ConfigError(`config file ${file} must hold a mapping`, { key: '(root)', file });
-  }
-  return resolveConfig(applyOverrides(doc as Record<string, unknown>, env, options.flags ?? {}), file);
+  return resolveConfig(applyNodeEnv(raw, env), file ?? 'environment');
 }
 
-/** Merges env and flag overrides into the raw document (pure; exported for tests). */
-export function applyOverrides(
+/**
+ * Applies `PGFLEET_MM_NODE_<NAME>_CONNINFO` / `_RANK` to the node of that name (pure;
+ * exported for tests). A variable naming no node is an error naming it.
+ */
+export function applyNodeEnv(
   doc: Record<string, unknown>,
   env: Record<string, string | undefined>,
-  flags: { listen?: string; conflict?: string; deadLetter?: string },
 ): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...doc };
-  const http = { ...((doc.http as Record<string, unknown> | undefined) ?? {}) };
-  const listenValue = flags.listen ?? env.PGFLEET_MM_HTTP_LISTEN;
-  if (listenValue !== undefined) {
-    http.listen = listenValue === 'off' || listenValue === '' ? false : listenValue;
-    out.http = http;
+  const nodes = Array.isArray(doc.nodes) ? doc.nodes : [];
+  const names = new Set(
+    nodes.map((n) => (isPlainObject(n) && typeof n.name === 'string' ? n.name.toUpperCase() : null)),
+  );
+  for (const [name, value] of Object.entries(env)) {
+    const m = NODE_ENV.exec(name);
+    if (!m || value === undefined) continue;
+    if (!names.has(m[1] as string))
+      throw new ConfigError(`environment variable ${name} names no node of the mesh`, { key: name });
   }
-  const conflict = flags.conflict ?? env.PGFLEET_MM_CONFLICT;
-  if (conflict !== undefined) out.conflict = conflict;
-  const deadLetter = flags.deadLetter ?? env.PGFLEET_MM_DEAD_LETTER;
-  if (deadLetter !== undefined) out.deadLetter = deadLetter;
-  if (Array.isArray(doc.nodes)) {
-    out.nodes = doc.nodes.map((n: unknown) => {
-      if (n === null || typeof n !== 'object') return n;
-      const node = n as Record<string, unknown>;
-      const override =
-        typeof node.name === 'string'
-          ? env[`PGFLEET_MM_NODE_${node.name.toUpperCase()}_CONNINFO`]
-          : undefined;
-      return override === undefined ? node : { ...node, conninfo: override };
-    });
-  }
-  return out;
+  if (!Array.isArray(doc.nodes)) return doc;
+  return {
+    ...doc,
+    nodes: doc.nodes.map((n: unknown) => {
+      if (!isPlainObject(n) || typeof n.name !== 'string') return n;
+      const prefix = `${ENV_PREFIX}NODE_${n.name.toUpperCase()}_`;
+      const conninfo = env[`${prefix}CONNINFO`];
+      const rank = env[`${prefix}RANK`];
+      return {
+        ...n,
+        ...(conninfo !== undefined ? { conninfo } : {}),
+        ...(rank !== undefined ? { rank: /^\s*\d+\s*$/.test(rank) ? Number(rank) : rank } : {}),
+      };
+    }),
+  };
 }
 
 /** The config as printed by `status`/logs: every conninfo redacted. */

@@ -3,16 +3,27 @@
  * Keeper: primary + standby + witness with keepers, then a primary kill and the failover.
  * Multimaster: a 3-node mesh taking writes on every node, converging, and one conflict
  * resolved the same way everywhere. Everything is removed at the end, also on Ctrl-C.
- * PGFLEET_PG_VERSION picks the server major; PGFLEET_DEMO_LOG=info shows the daemons' logs.
+ * PGFLEET_PG_VERSION picks the server major; PGFLEET_DEMO_LOG=info shows the daemons' logs
+ * (as readable lines on stderr; PGFLEET_DEMO_LOG_FORMAT=json for JSON).
  */
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '@pgfleet/cli';
 import { Sandbox } from '@pgfleet/sandbox';
-import pino from 'pino';
 import { keeperDemo } from './keeper-demo.js';
 import { meshDemo } from './mesh-demo.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 async function main(): Promise<void> {
-  const logger = pino({ level: process.env.PGFLEET_DEMO_LOG ?? 'warn' }, pino.destination(2));
+  // The story goes to stdout; the daemons stay quiet unless asked, so no log line cuts into it.
+  const level = process.env.PGFLEET_DEMO_LOG ?? 'silent';
+  const format = process.env.PGFLEET_DEMO_LOG_FORMAT ?? 'pretty';
+  if (
+    !(LOG_LEVELS as readonly string[]).includes(level) ||
+    !(LOG_FORMATS as readonly string[]).includes(format)
+  )
+    throw new Error(
+      `PGFLEET_DEMO_LOG must be one of ${LOG_LEVELS.join(', ')} and PGFLEET_DEMO_LOG_FORMAT one of ${LOG_FORMATS.join(', ')}`,
+    );
+  const logger = createLogger({ level: level as LogLevel, format: format as LogFormat });
   const sb = await Sandbox.create({ name: 'demo' });
   const stop = async () => {
     await sb.destroy();

@@ -21,8 +21,9 @@ async function status(url: string): Promise<KeeperStatus> {
 }
 
 /** Decisions that change something, as logged by a keeper process (pino JSON on stdout). */
+/** Decisions and events a keeper process logged (JSON lines on stderr: it is a pipe here). */
 function actions(p: CliProcess): string[] {
-  return p.out.stdout
+  return p.out.stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as { decision?: string; event?: string; msg: string })

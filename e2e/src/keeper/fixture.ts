@@ -186,10 +186,11 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
   const out = { stdout: '', stderr: '' };
   child.stdout?.on('data', (d) => {
     out.stdout += String(d);
-    if (process.env.KEEPER_E2E_LOG) process.stdout.write(String(d));
   });
+  // Logs: JSON lines on stderr (a pipe, so the keeper's auto log format is JSON).
   child.stderr?.on('data', (d) => {
     out.stderr += String(d);
+    if (process.env.KEEPER_E2E_LOG) process.stderr.write(String(d));
   });
   const exit = new Promise<number | NodeJS.Signals>((res) =>
     child.once('exit', (code, sig) => res(code ?? (sig as NodeJS.Signals))),

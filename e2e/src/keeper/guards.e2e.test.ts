@@ -144,7 +144,7 @@ describe('keeper e2e: promotion gates', () => {
     expect(refused.stderr).toMatch(/--force promotes anyway/);
     expect(kb.handle.status().role).toBe('standby');
 
-    const forced = await runCli(['failover', '--force', '--url', kb.handle.url], env, 90_000);
+    const forced = await runCli(['failover', '--force', '--json', '--url', kb.handle.url], env, 90_000);
     expect(forced.code, forced.stderr).toBe(0);
     expect(JSON.parse(forced.stdout)).toMatchObject({ ok: true, promoted: 'b', timeline: 2, forced: true });
     await until('kb in primary mode', () => kb.handle.status().role === 'primary');

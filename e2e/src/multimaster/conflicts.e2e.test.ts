@@ -140,6 +140,8 @@ describe('multimaster: conflicts', () => {
         expect.objectContaining({ node: 'c', edge: 'a_c', resolution: 'skip' }),
       ]),
     );
+    // A conflict line binds edge and node once: no key twice in the JSON.
+    expect(logs.duplicated).toEqual([]);
   });
 
   it('6: an exact commit-timestamp tie goes to the lower-rank node on every node, whatever the apply order', async () => {

@@ -14,16 +14,27 @@ const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const CLI = ['--conditions=source', '--import', 'tsx', 'apps/multimaster/src/cli.ts'];
 
 /** `pgfleet-mm run` as a child process, straight from the TypeScript sources. */
-function spawnRun(configFile: string): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    [...CLI, 'run', '-c', configFile, '--log-level', process.env.PGFLEET_TEST_LOG ?? 'warn'],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', process.env.PGFLEET_TEST_LOG ? 'inherit' : 'ignore'],
-    },
-  );
-  return child;
+/**
+ * `pgfleet-mm run` as a child process. `ready` settles once it logged that the replicator
+ * starts (config loaded, modules up): kill times count from there, so that on a loaded
+ * machine, where starting Node and tsx alone can take seconds, kills still land in the
+ * replicator's own start-up and mid-stream rather than all before it ran at all.
+ */
+function spawnRun(configFile: string): { child: ChildProcess; ready: Promise<void> } {
+  const child = spawn(process.execPath, [...CLI, 'run', '-c', configFile, '--log-level', 'info'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const ready = new Promise<void>((resolve) => {
+    let seen = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      if (process.env.PGFLEET_TEST_LOG) process.stderr.write(d);
+      seen = (seen + d.toString('utf8')).slice(-4096);
+      if (seen.includes('replicator starting')) resolve();
+    });
+    child.once('exit', () => resolve());
+  });
+  return { child, ready };
 }
 
 function exited(child: ChildProcess): Promise<number | string | null> {
@@ -151,10 +162,12 @@ describe('multimaster: crashes', () => {
     let kills = 0;
     const started = Date.now();
     // Random lifetimes: some kills land during startup, some mid-stream.
-    while (kills < 22 && Date.now() - started < 70_000) {
-      const child = spawnRun(configFile);
+    // The time budget only ends a run whose replicators cannot even start (a broken build).
+    while (kills < 22 && Date.now() - started < 150_000) {
+      const { child, ready } = spawnRun(configFile);
       children.add(child);
-      await sleep(250 + Math.floor(Math.random() * 1200));
+      await ready;
+      await sleep(Math.floor(Math.random() * 1200));
       child.kill('SIGKILL');
       expect(await exited(child)).toBe('SIGKILL');
       children.delete(child);
@@ -169,7 +182,7 @@ describe('multimaster: crashes', () => {
     expect(await count(b, 'k.t', `origin = 'a'`)).toBeGreaterThan(0);
     expect(await count(a, 'k.t', `origin = 'b'`)).toBeGreaterThan(0);
 
-    const final = spawnRun(configFile);
+    const { child: final } = spawnRun(configFile);
     children.add(final);
     await quiesce(nodes, 60_000);
     final.kill('SIGTERM');
@@ -201,7 +214,7 @@ describe('multimaster: crashes', () => {
       );
       expect(prog[0]?.lsn, `origin pgfleet_${src.name} on ${dst.name}`).toBe(last);
     }
-  });
+  }, 300_000);
 
   it('10: a target node stopped with immediate shutdown under load resumes its stream with no gap and no duplicate', async () => {
     const logs = captureLogs();

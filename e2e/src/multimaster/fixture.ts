@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { duplicateJsonKeys } from '@pgfleet/cli/testing';
 import {
   checkMesh,
   initMesh,
@@ -18,23 +19,27 @@ import { eventually } from '../support/eventually.js';
 export interface CapturedLogs {
   logger: Logger;
   lines: Array<Record<string, unknown>>;
+  /** Raw lines that carry a key twice (pino repeats a key a child logger binds again). */
+  duplicated: string[];
 }
 
 /** A pino logger that keeps every line in memory (and echoes when PGFLEET_TEST_LOG is set). */
 export function captureLogs(level = process.env.PGFLEET_TEST_LOG ?? 'info'): CapturedLogs {
   const lines: Array<Record<string, unknown>> = [];
+  const duplicated: string[] = [];
   const echo = process.env.PGFLEET_TEST_LOG !== undefined;
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line) continue;
         lines.push(JSON.parse(line) as Record<string, unknown>);
+        if (duplicateJsonKeys(line).length > 0) duplicated.push(line);
         if (echo) process.stderr.write(`${line}\n`);
       }
       cb();
     },
   });
-  return { logger: pino({ level }, stream), lines };
+  return { logger: pino({ level }, stream), lines, duplicated };
 }
 
 /** Sandbox with N logical nodes. Autovacuum is off so an idle mesh writes no WAL of its own. */

@@ -3,10 +3,6 @@ import type { ResolvedConfig } from '../config.js';
 import { listDeadLetters } from './list.js';
 import { parseDeadLetterRef, ReplayError, replayDeadLetter } from './replay.js';
 
-/** Help line for cli.ts's command list. */
-export const DEAD_LETTERS_COMMAND_HELP = `  dead-letters list transactions that were not applied (every change recorded; --all: resolved too,
-              --node <name>), or --replay <node:id> one once its cause is fixed`;
-
 /** Same numbers as cli.ts EXIT: 0 ok, 1 failure, 2 usage. */
 const OK = 0;
 const FAILURE = 1;

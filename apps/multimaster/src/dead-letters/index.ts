@@ -1,4 +1,4 @@
-export { cmdDeadLetters, DEAD_LETTERS_COMMAND_HELP } from './cli-command.js';
+export { cmdDeadLetters } from './cli-command.js';
 export {
   type DeadLetterEntry,
   type ListDeadLettersOptions,

@@ -5,13 +5,7 @@ import { MembershipError } from './errors.js';
 import { removeNode } from './remove-node.js';
 import { sequenceOffsets } from './sequences.js';
 
-/** Help lines for the membership commands (cli.ts appends them to its command list). */
-export const MEMBERSHIP_COMMANDS_HELP = `  add-node    join --node <name> (in the config, same tables, empty) to the running mesh:
-              copy from an exported snapshot, then stream (optional --source <node>)
-  remove-node drop every slot, publication and origin of --node on all reachable nodes
-  sequences   node-unique sequence offsets for replicated columns (dry run; --apply, --stride <n>)`;
-
-/** Same numbers as cli.ts EXIT: 0 ok, 1 failure, 2 usage, 3 preconditions not met (nothing changed). */
+/** Same numbers as cli-main.ts EXIT: 0 ok, 1 failure, 2 usage, 3 preconditions not met (nothing changed). */
 const OK = 0;
 const FAILURE = 1;
 const USAGE = 2;
