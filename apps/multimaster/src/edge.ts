@@ -299,6 +299,9 @@ export class EdgeRunner {
       );
       const originNames = new Map<number, string>(origins.map((r) => [r.id as number, r.name as string]));
       const sourceOrigin = origins.find((r) => r.name === edge.origin);
+      // Read once per session: a replay origin that `dead-letters --replay` creates later is
+      // unknown until the next session, so its rows first fail the fast path's ownership
+      // check, and the careful replay that follows (a new session) knows it.
       const replayOrigin = origins.find((r) => r.name === replayOriginName(edge.source));
       if (!sourceOrigin)
         throw new ApplyPausedError(

@@ -1,4 +1,4 @@
-import { connect, PgfleetError } from '@pgfleet/connection';
+import { connect } from '@pgfleet/connection';
 import { parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -22,13 +22,9 @@ import { policyFor } from '../edge.js';
 import { edgesFor, findEdge, nodeOfOrigin, replayOriginName } from '../naming.js';
 import { formatPgTimestamp, sqlMicros } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS } from '../session-settings.js';
+import { ReplayError } from './errors.js';
 
-/** A dead letter cannot be replayed (not found, already resolved, still pausing its edge, refused again). */
-export class ReplayError extends PgfleetError {
-  constructor(message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
-    super('DEAD_LETTER_REPLAY_FAILED', message, details, options);
-  }
-}
+export { ReplayError };
 
 export interface ReplayReport {
   node: string;
