@@ -99,8 +99,10 @@ switch (job) {
     break;
   case 'test':
   case 'test:unit':
+  case 'test:etcd':
   case 'test:pg':
   case 'test:e2e':
+  case 'test:containers':
     build();
     mustRun(process.execPath, [join(root, 'scripts', 'test.mjs'), job, ...rest]);
     break;
@@ -113,6 +115,8 @@ switch (job) {
     exec('tsx', [join(root, 'e2e', 'src', 'bench', 'main.ts'), ...rest]);
     break;
   default:
-    console.error(`pgfleet: unknown job '${job}' (try: test, demo, bench, build, lint, typecheck)`);
+    console.error(
+      `pgfleet: unknown job '${job}' (try: test, test:containers, demo, bench, build, lint, typecheck)`,
+    );
     process.exit(2);
 }

@@ -62,30 +62,3 @@ export async function writeBacklog(node: SandboxNode, shape: BacklogShape, first
     await client.end().catch(() => {});
   }
 }
-
-/**
- * Polls until `node` holds `expected` rows in bench_rows (ids 1..expected); returns when it
- * does. It polls the highest id (an index probe, cheap enough not to steal CPU from the
- * apply being timed: both systems apply in source commit order, so the last row arrives
- * last) and counts once at the end.
- */
-export async function waitForRows(node: SandboxNode, expected: number, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const client = await connect(node.conninfo(), { connectTimeoutMs: 10_000, applicationName: 'bench-wait' });
-  try {
-    for (;;) {
-      const { rows } = await client.query('SELECT coalesce(max(id), 0)::int8::text AS top FROM bench_rows');
-      if (Number(rows[0]?.top) >= expected) break;
-      if (Date.now() > deadline)
-        throw new Error(
-          `bench: ${node.name} has rows up to id ${rows[0]?.top} of ${expected} after ${timeoutMs} ms`,
-        );
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const { rows } = await client.query('SELECT count(*)::int8::text AS n FROM bench_rows');
-    if (Number(rows[0]?.n) !== expected)
-      throw new Error(`bench: ${node.name} holds ${rows[0]?.n} rows, expected ${expected}`);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}

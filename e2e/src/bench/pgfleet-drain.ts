@@ -1,17 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { connect } from '@pgfleet/connection';
-import { initMesh, type ResolvedConfig, resolveConfig, startReplicator } from '@pgfleet/multimaster';
+import { initMesh, type ResolvedConfig, resolveConfig } from '@pgfleet/multimaster';
 import type { SandboxNode } from '@pgfleet/sandbox';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import pino from 'pino';
-import { type BacklogShape, BENCH_TABLE_DDL, writeBacklog } from './backlog.js';
-import type { DrainResult } from './native-logical.js';
+import { BENCH_TABLE_DDL } from './backlog.js';
 
 /** pgfleet's own logs stay quiet during a benchmark unless asked for. */
-export const benchLogger = pino(
-  { level: process.env.PGFLEET_BENCH_LOG ?? 'silent', base: { component: 'bench' } },
-  pino.destination(2),
-);
+export const benchLogger = pino({ level: process.env.PGFLEET_BENCH_LOG ?? 'silent' }, pino.destination(2));
 
 /** A mesh config over sandbox nodes (node names are the sandbox names), no HTTP listener. */
 export function benchMeshConfig(
@@ -123,68 +119,7 @@ export async function backendCpuSeconds(node: SandboxNode, appName: string): Pro
   }
 }
 
-export interface PgfleetDrainResult extends DrainResult {
-  /** CPU of this process (the replicator runs in it; the bench itself only polls) during the drain. */
-  replicatorCpuSeconds: number;
-  /** CPU of the apply session's backend on the target and of the walsender on the source. */
-  applyBackendCpuSeconds: number | null;
-  walsenderCpuSeconds: number | null;
-}
-
 export async function countRows(node: SandboxNode, table = 'bench_rows'): Promise<number> {
   const [row] = await node.query<{ n: string }>(`SELECT count(*)::int8::text AS n FROM ${table}`);
   return Number(row?.n);
-}
-
-/**
- * pgfleet draining the same backlog as drainNative: a fresh 2-node mesh over bench_rows
- * (init creates the slots, so everything written after it is in them), the backlog
- * written on `source` while no replicator runs, then the replicator started in this
- * process (edge source→target only) and timed until the target's origin progress is past
- * the last backlog transaction, i.e. the edge applied up to the source's end. Every row
- * is then counted on the target.
- */
-export async function drainPgfleet(
-  source: SandboxNode,
-  target: SandboxNode,
-  shape: BacklogShape,
-): Promise<PgfleetDrainResult> {
-  const nodes = [source, target];
-  const config = await prepareBenchMesh(nodes);
-  try {
-    const backlog = await writeBacklog(source, shape);
-    const rows = shape.transactions * shape.rowsPerTransaction;
-    const edge = `${source.name}_${target.name}`;
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    const rep = startReplicator(config, { logger: benchLogger, edges: [edge] });
-    let seconds: number;
-    let replicatorCpuSeconds: number;
-    let applyBackendCpuSeconds: number | null;
-    let walsenderCpuSeconds: number | null;
-    try {
-      await waitForOriginPast(target, `pgfleet_${source.name}`, backlog.lastTxStartLsn);
-      seconds = (performance.now() - t0) / 1000;
-      const cpu = process.cpuUsage(cpu0);
-      replicatorCpuSeconds = (cpu.user + cpu.system) / 1e6;
-      // Application names the edge gives its sessions (edge.ts): apply session, stream.
-      applyBackendCpuSeconds = await backendCpuSeconds(target, `pgfleet-mm:${edge}`);
-      walsenderCpuSeconds = await backendCpuSeconds(source, `pgfleet-mm:${edge}:stream`);
-    } finally {
-      await rep.stop();
-    }
-    const got = await countRows(target);
-    if (got !== rows) throw new Error(`bench: pgfleet left ${got} of ${rows} rows on ${target.name}`);
-    return {
-      label: 'pgfleet',
-      transactions: shape.transactions,
-      rows,
-      seconds,
-      replicatorCpuSeconds,
-      applyBackendCpuSeconds,
-      walsenderCpuSeconds,
-    };
-  } finally {
-    await teardownPgfleet(nodes);
-  }
 }

@@ -45,7 +45,6 @@ describe.skipIf(!provider)(`e2e harness (${suite.label})`, () => {
     });
 
     it('a partition blocks traffic between two named parties and heals', async () => {
-      if (provider!.kind !== 'sandbox') return; // containers isolate whole nodes; see provider docs
       await provider!.partition('p', 's');
       await primary.query('INSERT INTO harness_items VALUES (9001)');
       await sleep(800);

@@ -8,6 +8,7 @@ import { type KeeperHandle, parseConfig, startKeeper } from '@pgfleet/keeper';
 import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
+import type { ClusterNode, ClusterProvider } from '../providers/types.js';
 import { eventually } from '../support/eventually.js';
 
 /**
@@ -42,7 +43,7 @@ export async function httpText(url: string): Promise<string> {
   return res.text();
 }
 
-export async function syncNames(node: SandboxNode): Promise<string> {
+export async function syncNames(node: Pick<ClusterNode, 'query'>): Promise<string> {
   const [row] = await node.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s");
   return row?.s ?? '?';
 }
@@ -95,6 +96,9 @@ export function hookRecorder() {
   };
 }
 
+/** What a keeper config needs of a node: its name and addresses (sandbox or provider node). */
+export type PairNode = Pick<ClusterNode, 'name' | 'conninfo'>;
+
 export interface PairOptions {
   intervalMs: number;
   failures: number;
@@ -108,7 +112,7 @@ export interface PairOptions {
 }
 
 /** Raw keeper configs for primary `a` and standby `b`, each reaching the other through its own proxy. */
-export async function pairConfigs(a: SandboxNode, b: SandboxNode, o: PairOptions) {
+export async function pairConfigs(a: PairNode, b: PairNode, o: PairOptions) {
   const [portA, portB] = [await freePort(), await freePort()];
   const fastPath = o.fastPath ?? true;
   const common = {
@@ -120,7 +124,7 @@ export async function pairConfigs(a: SandboxNode, b: SandboxNode, o: PairOptions
     ...(o.hooks ? { hooks: o.hooks } : {}),
     ...(o.extra ?? {}),
   };
-  const one = (self: SandboxNode, other: SandboxNode, port: number, otherPort: number) => ({
+  const one = (self: PairNode, other: PairNode, port: number, otherPort: number) => ({
     ...common,
     node: { name: self.name, conninfo: self.conninfo() },
     peer: {
@@ -151,6 +155,24 @@ export async function sandboxPair(name: string, setupSql: string, o: PairOptions
   }
 }
 
+/**
+ * The same pair from a provider (sandbox or containers), for scenarios that run on both: a
+ * primary `a` (`setupSql` run on it first), its streaming standby `b`, and the keeper configs.
+ * The provider is destroyed if any step fails.
+ */
+export async function providerPair(provider: ClusterProvider, setupSql: string, o: PairOptions) {
+  try {
+    const a = await provider.startPrimary('a');
+    await a.query(setupSql);
+    const b = await provider.startStandby('b', a);
+    const raw = await pairConfigs(a, b, o);
+    return { a, b, raw };
+  } catch (err) {
+    await provider.destroy();
+    throw err;
+  }
+}
+
 export interface RunningKeeper {
   handle: KeeperHandle;
   lines: LogLine[];
@@ -163,13 +185,16 @@ export async function startInProcess(name: string, raw: Record<string, unknown>)
 }
 
 /** Stops the in-process keepers that were started, then the sandbox. */
-export async function stopPair(sb: Sandbox | undefined, keepers: Array<RunningKeeper | undefined>) {
+export async function stopPair(
+  sb: { destroy(): Promise<void> } | undefined,
+  keepers: Array<RunningKeeper | undefined>,
+) {
   await Promise.all(keepers.map((k) => k?.handle.stop()));
   await sb?.destroy();
 }
 
 /** Waits until `a` runs with synchronous_standby_names = `sync` and b's keeper sees itself synchronous. */
-export function untilSyncPair(what: string, a: SandboxNode, kb: RunningKeeper, sync: string) {
+export function untilSyncPair(what: string, a: Pick<ClusterNode, 'query'>, kb: RunningKeeper, sync: string) {
   return until(
     what,
     async () => (await syncNames(a)) === sync && kb.handle.status().sync.observation === 'sync',

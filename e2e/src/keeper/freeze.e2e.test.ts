@@ -1,10 +1,11 @@
-import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClusterNode } from '../providers/types.js';
+import { suiteProvider } from '../support/suite-provider.js';
 import {
   httpStatus,
   httpText,
+  providerPair,
   type RunningKeeper,
-  sandboxPair,
   sleep,
   startInProcess,
   stopPair,
@@ -36,16 +37,20 @@ function sampler(k: RunningKeeper) {
   return { seen, stop: () => clearInterval(timer) };
 }
 
-describe('keeper e2e: frozen primary', () => {
-  let sb: Sandbox;
-  let a: SandboxNode;
-  let b: SandboxNode;
+// On the sandbox (SIGSTOP of the process group) in the e2e phase, on containers (the runtime's
+// pause: a frozen cgroup) in the containers phase (issue 12).
+const suite = await suiteProvider();
+
+describe.skipIf(!suite.provider)(`keeper e2e: frozen primary (${suite.label})`, () => {
+  const sb = suite.provider;
+  let a: ClusterNode;
+  let b: ClusterNode;
   let ka: RunningKeeper;
   let kb: RunningKeeper;
 
   beforeAll(async () => {
-    let raw: Awaited<ReturnType<typeof sandboxPair>>['raw'];
-    ({ sb, a, b, raw } = await sandboxPair('e2e-keeper-freeze', 'CREATE TABLE t (id int PRIMARY KEY)', {
+    let raw: Awaited<ReturnType<typeof providerPair>>['raw'];
+    ({ a, b, raw } = await providerPair(sb!, 'CREATE TABLE t (id int PRIMARY KEY)', {
       intervalMs: INTERVAL,
       failures: FAILURES,
       connectTimeoutMs: CONNECT_TIMEOUT,
@@ -58,18 +63,18 @@ describe('keeper e2e: frozen primary', () => {
   });
 
   afterAll(async () => {
-    a?.resume();
+    await a?.resume().catch(() => {});
     await stopPair(sb, [ka, kb]);
   });
 
   it('9. a freeze shorter than (failures − 1) × interval: no promotion, no degrade, the counter resets', async () => {
     const degradesBefore = ka.handle.status().counters.degrades;
     const s = sampler(kb);
-    a.pause();
+    await a.pause();
     // Long enough that some probe starts ≥ connectTimeout before the thaw and fails, short
     // enough that no third one can: 540 ms < (failures − 1) × interval = 600 ms.
     await sleep((FAILURES - 1) * INTERVAL - 60);
-    a.resume();
+    await a.resume();
     await until('kb reaches a again', () => kb.handle.status().decision?.reason === 'primary reachable');
     await sleep(WINDOW);
     s.stop();
@@ -91,7 +96,7 @@ describe('keeper e2e: frozen primary', () => {
       () => kb.handle.status().lagBytes === 0 && kb.handle.status().sync.observation === 'sync',
     );
     const s = sampler(kb);
-    a.pause();
+    await a.pause();
     const frozenAt = Date.now();
     await until(
       'b accepts writes',
@@ -119,7 +124,7 @@ describe('keeper e2e: frozen primary', () => {
   });
 
   it('3b. the thawed old primary fences itself: the peer runs a newer timeline', async () => {
-    a.resume();
+    await a.resume();
     await until('ka fenced a', () => ka.handle.status().fenced, 10_000);
     await expect(a.query('INSERT INTO t VALUES (3)', [], { timeoutMs: 5000 })).rejects.toMatchObject({
       code: '25006',

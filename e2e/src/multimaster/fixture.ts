@@ -13,7 +13,11 @@ import {
 import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
+import type { ClusterNode, ClusterProvider } from '../providers/types.js';
 import { eventually } from '../support/eventually.js';
+
+/** What the helpers need of a node: a sandbox node, or a provider's (sandbox or containers). */
+export type MeshNode = Pick<ClusterNode, 'name' | 'conninfo' | 'uri' | 'query'>;
 
 /** Log lines a replicator wrote, parsed, for tests that assert on logs. */
 export interface CapturedLogs {
@@ -49,13 +53,18 @@ export async function startNodes(names: string[]): Promise<{ sb: Sandbox; nodes:
   return { sb, nodes };
 }
 
+/** The same N logical nodes from a provider (scenarios that also run on containers). */
+export function startProviderNodes(provider: ClusterProvider, names: string[]): Promise<ClusterNode[]> {
+  return provider.startLogicalNodes(names, { settings: { autovacuum: false } });
+}
+
 /** Runs the same SQL on every node (DDL is not replicated). */
-export async function onAll(nodes: SandboxNode[], sql: string): Promise<void> {
+export async function onAll(nodes: MeshNode[], sql: string): Promise<void> {
   for (const n of nodes) await n.query(sql);
 }
 
 export function meshConfig(
-  nodes: SandboxNode[],
+  nodes: MeshNode[],
   raw: Record<string, unknown>,
   opts: { from?: string } = {},
 ): ResolvedConfig {
@@ -81,20 +90,20 @@ export async function initAndStart(
 }
 
 /** Opens a long-lived client on a node (for workloads; node.query connects per call). */
-export async function client(node: SandboxNode): Promise<pg.Client> {
+export async function client(node: MeshNode): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: node.uri() });
   c.on('error', () => {});
   await c.connect();
   return c;
 }
 
-export async function count(node: SandboxNode, table: string, where = 'true'): Promise<number> {
+export async function count(node: MeshNode, table: string, where = 'true'): Promise<number> {
   const rows = await node.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`);
   return rows[0]?.n ?? -1;
 }
 
 /** confirmed_flush_lsn of every pgfleet slot, as text, keyed `node:slot`. */
-export async function slotPositions(nodes: SandboxNode[]): Promise<Record<string, string>> {
+export async function slotPositions(nodes: MeshNode[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of nodes) {
     const rows = await n.query<{ slot: string; lsn: string }>(
@@ -106,7 +115,7 @@ export async function slotPositions(nodes: SandboxNode[]): Promise<Record<string
 }
 
 /** Replication origin progress of every pgfleet origin, keyed `node:origin`. */
-export async function originPositions(nodes: SandboxNode[]): Promise<Record<string, string>> {
+export async function originPositions(nodes: MeshNode[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of nodes) {
     const rows = await n.query<{ origin: string; lsn: string }>(
@@ -124,7 +133,7 @@ export async function originPositions(nodes: SandboxNode[]): Promise<Record<stri
  * edge confirms only what is durable on its target). Done twice, because applying writes
  * WAL on the targets that their own slots must pass as well.
  */
-export async function quiesce(nodes: SandboxNode[], timeoutMs = 30_000): Promise<void> {
+export async function quiesce(nodes: MeshNode[], timeoutMs = 30_000): Promise<void> {
   for (let round = 0; round < 2; round++) {
     const marks = new Map<string, string>();
     for (const n of nodes) {
@@ -155,7 +164,7 @@ export async function checkTables(config: ResolvedConfig, tables: string[]): Pro
 
 /** Conflicts recorded on a node for one table. */
 export async function conflictsOn(
-  node: SandboxNode,
+  node: MeshNode,
   schema: string,
   table: string,
 ): Promise<Array<Record<string, unknown>>> {

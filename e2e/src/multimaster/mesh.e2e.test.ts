@@ -1,8 +1,9 @@
 import type { ReplicatorHandle, ResolvedConfig } from '@pgfleet/multimaster';
-import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClusterNode } from '../providers/types.js';
 import { eventually } from '../support/eventually.js';
+import { suiteProvider } from '../support/suite-provider.js';
 import {
   captureLogs,
   checkTables,
@@ -16,8 +17,11 @@ import {
   quiesce,
   sleep,
   slotPositions,
-  startNodes,
+  startProviderNodes,
 } from './fixture.js';
+
+// On the sandbox in the e2e phase, on containers in the containers phase (issue 12).
+const suite = await suiteProvider();
 
 // Identifiers of scenario 14: quotes, spaces, unicode and mixed case everywhere.
 const WEIRD_SCHEMA = 'Wéird "Schema"';
@@ -67,19 +71,19 @@ const TYPE_COLUMNS: Array<[string, string | null]> = [
   ['t', 'text'],
 ];
 
-describe('multimaster: 3-node mesh', () => {
-  let sb: Sandbox;
-  let a: SandboxNode;
-  let b: SandboxNode;
-  let c: SandboxNode;
-  let nodes: SandboxNode[];
+describe.skipIf(!suite.provider)(`multimaster: 3-node mesh (${suite.label})`, () => {
+  const sb = suite.provider;
+  let a: ClusterNode;
+  let b: ClusterNode;
+  let c: ClusterNode;
+  let nodes: ClusterNode[];
   let config: ResolvedConfig;
   let rep: ReplicatorHandle;
   const logs = captureLogs();
 
   beforeAll(async () => {
-    ({ sb, nodes } = await startNodes(['a', 'b', 'c']));
-    [a, b, c] = nodes as [SandboxNode, SandboxNode, SandboxNode];
+    nodes = await startProviderNodes(sb!, ['a', 'b', 'c']);
+    [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode];
     await onAll(nodes, DDL);
     config = meshConfig(nodes, {
       tables: ['s1.*', 's2.echo', 's3.types', 's4.docs', 's11.t', `${qi(WEIRD_SCHEMA)}.${qi(WEIRD_TABLE)}`],
@@ -94,7 +98,7 @@ describe('multimaster: 3-node mesh', () => {
 
   it('1: concurrent disjoint-key inserts/updates/deletes on all nodes converge with equal checksums, no duplicates, and the mesh goes quiet (no loop)', async () => {
     const perNode = 120;
-    const work = async (node: SandboxNode, base: number) => {
+    const work = async (node: ClusterNode, base: number) => {
       const cl: pg.Client = await client(node);
       try {
         for (let i = 1; i <= perNode; i += 4) {
@@ -257,7 +261,7 @@ describe('multimaster: 3-node mesh', () => {
     );
     await quiesce(nodes);
 
-    const textOf = async (n: SandboxNode) =>
+    const textOf = async (n: ClusterNode) =>
       n.query(
         `SELECT id, ${TYPE_COLUMNS.map(([col]) => `${col}::text AS ${col}`).join(', ')} FROM s3.types ORDER BY id`,
       );

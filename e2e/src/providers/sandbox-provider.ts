@@ -12,8 +12,15 @@ class SandboxClusterNode implements ClusterNode {
   conninfo(opts: { from?: string } = {}): string {
     return this.node.conninfo(opts);
   }
-  query<R extends Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<R[]> {
-    return this.node.query<R>(sql, params);
+  uri(opts: { from?: string } = {}): string {
+    return this.node.uri(opts);
+  }
+  query<R extends Record<string, unknown>>(
+    sql: string,
+    params: unknown[] = [],
+    opts: { timeoutMs?: number } = {},
+  ): Promise<R[]> {
+    return this.node.query<R>(sql, params, opts);
   }
   kill(): Promise<void> {
     return this.node.kill();

@@ -2,16 +2,26 @@
 export interface ClusterNode {
   readonly name: string;
   readonly major: number;
-  /** libpq conninfo; with `from`, the address party `from` uses (cut by `partition`). */
+  /**
+   * libpq conninfo. Without `from`: the direct address for processes on this host. With
+   * `from`: the address party `from` uses, which `partition(from, name)` cuts (`from` may be
+   * another node, whose server then connects from wherever that node runs, or any other party).
+   */
   conninfo(opts?: { from?: string }): string;
+  /** The same address as a postgresql:// URI (for drivers that take no key=value conninfo). */
+  uri(opts?: { from?: string }): string;
+  /** One statement on a fresh direct connection; `timeoutMs` bounds connect and statement. */
   query<R extends Record<string, unknown> = Record<string, unknown>>(
     sql: string,
     params?: unknown[],
+    opts?: { timeoutMs?: number },
   ): Promise<R[]>;
-  /** SIGKILL of the postmaster (container: kill). */
+  /** SIGKILL of the postmaster (container: of the whole container, like a host crash). */
   kill(): Promise<void>;
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Starts a stopped or killed node and waits until it accepts connections. */
   start(): Promise<void>;
+  /** Freezes the server (sockets stay open, nothing answers), like a hung host. */
   pause(): Promise<void>;
   resume(): Promise<void>;
 }

@@ -24,6 +24,8 @@ export async function suiteProvider(overrides: Partial<ProviderSettings> = {}): 
   } catch (err) {
     if (settings.choice !== 'containers') throw err;
     const reason = (err as Error).message;
+    // Reporters do not print the names of skipped suites: say why here, once per file.
+    console.warn(`e2e: containers suite skipped: ${reason}`);
     return { provider: undefined, skipReason: reason, label: `skipped: ${reason}` };
   }
 }

@@ -27,3 +27,17 @@ export class SandboxNodeError extends SandboxError {
     super('SANDBOX_NODE', message, details, options);
   }
 }
+
+/** No etcd server binary was found; the message says where we looked and how to install one. */
+export class EtcdNotFoundError extends SandboxError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ETCD_NOT_FOUND', message, details);
+  }
+}
+
+/** An etcd member failed to start, stop or become healthy; `details.logTail` has its log tail. */
+export class SandboxEtcdError extends SandboxError {
+  constructor(message: string, details: Record<string, unknown> = {}, options?: ErrorOptions) {
+    super('SANDBOX_ETCD', message, details, options);
+  }
+}

@@ -1,8 +1,18 @@
 export { type FindPostgresOptions, findPostgres, listInstallations } from './binaries.js';
-export { PostgresNotFoundError, SandboxError, SandboxNodeError } from './errors.js';
+export {
+  EtcdNotFoundError,
+  PostgresNotFoundError,
+  SandboxError,
+  SandboxEtcdError,
+  SandboxNodeError,
+} from './errors.js';
+export { type EtcdBinary, findEtcd } from './etcd-binary.js';
+export { EtcdCluster, type EtcdClusterOptions } from './etcd-cluster.js';
+export type { EtcdMember } from './etcd-member.js';
 export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
-export { freePort } from './ports.js';
+export { freePort, freePortSync } from './ports.js';
+export { PartyProxy } from './proxy.js';
 export { Sandbox, type SandboxOptions } from './sandbox.js';
 export type {
   ConnectionFacts,

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type FindPostgresOptions, findPostgres } from './binaries.js';
+import { trackForCleanup, untrackForCleanup } from './cleanup.js';
 import { SandboxError, SandboxNodeError } from './errors.js';
 import { type NodeRouting, SandboxNode } from './node.js';
 import { freePort, freePortSync } from './ports.js';
@@ -59,28 +60,6 @@ const LOGICAL_SETTINGS: ServerSettings = {
   max_logical_replication_workers: 8,
 };
 
-/** Every live sandbox of this process, for cleanup on exit and Ctrl-C. */
-const live = new Set<Sandbox>();
-let hooksInstalled = false;
-
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', () => {
-    for (const sb of live) sb.destroySync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const handler = () => {
-      // When the program has its own handler, let it shut down gracefully; 'exit' cleans up.
-      if (process.listenerCount(sig) > 1) return;
-      for (const sb of live) sb.destroySync();
-      process.removeListener(sig, handler);
-      process.kill(process.pid, sig);
-    };
-    process.on(sig, handler);
-  }
-}
-
 /**
  * A set of real PostgreSQL servers under one temp root, on 127.0.0.1 with OS-picked
  * ports. Parties (standbys, keepers, replicators) can reach a node through a dedicated
@@ -119,8 +98,7 @@ export class Sandbox implements NodeRouting {
     chmodSync(root, 0o755);
     chownTree(root, runAs);
     const sb = new Sandbox(root, installation, runAs);
-    installExitHooks();
-    live.add(sb);
+    trackForCleanup(sb);
     sb.registry.startWatchdog();
     return sb;
   }
@@ -250,7 +228,7 @@ export class Sandbox implements NodeRouting {
   destroySync(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    live.delete(this);
+    untrackForCleanup(this);
     for (const p of this.proxies.values()) p.resetConnections();
     this.registry.killAllSync();
     this.registry.removeRootSync();

@@ -1,0 +1,120 @@
+import { availableParallelism, loadavg } from 'node:os';
+import { Sandbox } from '@pgfleet/sandbox';
+import { bigTransaction } from './big-transaction.js';
+import { crossMesh } from './cross-mesh.js';
+import { drainNativeWorkload, drainPgfleetWorkload, type WorkloadDrain } from './drain.js';
+import { fmtMs, fmtRate } from './stats.js';
+import {
+  type DrainWorkload,
+  deleteWorkload,
+  findPgbench,
+  insertWorkload,
+  largeTransactionWorkload,
+  tpcbWorkload,
+} from './workload.js';
+
+type Say = (line?: string) => void;
+
+/**
+ * `npm run bench -- multimaster`. Every figure is pgfleet next to PostgreSQL's native
+ * logical replication measured in the same run on the same two servers. Knobs:
+ * BENCH_SCALE (multiplies every backlog, e.g. 0.05 for a smoke run), BENCH_MESH_SECONDS,
+ * BENCH_MESH_RATES (comma-separated per-node rates tried for the highest sustained one).
+ */
+export async function multimasterBench(major: number | undefined, say: Say): Promise<void> {
+  const scale = Number(process.env.BENCH_SCALE ?? 1);
+  const n = (x: number) => Math.max(1, Math.round(x * scale));
+  const sb = await Sandbox.create({ name: 'bench-mm', major });
+  const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
+  try {
+    const [source, target, third] = await sb.startLogicalNodes(['src', 'dst', 'n3']);
+    const workloads: DrainWorkload[] = [
+      insertWorkload(n(40_000), 1),
+      insertWorkload(n(8_000), 20),
+      tpcbWorkload(findPgbench(sb.installation.binDir), n(20_000)),
+      deleteWorkload(n(40_000), 1),
+      largeTransactionWorkload(n(200_000)),
+    ];
+    say(`== multimaster: backlog drain, native logical replication vs pgfleet (PostgreSQL ${sb.major}) ==`);
+    const rows: Array<{ name: string; native: WorkloadDrain; ours: WorkloadDrain }> = [];
+    for (const w of workloads) {
+      say(`- ${w.name}`);
+      const native = await drainNativeWorkload(source!, target!, w);
+      say(`  ${line(native)}`);
+      const ours = await drainPgfleetWorkload(source!, target!, w);
+      say(`  ${line(ours)}`);
+      const c = ours.cpu;
+      const cpu = (v: number | null | undefined) => (v == null ? '?' : `${v.toFixed(2)} s`);
+      say(
+        `           CPU: replicator ${cpu(c?.replicator)} (${c ? ((100 * c.replicator) / ours.seconds).toFixed(0) : '?'}% of a core), apply backend ${cpu(c?.applyBackend)}, walsender ${cpu(c?.walsender)}; conflicts recorded ${ours.conflicts}`,
+      );
+      const ratio = native.seconds / ours.seconds;
+      say(`  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${verdict(ratio >= 1)}`);
+      rows.push({ name: w.name, native, ours });
+    }
+    say('');
+    say(`| backlog (PostgreSQL ${sb.major}) | native | pgfleet | ratio | source = target |`);
+    say('|---|---|---|---|---|');
+    for (const r of rows)
+      say(
+        `| ${r.name} | ${fmtRate(r.native.transactions / r.native.seconds)} tx | ${fmtRate(r.ours.transactions / r.ours.seconds)} tx | ${(r.native.seconds / r.ours.seconds).toFixed(2)}x | native ${r.native.differing.length === 0 ? 'yes' : 'NO'}, pgfleet ${r.ours.differing.length === 0 ? 'yes' : 'NO'} |`,
+      );
+
+    const nodes = [source!, target!, third!];
+    const seconds = Number(process.env.BENCH_MESH_SECONDS ?? 60);
+    say('');
+    say(
+      `== multimaster: 3-node mesh, every node updates rows the others wrote, 1,000 tx/s per node for ${seconds} s ==`,
+    );
+    const fixed = await crossMesh(nodes, {
+      ratePerNode: 1000,
+      seconds,
+      warmupSeconds: Math.min(5, seconds / 10),
+    });
+    say(`  achieved ${fixed.achievedTxPerSecond.map((r) => fmtRate(r)).join(', ')} tx per node`);
+    say(
+      `  lag      min ${fmtMs(fixed.lag.min)}  p50 ${fmtMs(fixed.lag.median)}  p99 ${fmtMs(fixed.lag.p99)}  max ${fmtMs(fixed.lag.max)}  (${fixed.lag.n.toLocaleString('en-US')} arrivals)`,
+    );
+    say(
+      `  settled  ${fixed.settleMs === null ? 'NOT within the wait (the mesh fell behind; lag counts only what arrived)' : `${fmtMs(fixed.settleMs)} after the writers stopped`}; converged: ${fixed.converged ? 'yes' : 'NO'}; conflicts recorded ${fixed.conflicts}`,
+    );
+    say(
+      `  replicator peak RSS ${fixed.peakRssMb.toFixed(0)} MB (target < 300 MB): ${verdict(fixed.peakRssMb < 300)}`,
+    );
+    say(`  p99 lag target < 250 ms: ${verdict(fixed.settleMs !== null && fixed.lag.p99 < 250)}`);
+
+    const rates = (process.env.BENCH_MESH_RATES ?? '1000,2000,3000,4000,6000,8000').split(',').map(Number);
+    say('- highest rate per node sustained with p99 lag < 1 s (10 s runs)');
+    let best = 0;
+    for (const rate of rates) {
+      const r = await crossMesh(nodes, { ratePerNode: rate, seconds: 10, warmupSeconds: 2 });
+      const achieved = Math.min(...r.achievedTxPerSecond);
+      const ok = r.settleMs !== null && r.lag.p99 < 1000 && achieved >= 0.9 * rate && r.converged;
+      say(
+        `  ${fmtRate(rate)} per node: achieved ${fmtRate(achieved)}, p50 ${fmtMs(r.lag.median)}, p99 ${fmtMs(r.lag.p99)}, max ${fmtMs(r.lag.max)}${r.converged ? '' : ', NOT CONVERGED'} ${ok ? 'sustained' : 'not sustained'}`,
+      );
+      if (!ok) break;
+      best = rate;
+    }
+    say(`  highest sustained: ${best ? fmtRate(best) : 'none of the rates tried'} per node`);
+    say(`  machine  load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
+
+    const bigRows = n(1_000_000);
+    say(
+      `== multimaster: replicator process draining one ${bigRows.toLocaleString('en-US')}-row transaction ==`,
+    );
+    const big = await bigTransaction(source!, target!, bigRows, sb.root);
+    say(
+      `  drain    ${big.seconds.toFixed(2)} s  ${fmtRate(big.rows / big.seconds)} rows; exit code after SIGTERM ${big.exitCode}`,
+    );
+    say(
+      `  peak RSS ${big.peakRssMb.toFixed(0)} MB (VmHWM; sampled max ${big.sampledPeakRssMb.toFixed(0)} MB)  target < 300 MB: ${verdict(big.peakRssMb < 300)}`,
+    );
+  } finally {
+    await sb.destroy();
+  }
+}
+
+function line(r: WorkloadDrain): string {
+  return `${r.system.padEnd(8)} ${r.seconds.toFixed(2)} s  ${fmtRate(r.transactions / r.seconds)} tx  ${fmtRate(r.changes / r.seconds)} changes${r.differing.length ? `  DIFFERS from source: ${r.differing.join(', ')}` : ''}`;
+}
