@@ -1,25 +1,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { captureStdio } from '@pgfleet/cli/testing';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { describeOperation, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, formatStatusTable, main } from './cli-main.js';
 import { startHttpServer } from './http-server.js';
 import type { KeeperStatus } from './state.js';
 
-function capture() {
-  let out = '';
-  let err = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err += String(chunk);
-    return true;
-  });
-  return { out: () => out, err: () => err };
-}
+const capture = captureStdio;
 
 afterEach(() => vi.restoreAllMocks());
 

@@ -68,6 +68,31 @@ export const MM_HELP: ProgramHelp = {
       examples: ['pgfleet-mm skip -c mesh.yaml --edge a->b --lsn 0/16B3748'],
     },
     {
+      name: 'dead-letters',
+      summary: 'list transactions that were not applied, or replay one once its cause is fixed',
+      usage: [
+        'dead-letters -c <mesh.yaml> [--node <name>] [--all] [--limit <n>] [--json]',
+        'dead-letters -c <mesh.yaml> --replay <node:id> [--json]',
+      ],
+      description:
+        'Lists pgfleet.dead_letters of every node (or --node), newest first: each skipped transaction\n' +
+        'with its LSN, xid, action and number of recorded changes. --replay applies one on its node as\n' +
+        "its source transaction would have been (each change under its table's conflict policy, with\n" +
+        'the source commit time), all or nothing, once.',
+      options: [
+        CONFIG,
+        { flag: '--node <name>', text: 'only this node (or the node of a bare --replay id)' },
+        { flag: '--all', text: 'also those already applied, skipped again or replayed' },
+        { flag: '--limit <n>', text: 'newest rows per node (default 50)' },
+        { flag: '--replay <node:id>', text: 'apply this recorded transaction (node:id as listed)' },
+        JSON_OUT,
+      ],
+      examples: [
+        'pgfleet-mm dead-letters -c mesh.yaml',
+        'pgfleet-mm dead-letters -c mesh.yaml --replay b:12',
+      ],
+    },
+    {
       name: 'add-node',
       summary: 'join a new, empty node to the running mesh (snapshot copy, then stream)',
       usage: ['add-node -c <mesh.yaml> --node <name> [--source <node>] [--json]'],

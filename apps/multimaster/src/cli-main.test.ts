@@ -1,20 +1,9 @@
+import { captureStdio } from '@pgfleet/cli/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MM_HELP } from './cli-help.js';
 import { EXIT, main } from './cli-main.js';
 
-function capture() {
-  let out = '';
-  let err = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    out += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    err += String(chunk);
-    return true;
-  });
-  return { out: () => out, err: () => err };
-}
+const capture = captureStdio;
 
 afterEach(() => vi.restoreAllMocks());
 

@@ -12,6 +12,7 @@ import type pino from 'pino';
 import { checkMesh } from './check.js';
 import { MM_HELP } from './cli-help.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
+import { cmdDeadLetters } from './dead-letters/index.js';
 import { startHttpServer } from './http.js';
 import { formatProblems } from './init/checks.js';
 import { InitError, initMesh } from './init/init.js';
@@ -33,10 +34,10 @@ export const EXIT = {
   DIFFERENT: 4,
 } as const;
 
-const GRAMMAR = { booleans: ['json', 'apply'], aliases: { c: 'config' } } as const;
+const GRAMMAR = { booleans: ['json', 'apply', 'all'], aliases: { c: 'config' } } as const;
 
 /** Flags commands read themselves; every other flag must name a config key. */
-const COMMAND_FLAGS = ['config', 'edge', 'lsn', 'limit', 'node', 'source', 'stride'];
+const COMMAND_FLAGS = ['config', 'edge', 'lsn', 'limit', 'node', 'source', 'stride', 'replay'];
 
 function out(s: string): void {
   process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -101,6 +102,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await cmdConflicts(config, Number(f.limit ?? 50), json);
       case 'skip':
         return await cmdSkip(config, f.edge, f.lsn, json);
+      case 'dead-letters':
+        return await cmdDeadLetters(
+          config,
+          { node: f.node, replay: f.replay, all: args.bools.has('all'), limit: f.limit, json },
+          logger,
+          { out, err },
+        );
       case 'add-node':
         return await cmdAddNode(config, { node: f.node, source: f.source, json }, logger, terminalIo());
       case 'remove-node':
@@ -145,7 +153,11 @@ async function cmdCheck(config: ResolvedConfig, json: boolean): Promise<number> 
         .map(([n, v]) => `${n}=${v ? `${v.rows} rows ${v.checksum.slice(0, 8)}` : '?'}`)
         .join('  ');
       out(`${t.equal ? 'OK  ' : 'DIFF'} ${t.table}  ${sums}${t.error ? `  error: ${t.error}` : ''}`);
-      if (t.differingKeys.length) out(`     differing keys: ${t.differingKeys.join(', ')}`);
+      if (t.differingKeys.length) out(`     differing keys, no record: ${t.differingKeys.join(', ')}`);
+      if (t.deadLetterKeys.length)
+        out(
+          `     differing keys, skipped (dead letters): ${t.deadLetterKeys.map((k) => `${k.key} [${k.deadLetters.join(' ')}]`).join(', ')}`,
+        );
     }
   }
   return res.every((t) => t.equal) ? EXIT.OK : EXIT.DIFFERENT;

@@ -1,25 +1,26 @@
-import { backoffDelay, connect, parseConninfo, quoteQualified, toPgfleetError } from '@pgfleet/connection';
+import { backoffDelay, connect, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ackPosition } from './ack.js';
+import { Applier, type ApplierFailure } from './apply/applier.js';
+import { ERROR_CONFLICT_INSERT_SQL } from './apply/careful-change.js';
 import {
-  Applier,
-  type ApplierFailure,
+  DEAD_LETTER_INSERT_SQL,
   type DeadLetterRow,
   deadLetterValues,
-  ERROR_CONFLICT_INSERT_SQL,
-  type TargetColumns,
-} from './apply/applier.js';
+} from './apply/dead-letter-recorder.js';
 import { ApplyPausedError } from './apply/errors.js';
+import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
 import type { ConflictKind } from './conflict.js';
 import type { BeginMessage } from './decode/messages.js';
 import { EdgeStream } from './decode/stream.js';
 import type { EdgeMetrics } from './metrics.js';
-import { type Edge, nodeOfOrigin } from './naming.js';
+import { type Edge, nodeOfOrigin, replayOriginName } from './naming.js';
 import { serverFiltersOrigin } from './origin-filter.js';
 import { pgMicrosToUnixMs } from './pg-time.js';
+import { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from './session-settings.js';
 
 export type EdgeState = 'starting' | 'streaming' | 'paused' | 'reconnecting' | 'stopped';
 
@@ -73,24 +74,16 @@ export interface EdgeTestHooks {
   commitTs?(edge: string, xid: number, commitTs: bigint): bigint;
 }
 
-/** Minimal pg ClientConfig from a conninfo for pg-logical-replication, which builds its own client. */
+/**
+ * pg ClientConfig for pg-logical-replication, which builds its own client: the walsender
+ * renders every value's text under these settings (see session-settings.ts).
+ */
 export function replicationClientConfig(conninfo: string, applicationName: string): pg.ClientConfig {
-  const p = parseConninfo(conninfo);
-  const cfg: pg.ClientConfig = {
-    application_name: applicationName,
+  return {
+    ...pgClientConfig(conninfo, { applicationName, settings: VALUE_TEXT_SETTINGS }),
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-  if (p.host) cfg.host = p.host.split(',')[0] as string;
-  if (p.hostaddr) cfg.host = p.hostaddr.split(',')[0] as string;
-  if (p.port) cfg.port = Number(p.port.split(',')[0]);
-  if (p.user) cfg.user = p.user;
-  if (p.password) cfg.password = p.password;
-  if (p.dbname) cfg.database = p.dbname;
-  if (p.sslmode && p.sslmode !== 'disable' && p.sslmode !== 'allow' && p.sslmode !== 'prefer') {
-    cfg.ssl = p.sslmode === 'require' ? { rejectUnauthorized: false } : true;
-  }
-  return cfg;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -118,6 +111,8 @@ export class EdgeRunner {
   private readonly log: Logger;
   private st: EdgeStatus;
   private careful: Lsn | null = null;
+  /** A transaction to record whole as a dead letter and skip (skip_transaction). */
+  private deadLetter: { commitLsn: Lsn; row: DeadLetterRow } | null = null;
   private ackedLsn: Lsn = ZERO_LSN;
   private current: { applier: Applier; stream: EdgeStream } | null = null;
   private readonly now: () => number;
@@ -213,6 +208,12 @@ export class EdgeRunner {
       }
       if (signal.aborted || outcome.kind === 'stopped') break;
       this.st.restarts++;
+      if (outcome.kind === 'dead_letter') {
+        // Read the refused transaction again from its start, recording every change.
+        this.deadLetter = { commitLsn: outcome.commitLsn, row: outcome.row };
+        attempt = 0;
+        continue;
+      }
       if (outcome.kind === 'replay') {
         // A transaction failed on the fast path: replay it change by change at once.
         if (this.careful === outcome.commitLsn) {
@@ -288,6 +289,9 @@ export class EdgeRunner {
       control = await connect(this.target.conninfo, {
         connectTimeoutMs: 5000,
         applicationName: `${appName}:control`,
+        // Same search_path as the apply session: format_type() names the column types the
+        // apply casts to, qualified where that session needs it.
+        settings: VALUE_TEXT_SETTINGS,
         signal,
       });
       const { rows: origins } = await control.query(
@@ -295,13 +299,22 @@ export class EdgeRunner {
       );
       const originNames = new Map<number, string>(origins.map((r) => [r.id as number, r.name as string]));
       const sourceOrigin = origins.find((r) => r.name === edge.origin);
+      // Read once per session: a replay origin that `dead-letters --replay` creates later is
+      // unknown until the next session, so its rows first fail the fast path's ownership
+      // check, and the careful replay that follows (a new session) knows it.
+      const replayOrigin = origins.find((r) => r.name === replayOriginName(edge.source));
       if (!sourceOrigin)
         throw new ApplyPausedError(
           `replication origin ${edge.origin} does not exist on ${edge.target}: run pgfleet-mm init`,
           { edge: edge.id },
         );
 
-      db = await connect(this.target.conninfo, { connectTimeoutMs: 5000, applicationName: appName, signal });
+      db = await connect(this.target.conninfo, {
+        connectTimeoutMs: 5000,
+        applicationName: appName,
+        settings: APPLY_SESSION_SETTINGS,
+        signal,
+      });
       db.on('error', () => {});
       await db.query(
         `SET session_replication_role = replica; SET synchronous_commit = ${config.apply.synchronousCommit}`,
@@ -335,7 +348,10 @@ export class EdgeRunner {
         maxInFlightTransactions: config.apply.maxInFlightTransactions,
         startProgress,
         carefulCommitLsn: this.careful,
-        loadTargetColumns: (schema, table) => loadTargetColumns(ctl, schema, table),
+        pausedOnCareful: this.pausedAfter !== null,
+        deadLetterTx: this.deadLetter,
+        replayOriginId: replayOrigin ? (replayOrigin.id as number) : null,
+        loadTargetTable: (schema, table) => loadTargetTable(ctl, schema, table),
         skipRequested: async (commitLsn) => {
           const { rows } = await ctl.query(
             'SELECT 1 FROM pgfleet.skip_requests WHERE edge = $1 AND commit_lsn = $2::pg_lsn',
@@ -357,6 +373,7 @@ export class EdgeRunner {
           },
           onTransactionSkipped: ({ endLsn, reason }) => {
             this.progressed(endLsn);
+            if (this.deadLetter !== null && endLsn > this.deadLetter.commitLsn) this.deadLetter = null;
             this.st.skippedTransactions++;
             if (reason === 'echo') this.st.echoSkippedTransactions++;
             m.skipped(edge.id, reason);
@@ -470,20 +487,6 @@ export function policyFor(config: ResolvedConfig, schema: string, table: string)
   return wild?.conflict ?? config.conflict;
 }
 
-async function loadTargetColumns(
-  control: pg.Client,
-  schema: string,
-  table: string,
-): Promise<TargetColumns | null> {
-  const { rows } = await control.query(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
-       FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
-    [quoteQualified(schema, table)],
-  );
-  if (rows.length === 0) return null;
-  return new Map(rows.map((r) => [r.name as string, r.type as string]));
-}
-
 async function recordPausedDeadLetter(
   control: pg.Client,
   edge: Edge,
@@ -492,14 +495,9 @@ async function recordPausedDeadLetter(
 ): Promise<void> {
   const { rowCount } = await control.query(
     `UPDATE pgfleet.dead_letters SET attempts = attempts + 1, recorded_at = clock_timestamp(), error = $3
-      WHERE edge = $1 AND commit_lsn = $2::pg_lsn AND action = 'pause'`,
+      WHERE edge = $1 AND commit_lsn = $2::pg_lsn AND action = 'pause' AND resolved IS NULL`,
     [edge.id, formatLsn(row.commitLsn), row.error],
   );
-  if (rowCount === 0) {
-    await control.query(
-      `INSERT INTO pgfleet.dead_letters (edge, source_node, target_node, commit_lsn, end_lsn, xid, commit_ts, table_schema, table_name, change_kind, change, sqlstate, error, policy, action)
-       VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn, $6, $7::timestamptz, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)`,
-      deadLetterValues(edge, row, config.deadLetter),
-    );
-  }
+  if (rowCount === 0)
+    await control.query(DEAD_LETTER_INSERT_SQL, deadLetterValues(edge, row, config.deadLetter));
 }

@@ -25,6 +25,16 @@ export {
   resolveConflict,
 } from './conflict.js';
 export { type DeadLetterDecision, type DeadLetterFacts, decideDeadLetter } from './dead-letter.js';
+export {
+  type DeadLetterEntry,
+  type ListDeadLettersOptions,
+  listDeadLetters,
+  type NodeDeadLetters,
+  ReplayError,
+  type ReplayOptions,
+  type ReplayReport,
+  replayDeadLetter,
+} from './dead-letters/index.js';
 export type { EdgeState, EdgeStatus, EdgeTestHooks } from './edge.js';
 export { startHttpServer } from './http.js';
 export type { Problem } from './init/checks.js';
@@ -46,11 +56,12 @@ export {
   type SequenceOffsetReport,
   sequenceOffsets,
 } from './membership/index.js';
-export { type Edge, edgeSlotName, edgesFor, originName } from './naming.js';
+export { type Edge, edgeSlotName, edgesFor, originName, replayOriginName } from './naming.js';
 export {
   type ReplicatorHandle,
   type ReplicatorOptions,
   type ReplicatorStatus,
   startReplicator,
 } from './replicator.js';
+export { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from './session-settings.js';
 export { type EdgeDbStatus, meshStatus } from './status.js';

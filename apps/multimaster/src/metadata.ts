@@ -49,6 +49,29 @@ export const METADATA_DDL = [
      policy text NOT NULL,
      action text NOT NULL,
      attempts int NOT NULL DEFAULT 1)`,
+  // Set when a recorded transaction no longer explains a difference: `applied` (a paused
+  // edge applied it after the cause was fixed), `skipped` (an operator skipped it; the
+  // skipped_by_operator row records it), `replayed` (pgfleet-mm dead-letters --replay).
+  'ALTER TABLE pgfleet.dead_letters ADD COLUMN IF NOT EXISTS resolved text',
+  'ALTER TABLE pgfleet.dead_letters ADD COLUMN IF NOT EXISTS resolved_at timestamptz',
+  // Number of rows in dead_letter_changes: every change of a skipped transaction.
+  'ALTER TABLE pgfleet.dead_letters ADD COLUMN IF NOT EXISTS changes int NOT NULL DEFAULT 0',
+  // Every change a dead letter skipped, in source order, as the source sent it: `old` is the
+  // key (or the whole old row under REPLICA IDENTITY FULL), `new` the new row with columns
+  // sent as unchanged TOAST left out; values are the source's text forms. A truncate has
+  // no table, `new` = {"relations": ["schema.table", ...], "cascade": .., "restartIdentity": ..}.
+  // No foreign key: the apply session runs with session_replication_role = replica, where
+  // none would be checked anyway.
+  `CREATE TABLE IF NOT EXISTS pgfleet.dead_letter_changes (
+     dead_letter_id int8 NOT NULL,
+     seq int NOT NULL,
+     table_schema text,
+     table_name text,
+     kind text NOT NULL,
+     old jsonb,
+     new jsonb,
+     PRIMARY KEY (dead_letter_id, seq))`,
+  `CREATE INDEX IF NOT EXISTS dead_letter_changes_table ON pgfleet.dead_letter_changes (table_schema, table_name)`,
   `CREATE TABLE IF NOT EXISTS pgfleet.skip_requests (
      edge text NOT NULL,
      commit_lsn pg_lsn NOT NULL,

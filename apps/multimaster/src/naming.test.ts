@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { edgeSlotName, edgesFor, findEdge, nodeOfOrigin, originName } from './naming.js';
+import { edgeSlotName, edgesFor, findEdge, nodeOfOrigin, originName, replayOriginName } from './naming.js';
 import { serverFiltersOrigin, shouldSkipTransaction } from './origin-filter.js';
 
 describe('naming', () => {
@@ -8,6 +8,9 @@ describe('naming', () => {
     expect(originName('a')).toBe('pgfleet_a');
     expect(nodeOfOrigin('pgfleet_node_1')).toBe('node_1');
     expect(nodeOfOrigin('pg_16394')).toBeNull();
+    // Rows replayed from dead letters count as written by their source node.
+    expect(replayOriginName('node_1')).toBe('pgfleet_node_1:replay');
+    expect(nodeOfOrigin(replayOriginName('node_1'))).toBe('node_1');
   });
 
   it.each([

@@ -23,9 +23,21 @@ export function originName(source: string): string {
   return `pgfleet_${source}`;
 }
 
-/** Maps an origin name back to its node, or null when it is not one of ours. */
+/**
+ * Replication origin on a target through which `pgfleet-mm dead-letters --replay` writes
+ * changes that came from `source`: not the edge's own origin, which the running replicator
+ * holds, but any origin keeps replayed rows from being sent on as this node's own changes.
+ * Node names never hold ':', so it cannot clash with an edge origin.
+ */
+export function replayOriginName(source: string): string {
+  return `${originName(source)}:replay`;
+}
+
+/** Maps an origin name (an edge's or a replay origin) back to its node, or null when it is not one of ours. */
 export function nodeOfOrigin(origin: string): string | null {
-  return origin.startsWith('pgfleet_') ? origin.slice('pgfleet_'.length) : null;
+  if (!origin.startsWith('pgfleet_')) return null;
+  const rest = origin.slice('pgfleet_'.length);
+  return rest.endsWith(':replay') ? rest.slice(0, -':replay'.length) : rest;
 }
 
 export function makeEdge(source: string, target: string): Edge {

@@ -1,14 +1,13 @@
 import { initMesh, startReplicator } from '@pgfleet/multimaster';
 import type { SandboxNode } from '@pgfleet/sandbox';
-import { backendCpuSeconds, benchLogger, benchMeshConfig, teardownPgfleet } from './pgfleet-drain.js';
 import {
-  commitMarker,
-  type DrainWorkload,
-  MARKER_TABLE,
-  setupMarker,
-  tableDigest,
-  waitOriginPast,
-} from './workload.js';
+  backendCpuSeconds,
+  benchLogger,
+  benchMeshConfig,
+  teardownPgfleet,
+  waitForOriginPast,
+} from './pgfleet-drain.js';
+import { commitMarker, type DrainWorkload, MARKER_TABLE, setupMarker, tableDigest } from './workload.js';
 
 export interface WorkloadDrain {
   system: 'native' | 'pgfleet';
@@ -63,7 +62,7 @@ export async function drainNativeWorkload(
     const marker = await commitMarker(source);
     const t0 = performance.now();
     await target.query('ALTER SUBSCRIPTION bench_sub ENABLE');
-    await waitOriginPast(target, `pg_${sub?.oid}`, marker);
+    await waitForOriginPast(target, `pg_${sub?.oid}`, marker, 900_000);
     const seconds = (performance.now() - t0) / 1000;
     return { system: 'native', seconds, ...written, differing: await differing(source, target, w) };
   } finally {
@@ -101,7 +100,7 @@ export async function drainPgfleetWorkload(
     let seconds: number;
     let cpu: WorkloadDrain['cpu'];
     try {
-      await waitOriginPast(target, `pgfleet_${source.name}`, marker);
+      await waitForOriginPast(target, `pgfleet_${source.name}`, marker, 900_000);
       seconds = (performance.now() - t0) / 1000;
       const used = process.cpuUsage(cpu0);
       cpu = {

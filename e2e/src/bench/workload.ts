@@ -57,37 +57,6 @@ export async function commitMarker(source: SandboxNode): Promise<Lsn> {
   }
 }
 
-/** Polls `target` until replication origin `origin` is past `lsn`. */
-export async function waitOriginPast(
-  target: SandboxNode,
-  origin: string,
-  lsn: Lsn,
-  timeoutMs = 900_000,
-): Promise<void> {
-  const client = await connect(target.conninfo(), {
-    connectTimeoutMs: 10_000,
-    applicationName: 'bench-wait',
-  });
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { rows } = await client.query(
-        `SELECT coalesce(pg_replication_origin_progress($1, false), '0/0') > $2::pg_lsn AS done,
-                coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS at`,
-        [origin, `${(lsn >> 32n).toString(16)}/${(lsn & 0xffffffffn).toString(16)}`],
-      );
-      if (rows[0]?.done) return;
-      if (Date.now() > deadline)
-        throw new Error(
-          `bench: origin ${origin} on ${target.name} stuck at ${rows[0]?.at} after ${timeoutMs} ms`,
-        );
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
 /** md5 of a table's rows in key order, as text: equal on two nodes when they hold the same rows. */
 export async function tableDigest(node: SandboxNode, table: string): Promise<string> {
   const [row] = await node.query<{ d: string; n: string }>(

@@ -129,6 +129,26 @@ describe('clientConfigFor', () => {
     });
     expect(c.replication).toBeUndefined();
   });
+  it('appends session settings after the conninfo options, escaping spaces and backslashes', () => {
+    const c = clientConfigFor({ options: '-c search_path=x' }, target, {
+      settings: { DateStyle: 'ISO, YMD', search_path: 'a\\b', TimeZone: 'UTC' },
+    });
+    expect(c.options).toBe('-c search_path=x -c DateStyle=ISO,\\ YMD -c search_path=a\\\\b -c TimeZone=UTC');
+    expect(clientConfigFor({}, target, { settings: {} }).options).toBeUndefined();
+    expect(() => clientConfigFor({}, target, { settings: { 'bad name': 'x' } })).toThrow(/bad name/);
+  });
+  it('looks a missing password up itself (PGPASSWORD, then the password file), never through node-pg', async () => {
+    const c = clientConfigFor({ user: 'u' }, target, { pgpass: { env: { PGPASSWORD: 'from-env' } } });
+    expect(typeof c.password).toBe('function');
+    const fn = c.password as unknown as (cp: { user: string; database: string }) => Promise<string>;
+    expect(await fn({ user: 'u', database: 'd' })).toBe('from-env');
+    const file = '*:5433:d:u:from-file\n';
+    const io = { stat: async () => ({ isFile: true, mode: 0o100600 }), readFile: async () => file };
+    const c2 = clientConfigFor({ user: 'u', password: '' }, target, { pgpass: { env: {}, io } });
+    const fn2 = c2.password as unknown as (cp: { user: string; database: string }) => Promise<string>;
+    expect(await fn2({ user: 'u', database: 'd' })).toBe('from-file');
+    expect(await fn2({ user: 'u', database: 'other' })).toBeUndefined();
+  });
   it('lets options override conninfo', () => {
     const c = clientConfigFor({ application_name: 'a', replication: 'true' }, target, {
       applicationName: 'b',

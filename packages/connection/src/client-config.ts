@@ -3,7 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { ClientConfig } from 'pg';
 import type { ConnParams } from './conninfo.js';
 import { ConfigError, ConninfoError } from './errors.js';
-import { passwordLookup } from './password.js';
+import { type PgpassOptions, passwordFromEnvironment } from './pgpass.js';
 
 /** One host to try, after splitting libpq's comma-separated host/hostaddr/port lists. */
 export interface HostTarget {
@@ -22,6 +22,13 @@ export interface ClientConfigOptions {
   statementTimeoutMs?: number;
   applicationName?: string;
   replication?: 'database' | true;
+  /**
+   * Server settings for the session, sent in the startup packet (`options=-c name=value`)
+   * after the conninfo's own `options`, so they win and cost no round trip.
+   */
+  settings?: Readonly<Record<string, string>>;
+  /** Where a missing password is looked up (PGPASSWORD, password file); default: process.env. */
+  pgpass?: PgpassOptions;
 }
 
 const DEFAULT_HOST = 'localhost';
@@ -174,16 +181,26 @@ export function clientConfigFor(
     keepAlive: params.keepalives !== '0',
   };
   if (params.user !== undefined) config.user = params.user;
-  // node-pg takes a password function (and treats its undefined as "no password").
-  const lookup = passwordLookup(params, target) as (() => Promise<string>) | undefined;
-  config.password = lookup ?? params.password;
+  if (params.password !== undefined && params.password !== '') config.password = params.password;
+  else {
+    // Looked up by us when the server asks for it: node-pg's own ~/.pgpass reading prints a
+    // deprecation warning on every connection and ignores `passfile` (see pgpass.ts).
+    const lookup = (cp: { user?: string; database?: string }) =>
+      passwordFromEnvironment(
+        params,
+        { host: target.host, port: String(target.port), dbname: cp.database ?? '', user: cp.user ?? '' },
+        opts.pgpass,
+      );
+    config.password = lookup as unknown as () => Promise<string>;
+  }
   if (params.dbname !== undefined) config.database = params.dbname;
   const appName = opts.applicationName ?? params.application_name;
   if (appName !== undefined) config.application_name = appName;
   if (params.fallback_application_name !== undefined) {
     config.fallback_application_name = params.fallback_application_name;
   }
-  if (params.options !== undefined) config.options = params.options;
+  const options = [params.options, settingsOptions(opts.settings ?? {})].filter((o) => o).join(' ');
+  if (options !== '') config.options = options;
   if (params.client_encoding !== undefined) config.client_encoding = params.client_encoding;
   const idle = seconds(params, 'keepalives_idle');
   if (config.keepAlive && idle !== undefined) config.keepAliveInitialDelayMillis = idle * 1000;
@@ -204,6 +221,21 @@ export function clientConfigFor(
     config.ssl = { ...ssl, servername: target.host };
   }
   return config;
+}
+
+/**
+ * `-c name=value ...` for the startup packet's `options`. The server splits it on spaces
+ * and takes a backslash as escaping the next character (pg_split_opts in postinit.c).
+ */
+export function settingsOptions(settings: Readonly<Record<string, string>>): string {
+  const esc = (s: string) => s.replace(/[\\\s]/g, (c) => `\\${c}`);
+  return Object.entries(settings)
+    .map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(k))
+        throw new ConfigError(`invalid server setting name: "${k}"`, { key: k });
+      return `-c ${k}=${esc(v)}`;
+    })
+    .join(' ');
 }
 
 /**

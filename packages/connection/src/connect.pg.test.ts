@@ -1,9 +1,12 @@
 import { once } from 'node:events';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { testServer } from '@pgfleet/sandbox/vitest';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, withConnection } from './connect.js';
+import { connect, pgClientConfig, withConnection } from './connect.js';
 import { formatUri, parseConninfo, withConninfo } from './conninfo.js';
 import { NodeUnreachableError, PgError, type PgfleetError } from './errors.js';
 import { toPgfleetError } from './map-error.js';
@@ -54,6 +57,67 @@ afterAll(async () => {
 });
 
 describe('connect', () => {
+  it("takes a missing password from the password file, without node-pg's pgpass deprecation warning", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgfleet-pgpass-'));
+    const file = join(dir, 'pgpass');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const params = parseConninfo(server.conninfo);
+      const escaped = server.password.replace(/[\\:]/g, (c) => `\\${c}`);
+      writeFileSync(file, `# test\n127.0.0.1:${server.port}:${params.dbname}:${params.user}:${escaped}\n`);
+      chmodSync(file, 0o600);
+      const noPassword = withConninfo(server.conninfo, { password: '', passfile: file });
+      await withConnection(noPassword, { pgpass: { env: {} } }, async (c) => {
+        expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+      });
+      // node-pg's own reader (what runs when config.password is unset) would warn here.
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => /pgpass/i.test(w))).toEqual([]);
+      // A file others can read is ignored, as libpq does: the server then refuses us.
+      chmodSync(file, 0o644);
+      const seen: string[] = [];
+      const err = await rejection(
+        connect(noPassword, { pgpass: { env: {}, onWarning: (m) => seen.push(m) } }),
+      );
+      expect(err.message).not.toContain(server.password);
+      expect(seen).toEqual([expect.stringContaining('group or world access')]);
+    } finally {
+      process.off('warning', onWarning);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts the session with the given settings, after and over the conninfo options', async () => {
+    const info = withConninfo(server.conninfo, { options: '-c DateStyle=German -c extra_float_digits=-2' });
+    await withConnection(
+      info,
+      { settings: { DateStyle: 'ISO, YMD', extra_float_digits: '3' } },
+      async (c) => {
+        const { rows } = await c.query(
+          "SELECT current_setting('DateStyle') AS ds, current_setting('extra_float_digits') AS efd",
+        );
+        expect(rows[0]).toEqual({ ds: 'ISO, YMD', efd: '3' });
+      },
+    );
+  });
+
+  it('pgClientConfig builds a client config with the same password lookup and settings', async () => {
+    const cfg = pgClientConfig(withConninfo(server.conninfo, { password: '' }), {
+      settings: { TimeZone: 'Pacific/Chatham' },
+      pgpass: { env: { PGPASSWORD: server.password } },
+    });
+    const pg = (await import('pg')).default;
+    const c = new pg.Client(cfg);
+    await c.connect();
+    try {
+      expect((await c.query("SELECT current_setting('TimeZone') AS tz")).rows[0].tz).toBe('Pacific/Chatham');
+    } finally {
+      await c.end();
+    }
+  });
+
   it('connects with a key=value conninfo and sets application_name', async () => {
     await withConnection(server.conninfo, { applicationName: 'conn-test-app' }, async (c) => {
       const { rows } = await c.query('SELECT current_setting($1) AS v', ['application_name']);

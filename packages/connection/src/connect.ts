@@ -6,6 +6,7 @@ import {
   connectTimeoutFor,
   type HostTarget,
   orderTargets,
+  type PgClientConfig,
   resolveTargets,
   sslFor,
   targetLabel,
@@ -258,6 +259,21 @@ export async function connect(conninfo: string | ConnParams, opts: ConnectOption
     await sleep(delay, opts.signal);
   }
   throw summarise(errors, targets.map(targetLabel));
+}
+
+/**
+ * node-pg ClientConfig for the first host of `conninfo`, for libraries that build their own
+ * client (pg-logical-replication): same password lookup, settings and TLS rules as connect(),
+ * except that sslmode=prefer connects in plain text (no fallback inside one client).
+ */
+export function pgClientConfig(
+  conninfo: string | ConnParams,
+  opts: ClientConfigOptions = {},
+): PgClientConfig {
+  const params = typeof conninfo === 'string' ? parseConninfo(conninfo) : conninfo;
+  const target = resolveTargets(params)[0] as HostTarget;
+  const ssl = sslFor(params, target);
+  return clientConfigFor(params, target, opts, ssl === 'prefer' ? false : ssl);
 }
 
 /** Runs `fn` with a fresh connection and always closes it afterwards. */

@@ -1,5 +1,12 @@
 export { type BackoffPolicy, backoffDelay } from './backoff.js';
-export { type ConnectOptions, connect, type RetryOptions, withConnection } from './connect.js';
+export type { ClientConfigOptions, PgClientConfig } from './client-config.js';
+export {
+  type ConnectOptions,
+  connect,
+  pgClientConfig,
+  type RetryOptions,
+  withConnection,
+} from './connect.js';
 export {
   CONNINFO_KEYWORDS,
   type ConnParams,
@@ -12,6 +19,15 @@ export {
 export { ConfigError, ConninfoError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
 export { type HandshakeProbeResult, probeHandshake } from './handshake-probe.js';
 export { type ErrorContext, toPgfleetError } from './map-error.js';
+export {
+  findPgpassPassword,
+  type PgpassEnv,
+  type PgpassIo,
+  type PgpassLookup,
+  type PgpassOptions,
+  passwordFromEnvironment,
+  pgpassFilePath,
+} from './pgpass.js';
 export { type ProbeOptions, type ProbeResult, probe } from './probe.js';
 export type { Queryable } from './queryable.js';
 export { quoteIdent, quoteLiteral, quoteQualified } from './quote.js';

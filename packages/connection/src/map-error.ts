@@ -1,5 +1,4 @@
 import { ConfigError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
-import { MISSING_PASSWORD } from './password.js';
 import { redactConninfo } from './redact.js';
 import { isConnectionSqlState } from './sqlstate.js';
 
@@ -36,6 +35,9 @@ const UNREACHABLE_MESSAGES = [
 ];
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/** node-pg's words for "the server asked for a password and the client had none". */
+const MISSING_PASSWORD = /client password must be a string|password must be a string/i;
 
 interface ErrorLike {
   message?: unknown;

@@ -76,11 +76,16 @@ describe('Applier on a real server', () => {
       maxInFlightTransactions: 1000,
       startProgress,
       carefulCommitLsn: null,
-      loadTargetColumns: async () =>
-        new Map([
-          ['id', 'integer'],
-          ['v', 'text'],
+      pausedOnCareful: false,
+      deadLetterTx: null,
+      replayOriginId: null,
+      loadTargetTable: async () => ({
+        columns: new Map([
+          ['id', { type: 'integer', identityAlways: false, generated: false }],
+          ['v', { type: 'text', identityAlways: false, generated: false }],
         ]),
+        uniqueKey: ['id'],
+      }),
       skipRequested: async () => false,
       recordPausedDeadLetter: async () => {},
       recordErrorConflict: async () => {},

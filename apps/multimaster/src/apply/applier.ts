@@ -3,14 +3,13 @@ import { formatLsn, type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictPolicy, DeadLetterPolicy } from '../config.js';
-import { type ConflictKind, type LocalRowVersion, resolveConflict } from '../conflict.js';
+import type { ConflictKind } from '../conflict.js';
 import { decideDeadLetter } from '../dead-letter.js';
 import {
   type DeleteMessage,
   type InsertMessage,
   type PgoutputMessage,
   type RelationMessage,
-  type Tuple,
   UNCHANGED_TOAST,
   type UpdateMessage,
 } from '../decode/messages.js';
@@ -19,43 +18,33 @@ import { SQLSTATE_GUARD } from '../metadata.js';
 import type { Edge } from '../naming.js';
 import { shouldSkipTransaction } from '../origin-filter.js';
 import { formatPgTimestamp } from '../pg-time.js';
+import { applyChangeCarefully, type CarefulApplyContext } from './careful-change.js';
+import {
+  DeadLetterRecorder,
+  type DeadLetterRow,
+  RESOLVE_PAUSED_SQL,
+  recordedChange,
+  recordedTruncate,
+} from './dead-letter-recorder.js';
 import { ApplyPausedError, ConflictError, SchemaMismatchError } from './errors.js';
 import {
   type ApplyTable,
   BATCH_COMMITTED_NOTICE,
   callBatchStatement,
   commitStatement,
-  deleteByCtidStatement,
   deleteStatement,
   insertBatchProcedure,
-  insertOneStatement,
   insertStatement,
   lastCommand,
-  lookupStatement,
   truncateStatement,
-  updateByCtidStatement,
   updateStatement,
 } from './statements.js';
+import { applyTableFor, type TargetTable } from './target-table.js';
+import { changeImage, keyChanged, textOf } from './tuples.js';
+
+export type { DeadLetterRow } from './dead-letter-recorder.js';
 
 export type SkipReason = 'echo' | 'empty' | 'dead_letter' | 'operator';
-
-/** Parameters: see the conflictValues array in Applier.carefulChange. */
-export const CONFLICT_INSERT_SQL = `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row,
-                                  local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
-   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::timestamptz, $14, $15::timestamptz, $16::pg_lsn, $17)`;
-
-/**
- * Same row, unless this very conflict (edge, transaction, kind, key) was recorded with
- * resolution `error` already: a paused edge retries the transaction again and again.
- */
-export const ERROR_CONFLICT_INSERT_SQL = `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row,
-                                  local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
-   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::timestamptz, $14, $15::timestamptz, $16::pg_lsn, $17
-    WHERE NOT EXISTS (SELECT 1 FROM pgfleet.conflicts
-                       WHERE edge = $1 AND remote_commit_lsn = $16::pg_lsn AND kind = $6 AND key = $10::jsonb AND resolution = 'error')`;
-
-/** Target column facts, loaded from the target's catalog (name → format_type). */
-export type TargetColumns = Map<string, string>;
 
 export interface ApplierHooks {
   onTransactionApplied(tx: { endLsn: Lsn; commitTs: bigint; rows: number }): void;
@@ -85,7 +74,20 @@ export interface ApplierOptions {
   startProgress: Lsn;
   /** Replay this transaction (by commit LSN) on the careful path, change by change. */
   carefulCommitLsn: Lsn | null;
-  loadTargetColumns(schema: string, table: string): Promise<TargetColumns | null>;
+  /**
+   * The edge was paused on carefulCommitLsn: once that transaction commits (its cause was
+   * fixed) or is skipped by the operator, its `pause` dead letter is marked resolved.
+   */
+  pausedOnCareful: boolean;
+  /**
+   * Record this transaction (by commit LSN) whole as a dead letter and skip it: a change of
+   * it was refused under skip_transaction, and every change must be on record.
+   */
+  deadLetterTx: { commitLsn: Lsn; row: DeadLetterRow } | null;
+  /** Origin through which `pgfleet-mm dead-letters --replay` writes this source's changes (its rows count as the source's own). */
+  replayOriginId: number | null;
+  /** Columns and row key of a target table (null when it does not exist). */
+  loadTargetTable(schema: string, table: string): Promise<TargetTable | null>;
   skipRequested(commitLsn: Lsn): Promise<boolean>;
   /** Records a dead letter outside the apply transaction (pause_edge keeps retrying, so it de-duplicates). */
   recordPausedDeadLetter(row: DeadLetterRow): Promise<void>;
@@ -95,22 +97,11 @@ export interface ApplierOptions {
   logger: Logger;
 }
 
-export interface DeadLetterRow {
-  commitLsn: Lsn;
-  endLsn: Lsn;
-  xid: number;
-  commitTs: bigint;
-  table: { schema: string; name: string } | null;
-  changeKind: string | null;
-  change: Record<string, unknown> | null;
-  sqlState: string | null;
-  error: string;
-  action: string;
-}
-
 /** Why the applier stopped: the edge restarts the stream from origin progress accordingly. */
 export type ApplierFailure =
   | { kind: 'replay'; commitLsn: Lsn; error: Error }
+  /** Skip this transaction, recording every change of it (the stream restarts to read it whole). */
+  | { kind: 'dead_letter'; commitLsn: Lsn; row: DeadLetterRow; error: Error }
   | { kind: 'pause'; error: Error }
   | { kind: 'retry'; error: Error };
 
@@ -124,11 +115,15 @@ interface OpenTx {
   commitTs: bigint;
   xid: number;
   origin: string | null;
+  /**
+   * skip: an echo; dead / operator-skip: recorded change by change as a dead letter
+   * (skip_transaction, `pgfleet-mm skip`) and skipped.
+   */
   mode: 'pending' | 'fast' | 'careful' | 'skip' | 'dead' | 'operator-skip';
   /** Fast path: BEGIN and the guard were sent (deferred until the first statement, see openTx). */
   opened: boolean;
   rows: number;
-  deadLetter: DeadLetterRow | null;
+  recorder: DeadLetterRecorder | null;
 }
 
 interface Group {
@@ -309,7 +304,7 @@ export class Applier {
           mode: 'pending',
           opened: false,
           rows: 0,
-          deadLetter: null,
+          recorder: null,
         };
         return;
       case 'origin':
@@ -328,8 +323,9 @@ export class Applier {
         if (!tx) throw new Error(`${msg.tag} outside a transaction`);
         if (tx.mode === 'pending') await this.startTx(tx);
         if (this.failure) return;
-        if (tx.mode === 'skip' || tx.mode === 'dead' || tx.mode === 'operator-skip') return;
+        if (tx.mode === 'skip') return;
         tx.rows++;
+        if (tx.mode === 'dead' || tx.mode === 'operator-skip') return this.record(tx, msg);
         if (tx.mode === 'careful') return this.careful(tx, msg);
         return this.fast(tx, msg);
       }
@@ -343,11 +339,29 @@ export class Applier {
       tx.mode = 'skip';
       return;
     }
+    const dead = this.o.deadLetterTx;
+    if (dead !== null && tx.finalLsn === dead.commitLsn) {
+      await this.waitInflight(0);
+      if (this.failure) return;
+      await this.beginRecording(tx, 'dead', dead.row);
+      return;
+    }
     if (this.o.carefulCommitLsn !== null && tx.finalLsn === this.o.carefulCommitLsn) {
       await this.waitInflight(0);
       if (this.failure) return;
       if (await this.o.skipRequested(tx.finalLsn)) {
-        tx.mode = 'operator-skip';
+        await this.beginRecording(tx, 'operator-skip', {
+          commitLsn: tx.finalLsn,
+          endLsn: tx.finalLsn,
+          xid: tx.xid,
+          commitTs: tx.commitTs,
+          table: null,
+          changeKind: null,
+          change: null,
+          sqlState: null,
+          error: 'skipped by operator request',
+          action: 'skipped_by_operator',
+        });
         return;
       }
       tx.mode = 'careful';
@@ -356,6 +370,40 @@ export class Applier {
       return;
     }
     tx.mode = 'fast';
+  }
+
+  /**
+   * Opens the target transaction that records `tx` as a dead letter, change by change, and
+   * commits with its origin progress instead of its data (onCommit).
+   */
+  private async beginRecording(
+    tx: OpenTx,
+    mode: 'dead' | 'operator-skip',
+    row: DeadLetterRow,
+  ): Promise<void> {
+    tx.mode = mode;
+    tx.recorder = new DeadLetterRecorder(this.o.db, this.o.edge, this.o.deadLetter);
+    await this.o.db.query('BEGIN');
+    await tx.recorder.begin(row);
+  }
+
+  private async record(
+    tx: OpenTx,
+    msg:
+      | InsertMessage
+      | UpdateMessage
+      | DeleteMessage
+      | { tag: 'truncate'; relationIds: number[]; cascade: boolean; restartIdentity: boolean },
+  ): Promise<void> {
+    const recorder = tx.recorder as DeadLetterRecorder;
+    if (msg.tag === 'truncate')
+      await recorder.add(
+        recordedTruncate(
+          msg.relationIds.map((id) => this.rel(id).table),
+          msg,
+        ),
+      );
+    else await recorder.add(recordedChange(this.rel(msg.relationId).table, msg));
   }
 
   /**
@@ -379,49 +427,10 @@ export class Applier {
   private async onRelation(msg: RelationMessage): Promise<void> {
     // A relation message may arrive inside a transaction: flush what is grouped first.
     this.flushGroup();
-    const cols = await this.o.loadTargetColumns(msg.schema, msg.name);
-    const tableId = `${msg.schema}.${msg.name}`;
-    if (!cols) {
-      throw new SchemaMismatchError(
-        `edge ${this.o.edge.id}: table ${tableId} does not exist on ${this.o.edge.target}`,
-        {
-          edge: this.o.edge.id,
-          table: tableId,
-        },
-      );
-    }
-    const columns = msg.columns.map((c) => {
-      const type = cols.get(c.name);
-      if (type === undefined) {
-        throw new SchemaMismatchError(
-          `edge ${this.o.edge.id}: column "${c.name}" of ${tableId} exists on ${this.o.edge.source} but not on ${this.o.edge.target}; add it on every node (DDL is not replicated), the edge resumes by itself`,
-          { edge: this.o.edge.id, table: tableId, column: c.name },
-        );
-      }
-      return { name: c.name, type, isKey: c.isKey };
-    });
-    const keyIndexes = columns.flatMap((c, i) => (c.isKey ? [i] : []));
-    if (keyIndexes.length === 0) {
-      throw new SchemaMismatchError(
-        `edge ${this.o.edge.id}: ${tableId} has no replica identity on ${this.o.edge.source}`,
-        {
-          edge: this.o.edge.id,
-          table: tableId,
-        },
-      );
-    }
+    const table = applyTableFor(this.o.edge, msg, await this.o.loadTargetTable(msg.schema, msg.name));
     // A batch holds the old relation's shape: send it before the relation changes.
     this.flushBatch();
-    this.relations.set(msg.relationId, {
-      msg,
-      table: {
-        schema: msg.schema,
-        name: msg.name,
-        columns,
-        keyIndexes,
-        identityFull: msg.replicaIdentity === 'f',
-      },
-    });
+    this.relations.set(msg.relationId, { msg, table });
     for (const k of [...this.prepared.keys()])
       if (k.startsWith(`${msg.relationId}:`)) this.prepared.delete(k);
     for (const k of [...this.batchProcedures.keys()])
@@ -531,9 +540,9 @@ export class Applier {
       const newT = msg.newTuple;
       const oldKeySource = msg.key ?? msg.old ?? newT;
       keyValues = t.keyIndexes.map((i) => textOf(oldKeySource[i]));
-      const keyChanged = msg.key !== null;
+      const changed = keyChanged(t, msg);
       setIndexes = newT.flatMap((v, i) =>
-        v === UNCHANGED_TOAST || (!keyChanged && t.columns[i]?.isKey) ? [] : [i],
+        v === UNCHANGED_TOAST || (!changed && t.columns[i]?.isKey) ? [] : [i],
       );
       if (setIndexes.length === 0) setIndexes = [t.keyIndexes[0] as number];
       values = [...keyValues, ...setIndexes.map((i) => textOf(newT[i]))];
@@ -688,20 +697,7 @@ export class Applier {
         case 'operator-skip': {
           const db = this.o.db;
           if (tx.mode !== 'careful') {
-            await db.query('BEGIN');
-            const row = tx.deadLetter ?? {
-              commitLsn: tx.finalLsn,
-              endLsn,
-              xid: tx.xid,
-              commitTs: tx.commitTs,
-              table: null,
-              changeKind: null,
-              change: null,
-              sqlState: null,
-              error: 'skipped by operator request',
-              action: 'skipped_by_operator',
-            };
-            await this.insertDeadLetter({ ...row, endLsn });
+            await tx.recorder?.finish(endLsn);
             if (tx.mode === 'operator-skip') {
               await db.query(
                 'DELETE FROM pgfleet.skip_requests WHERE edge = $1 AND commit_lsn = $2::pg_lsn',
@@ -710,6 +706,13 @@ export class Applier {
             }
           } else if (this.o.deadLetter === 'discard') {
             await db.query('RELEASE SAVEPOINT pgfleet_change');
+          }
+          if (this.o.pausedOnCareful && tx.finalLsn === this.o.carefulCommitLsn) {
+            await db.query(RESOLVE_PAUSED_SQL, [
+              this.o.edge.id,
+              formatLsn(tx.finalLsn),
+              tx.mode === 'careful' ? 'applied' : 'skipped',
+            ]);
           }
           const r = await db.query(commitStatement(formatLsn(endLsn), formatPgTimestamp(tx.commitTs)));
           if (lastCommand(r) !== 'COMMIT') throw new Error('careful transaction rolled back');
@@ -926,13 +929,24 @@ export class Applier {
       );
       if (decision.action === 'skip_change') {
         await db.query('ROLLBACK TO SAVEPOINT pgfleet_change');
-        await this.insertDeadLetter(row);
+        const recorder = new DeadLetterRecorder(db, this.o.edge, this.o.deadLetter);
+        await recorder.begin(row);
+        if (msg.tag === 'truncate')
+          await recorder.add(
+            recordedTruncate(
+              msg.relationIds.map((id) => this.rel(id).table),
+              msg,
+            ),
+          );
+        else if (rel) await recorder.add(recordedChange(rel.table, msg));
+        await recorder.finish(tx.finalLsn);
         return;
       }
       await db.query('ROLLBACK');
       if (decision.action === 'skip_transaction') {
-        tx.mode = 'dead';
-        tx.deadLetter = row;
+        // The changes before this one were rolled back and those after it are still to come:
+        // read the transaction again from its start and record every change (beginRecording).
+        this.fail({ kind: 'dead_letter', commitLsn: tx.finalLsn, row, error: err as Error });
         return;
       }
       await this.o.recordPausedDeadLetter(row);
@@ -944,14 +958,6 @@ export class Applier {
     }
   }
 
-  private async insertDeadLetter(r: DeadLetterRow): Promise<void> {
-    await this.o.db.query(
-      `INSERT INTO pgfleet.dead_letters (edge, source_node, target_node, commit_lsn, end_lsn, xid, commit_ts, table_schema, table_name, change_kind, change, sqlstate, error, policy, action)
-       VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn, $6, $7::timestamptz, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)`,
-      deadLetterValues(this.o.edge, r, this.o.deadLetter),
-    );
-  }
-
   private async carefulChange(
     tx: OpenTx,
     msg:
@@ -960,9 +966,8 @@ export class Applier {
       | DeleteMessage
       | { tag: 'truncate'; relationIds: number[]; cascade: boolean; restartIdentity: boolean },
   ): Promise<void> {
-    const db = this.o.db;
     if (msg.tag === 'truncate') {
-      await db.query(
+      await this.o.db.query(
         truncateStatement(
           msg.relationIds.map((id) => this.rel(id).table),
           msg,
@@ -970,153 +975,23 @@ export class Applier {
       );
       return;
     }
-    const rel = this.rel(msg.relationId);
-    const t = rel.table;
-    const keySource: Tuple | null =
-      msg.tag === 'insert'
-        ? msg.newTuple
-        : msg.tag === 'update'
-          ? (msg.key ?? msg.old ?? msg.newTuple)
-          : (msg.key ?? msg.old);
-    if (!keySource) throw new Error('change without key');
-    const keyValues = t.keyIndexes.map((i) => textOf(keySource[i]));
-    const { rows } = await db.query(lookupStatement(t), keyValues);
-    const local = rows[0] as
-      | {
-          ctid: string;
-          row: unknown;
-          commit_us: string | null;
-          roident: string | number | null;
-          mine: boolean;
-        }
-      | undefined;
-    const roident = local?.roident === null || local?.roident === undefined ? null : Number(local.roident);
-    const own = local !== undefined && (local.mine || roident === this.o.sourceOriginId);
-    let kind: ConflictKind | null = null;
-    if (msg.tag === 'insert') kind = local ? 'insert_exists' : null;
-    else if (msg.tag === 'update') kind = !local ? 'update_missing' : own ? null : 'update_differs';
-    else kind = !local ? 'delete_missing' : own ? null : 'delete_differs';
-
-    let apply = true;
-    if (kind) {
-      const policy = this.o.policyFor(t.schema, t.name);
-      const version: LocalRowVersion | null = local
-        ? {
-            commitTs: local.commit_us === null ? null : BigInt(local.commit_us),
-            originRank: this.o.rankOfOriginId(roident ?? 0),
-          }
-        : null;
-      const decision = resolveConflict(kind, policy, version, {
-        commitTs: tx.commitTs,
-        sourceRank: this.o.sourceRank,
-      });
-      const conflictValues = [
-        this.o.edge.id,
-        this.o.edge.source,
-        this.o.edge.target,
-        t.schema,
-        t.name,
-        kind,
-        policy,
-        decision.resolution,
-        decision.reason,
-        JSON.stringify(Object.fromEntries(t.keyIndexes.map((i, j) => [t.columns[i]?.name, keyValues[j]]))),
-        local ? JSON.stringify(local.row) : null,
-        msg.tag === 'delete' ? null : JSON.stringify(changeImage(t, msg)?.new ?? null),
-        version?.commitTs != null ? formatPgTimestamp(version.commitTs) : null,
-        local ? this.o.originNameOf(roident ?? 0) : null,
-        formatPgTimestamp(tx.commitTs),
-        formatLsn(tx.finalLsn),
-        tx.xid,
-      ];
-      // Under policy `error` the apply transaction is rolled back, which would take a
-      // conflict row written inside it along: record that one outside, once.
-      if (decision.resolution === 'error') await this.o.recordErrorConflict(conflictValues);
-      else await db.query(CONFLICT_INSERT_SQL, conflictValues);
-      this.o.hooks.onConflict(kind, decision.resolution);
-      this.o.logger.info(
-        {
-          table: `${t.schema}.${t.name}`,
-          kind,
-          resolution: decision.resolution,
-          reason: decision.reason,
-        },
-        'conflict',
-      );
-      if (decision.resolution === 'error') {
-        throw new ConflictError(
-          `conflict ${kind} on ${t.schema}.${t.name} key ${JSON.stringify(keyValues)} under policy error`,
-          {
-            kind,
-            table: `${t.schema}.${t.name}`,
-          },
-        );
-      }
-      apply = decision.resolution === 'apply';
-    }
-    if (!apply) return;
-    if (msg.tag === 'insert') {
-      const idx = t.columns.map((_, i) => i);
-      if (local)
-        await db.query(updateByCtidStatement(t, idx), [
-          local.ctid,
-          ...idx.map((i) => textOf(msg.newTuple[i])),
-        ]);
-      else
-        await db.query(
-          insertOneStatement(t, idx),
-          idx.map((i) => textOf(msg.newTuple[i])),
-        );
-    } else if (msg.tag === 'update') {
-      if (!local) return;
-      const idx = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
-      await db.query(updateByCtidStatement(t, idx), [local.ctid, ...idx.map((i) => textOf(msg.newTuple[i]))]);
-    } else if (local) {
-      await db.query(deleteByCtidStatement(t), [local.ctid]);
-    }
+    await applyChangeCarefully(this.carefulContext, tx, this.rel(msg.relationId).table, msg);
   }
-}
 
-function textOf(v: string | null | typeof UNCHANGED_TOAST | undefined): string | null {
-  return v === UNCHANGED_TOAST || v === undefined ? null : v;
-}
-
-function tupleObject(t: ApplyTable, tuple: Tuple | null): Record<string, string | null> | null {
-  if (!tuple) return null;
-  const out: Record<string, string | null> = {};
-  tuple.forEach((v, i) => {
-    if (v !== UNCHANGED_TOAST) out[t.columns[i]?.name ?? `#${i}`] = v;
-  });
-  return out;
-}
-
-function changeImage(
-  t: ApplyTable | undefined,
-  msg: InsertMessage | UpdateMessage | DeleteMessage,
-): Record<string, unknown> | null {
-  if (!t) return null;
-  if (msg.tag === 'insert') return { new: tupleObject(t, msg.newTuple) };
-  if (msg.tag === 'update')
-    return { key: tupleObject(t, msg.key ?? msg.old), new: tupleObject(t, msg.newTuple) };
-  return { key: tupleObject(t, msg.key ?? msg.old) };
-}
-
-export function deadLetterValues(edge: Edge, r: DeadLetterRow, policy: DeadLetterPolicy): unknown[] {
-  return [
-    edge.id,
-    edge.source,
-    edge.target,
-    formatLsn(r.commitLsn),
-    formatLsn(r.endLsn),
-    r.xid,
-    formatPgTimestamp(r.commitTs),
-    r.table?.schema ?? null,
-    r.table?.name ?? null,
-    r.changeKind,
-    r.change === null ? null : JSON.stringify(r.change),
-    r.sqlState,
-    r.error,
-    policy,
-    r.action,
-  ];
+  private get carefulContext(): CarefulApplyContext {
+    const o = this.o;
+    const own = new Set([o.sourceOriginId, ...(o.replayOriginId === null ? [] : [o.replayOriginId])]);
+    return {
+      db: o.db,
+      edge: o.edge,
+      ownOriginIds: own,
+      sourceRank: o.sourceRank,
+      rankOfOriginId: o.rankOfOriginId,
+      originNameOf: o.originNameOf,
+      policyFor: o.policyFor,
+      recordErrorConflict: o.recordErrorConflict,
+      onConflict: (kind, resolution) => o.hooks.onConflict(kind, resolution),
+      logger: o.logger,
+    };
+  }
 }

@@ -12,6 +12,7 @@ import {
   insertStatement,
   lastCommand,
   lookupStatement,
+  moveRowStatement,
   truncateStatement,
   updateByCtidStatement,
   updateStatement,
@@ -179,6 +180,45 @@ describe('apply statements on a real server', () => {
       await db.query(insertOneStatement(idt, [0, 1]), ['43', 'z']);
       const ids = (await db.query(`SELECT id::text AS id FROM ${QI} ORDER BY id`)).rows.map((r) => r.id);
       expect(ids).toEqual(['41', '42', '43']);
+    } finally {
+      await db.query('ROLLBACK');
+    }
+  });
+  it('updates a GENERATED ALWAYS identity table without assigning the identity, and moves a row whose identity value changed', async () => {
+    const idt: ApplyTable = {
+      schema: 'mm stmt "S"',
+      name: 'Ident2',
+      columns: [
+        { name: 'id', type: 'bigint', isKey: true, identityAlways: true },
+        { name: 'v', type: 'text', isKey: false },
+        { name: 'big', type: 'text', isKey: false },
+      ],
+      keyIndexes: [0],
+      identityFull: false,
+      unsentColumns: ['note'],
+    };
+    const QI = '"mm stmt ""S"""."Ident2"';
+    await db.query(
+      `CREATE TABLE IF NOT EXISTS ${QI} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text, big text, note text, twice bigint GENERATED ALWAYS AS (id * 2) STORED)`,
+    );
+    await db.query('BEGIN');
+    try {
+      await db.query(
+        `INSERT INTO ${QI} (id, v, big, note) OVERRIDING SYSTEM VALUE VALUES (7, 'a', 'large', 'kept')`,
+      );
+      // Fast path: key unchanged, v set; the identity key is compared, never assigned.
+      // (The row was written by this transaction, so it passes the ownership check.)
+      await db.query(updateStatement(idt, [0, 1]).text, [['7'], ['7'], ['b'], 999, 1]);
+      const ctid = async (id: number) =>
+        (await db.query(`SELECT ctid::text AS c FROM ${QI} WHERE id = $1`, [id])).rows[0]?.c as string;
+      // Careful path, identity unchanged: the move does nothing, the update goes in place.
+      expect((await db.query(moveRowStatement(idt, [0, 1]), [await ctid(7), '7', 'c'])).rowCount).toBe(0);
+      await db.query(updateByCtidStatement(idt, [1]), [await ctid(7), 'c']);
+      // The source ran UPDATE ... SET id = DEFAULT: id 7 became 8, big came as unchanged TOAST.
+      expect((await db.query(moveRowStatement(idt, [0, 1]), [await ctid(7), '8', 'd'])).rowCount).toBe(1);
+      expect(
+        (await db.query(`SELECT id::int, v, big, note, twice::int FROM ${QI} ORDER BY id`)).rows,
+      ).toEqual([{ id: 8, v: 'd', big: 'large', note: 'kept', twice: 16 }]);
     } finally {
       await db.query('ROLLBACK');
     }

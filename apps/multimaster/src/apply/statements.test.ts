@@ -5,9 +5,12 @@ import {
   commitStatement,
   deleteStatement,
   insertBatchProcedure,
+  insertOneStatement,
   insertStatement,
   keyMatch,
   lastCommand,
+  lookupStatement,
+  moveRowStatement,
   truncateStatement,
   updateByCtidStatement,
   updateStatement,
@@ -61,6 +64,54 @@ describe('apply statements', () => {
     expect(keyMatch(t, 1)).toBe('t."id" = $1::text::integer');
     expect(keyMatch({ ...t, identityFull: true, keyIndexes: [0, 1] }, 1)).toBe(
       't."id"::text IS NOT DISTINCT FROM $1::text AND t."Big Text"::text IS NOT DISTINCT FROM $2::text',
+    );
+  });
+
+  it('the careful lookup locks the row in a subquery and reads its commit timestamp above the lock', () => {
+    const s = lookupStatement(t);
+    const lock = s.indexOf('FOR UPDATE OF t)');
+    expect(lock).toBeGreaterThan(-1);
+    // Computed after the subquery that locked (EvalPlanQual would reuse a LATERAL row from before a lock wait).
+    expect(s.indexOf('pg_xact_commit_timestamp_origin(l.x)')).toBeGreaterThan(lock);
+    expect(s).toContain('t.xmin AS x');
+  });
+
+  it('the careful insert lets a concurrently inserted key through as "nothing inserted" (then insert_exists)', () => {
+    expect(insertOneStatement(t, [0, 1, 2])).toMatch(/ ON CONFLICT \("id"\) DO NOTHING$/);
+    expect(insertOneStatement({ ...t, identityFull: true }, [0, 1])).not.toContain('ON CONFLICT');
+  });
+
+  const ident: ApplyTable = {
+    schema: 'public',
+    name: 'orders',
+    columns: [
+      { name: 'id', type: 'bigint', isKey: true, identityAlways: true },
+      { name: 'region', type: 'text', isKey: false },
+      { name: 'seq', type: 'bigint', isKey: false, identityAlways: true },
+      { name: 'total', type: 'numeric', isKey: false },
+    ],
+    keyIndexes: [0],
+    identityFull: false,
+    unsentColumns: ['note'],
+  };
+
+  it('never assigns an identity ALWAYS column in an UPDATE: the fast path requires it unchanged instead', () => {
+    const s = updateStatement(ident, [1, 2, 3]).text;
+    expect(s).toContain('SET "region" = v.c0, "total" = v.c2');
+    expect(s.slice(s.indexOf(' SET '), s.indexOf(' FROM v '))).not.toContain('"seq"');
+    expect(s).toContain('t."seq" = v.c1');
+    // Nothing but identity columns to set: the row is still touched (new version, new commit timestamp).
+    expect(updateStatement(ident, [0]).text).toContain('SET "region" = "region"');
+    expect(updateByCtidStatement(ident, [])).toBe(
+      'UPDATE ONLY "public"."orders" SET "region" = "region" WHERE ctid = $1::tid',
+    );
+  });
+
+  it('moves a row whose identity ALWAYS value changed: delete and insert with OVERRIDING SYSTEM VALUE, keeping unsent columns', () => {
+    // sent: id, region, seq (total was unchanged TOAST)
+    expect(moveRowStatement(ident, [0, 1, 2])).toBe(
+      'WITH old AS (DELETE FROM ONLY "public"."orders" AS t WHERE t.ctid = $1::tid AND (t."id", t."seq") IS DISTINCT FROM ($2::text::bigint, $4::text::bigint) RETURNING t.*) ' +
+        'INSERT INTO "public"."orders" ("id", "region", "seq", "total", "note") OVERRIDING SYSTEM VALUE SELECT $2::text::bigint, $3::text::text, $4::text::bigint, old."total", old."note" FROM old',
     );
   });
 

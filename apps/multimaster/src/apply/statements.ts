@@ -5,12 +5,18 @@ import { sqlMicros } from '../pg-time.js';
 export interface ApplyTable {
   schema: string;
   name: string;
-  /** Columns the source sends, in relation order, with the target's SQL type (format_type output). */
-  columns: { name: string; type: string; isKey: boolean }[];
-  /** Indexes into `columns` of the replica identity. */
+  /**
+   * Columns the source sends, in relation order, with the target's SQL type (format_type
+   * output). `identityAlways`: GENERATED ALWAYS AS IDENTITY on the target, never assigned
+   * by an UPDATE (PostgreSQL allows only DEFAULT there, 428C9).
+   */
+  columns: { name: string; type: string; isKey: boolean; identityAlways?: boolean }[];
+  /** Indexes into `columns` of the row key (replica identity, or the unique key under FULL). */
   keyIndexes: number[];
-  /** REPLICA IDENTITY FULL: rows are matched on every column's text form. */
+  /** REPLICA IDENTITY FULL without a usable unique key: rows are matched on every column's text form. */
   identityFull: boolean;
+  /** Target columns the source does not send and that are not generated: kept when a row moves. */
+  unsentColumns?: string[];
 }
 
 export interface BuiltStatement {
@@ -23,7 +29,7 @@ function qualified(t: ApplyTable): string {
   return `ONLY ${quoteQualified(t.schema, t.name)}`;
 }
 
-function col(t: ApplyTable, i: number): { name: string; type: string } {
+function col(t: ApplyTable, i: number): { name: string; type: string; identityAlways?: boolean } {
   const c = t.columns[i];
   if (!c) throw new RangeError(`column index ${i} out of range for ${t.schema}.${t.name}`);
   return c;
@@ -41,6 +47,9 @@ function unnestSource(t: ApplyTable, indexes: number[], firstParam: number, alia
  * Condition that a local row `t` may be overwritten without conflict handling: its last
  * change came from the same source origin (`$originParam`), or from this very transaction.
  * `pg_xact_commit_timestamp_origin` needs track_commit_timestamp (checked at init).
+ * It must stay an expression on `t` in the UPDATE/DELETE's WHERE: when the statement waits
+ * for a concurrent local writer, EvalPlanQual re-evaluates it on the row version it then
+ * locks (a joined function scan would not be re-evaluated, see lookupStatement).
  */
 export function ownRowCondition(originParam: number): string {
   return `((pg_xact_commit_timestamp_origin(t.xmin)).roident = $${originParam}::oid OR t.xmin = pg_current_xact_id()::xid)`;
@@ -68,6 +77,11 @@ export function insertStatement(t: ApplyTable, indexes: number[]): BuiltStatemen
  */
 export function updateStatement(t: ApplyTable, setIndexes: number[]): BuiltStatement {
   const k = t.keyIndexes.length;
+  // An identity ALWAYS column cannot be assigned: require its value to be unchanged instead,
+  // so a changed one (UPDATE ... SET id = DEFAULT on the source) fails the row count and
+  // goes to the careful path, which moves the row (moveRowStatement).
+  const assigned = setIndexes.flatMap((ci, j) => (col(t, ci).identityAlways ? [] : [[ci, j] as const]));
+  const pinned = setIndexes.flatMap((ci, j) => (col(t, ci).identityAlways ? [[ci, j] as const] : []));
   const keySrc = t.keyIndexes.map((_, j) => `$${1 + j}::text[]`);
   const valSrc = setIndexes.map((_, j) => `$${1 + k + j}::text[]`);
   const names = [...t.keyIndexes.map((_, j) => `k${j}`), ...setIndexes.map((_, j) => `c${j}`)];
@@ -76,8 +90,14 @@ export function updateStatement(t: ApplyTable, setIndexes: number[]): BuiltState
     ...setIndexes.map((ci, j) => `c${j}::${col(t, ci).type} AS c${j}`),
   ];
   const originParam = 1 + k + setIndexes.length;
-  const set = setIndexes.map((ci, j) => `${quoteIdent(col(t, ci).name)} = v.c${j}`).join(', ');
-  const where = t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.k${j}`).join(' AND ');
+  const set =
+    assigned.length > 0
+      ? assigned.map(([ci, j]) => `${quoteIdent(col(t, ci).name)} = v.c${j}`).join(', ')
+      : touchAssignment(t);
+  const where = [
+    ...t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.k${j}`),
+    ...pinned.map(([ci, j]) => `t.${quoteIdent(col(t, ci).name)} = v.c${j}`),
+  ].join(' AND ');
   return {
     name: '',
     text:
@@ -125,28 +145,94 @@ export function keyMatch(t: ApplyTable, first: number): string {
  * Careful path lookup: locks the local row and returns what conflict detection needs:
  * its ctid, its image as JSON, the commit timestamp (µs) and origin of its last change,
  * and whether this transaction wrote it.
+ *
+ * The row is locked in a subquery and its commit timestamp read outside it. Under READ
+ * COMMITTED, FOR UPDATE that waits for a concurrent writer re-fetches the newest version
+ * of the locked table's row (EvalPlanQual), but rows of the other relations of the same
+ * query level, such as a LATERAL pg_xact_commit_timestamp_origin(t.xmin), are reused from
+ * before the wait (src/backend/executor/README, "EvalPlanQual (READ COMMITTED Update
+ * Checking)": non-locked relations return the row they returned before). The conflict would then be
+ * judged against a version that no longer exists: a later local update lost to an earlier
+ * remote one and the nodes diverged. Computed above the lock, the timestamp belongs to the
+ * xmin of the version actually locked.
  */
 export function lookupStatement(t: ApplyTable): string {
   return (
-    `SELECT t.ctid::text AS ctid, to_jsonb(t) AS row, ${sqlMicros('c.timestamp')}::text AS commit_us, c.roident::int8 AS roident, ` +
-    `(t.xmin = pg_current_xact_id()::xid) AS mine ` +
-    `FROM ${qualified(t)} AS t, LATERAL pg_xact_commit_timestamp_origin(t.xmin) AS c ` +
-    `WHERE ${keyMatch(t, 1)} LIMIT 1 FOR UPDATE OF t`
+    `SELECT l.ctid::text AS ctid, l.row, ${sqlMicros('c.timestamp')}::text AS commit_us, c.roident::int8 AS roident, l.mine ` +
+    `FROM (SELECT t.ctid, to_jsonb(t) AS row, t.xmin AS x, (t.xmin = pg_current_xact_id()::xid) AS mine ` +
+    `FROM ${qualified(t)} AS t WHERE ${keyMatch(t, 1)} LIMIT 1 FOR UPDATE OF t) AS l ` +
+    `CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(l.x) AS c`
   );
 }
 
-/** Careful path writes, addressed by the ctid the lookup locked. One text parameter per column. */
+/**
+ * Careful path INSERT of one row. With a key, a row of the same key that a concurrent
+ * local transaction inserted (invisible to the lookup, committed while this waited on its
+ * index entry) makes it insert nothing instead of failing: the caller then looks the row
+ * up again and resolves insert_exists. Other unique violations still raise.
+ */
 export function insertOneStatement(t: ApplyTable, indexes: number[]): string {
   const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
   const vals = indexes.map((i, j) => `$${j + 1}::text::${col(t, i).type}`).join(', ');
-  return `INSERT INTO ${quoteQualified(t.schema, t.name)} (${cols}) OVERRIDING SYSTEM VALUE VALUES (${vals})`;
+  const onConflict = t.identityFull
+    ? ''
+    : ` ON CONFLICT (${t.keyIndexes.map((i) => quoteIdent(col(t, i).name)).join(', ')}) DO NOTHING`;
+  return `INSERT INTO ${quoteQualified(t.schema, t.name)} (${cols}) OVERRIDING SYSTEM VALUE VALUES (${vals})${onConflict}`;
 }
 
+/**
+ * `c = t.c` for the first column an UPDATE may assign: an update whose values are all
+ * unchanged keys still writes a new row version, so the row carries the change's commit
+ * timestamp and origin like on every other node.
+ */
+function touchAssignment(t: ApplyTable): string {
+  const c = t.columns.find((x) => !x.identityAlways);
+  if (!c) throw new RangeError(`${t.schema}.${t.name}: every column is GENERATED ALWAYS AS IDENTITY`);
+  return `${quoteIdent(c.name)} = ${quoteIdent(c.name)}`;
+}
+
+/**
+ * Columns an UPDATE of the careful path assigns: every sent column, except key columns
+ * whose value did not change and identity ALWAYS columns (moveRowStatement handles a change
+ * of those). Empty means "touch the row" (updateByCtidStatement).
+ */
+export function assignableIndexes(t: ApplyTable, sent: number[], keyChanged: boolean): number[] {
+  return sent.filter((i) => !col(t, i).identityAlways && !(t.columns[i]?.isKey && !keyChanged));
+}
+
+/** UPDATE of the row the lookup locked; params: ctid, then one text value per set index. */
 export function updateByCtidStatement(t: ApplyTable, setIndexes: number[]): string {
-  const set = setIndexes
-    .map((i, j) => `${quoteIdent(col(t, i).name)} = $${j + 2}::text::${col(t, i).type}`)
-    .join(', ');
+  const set =
+    setIndexes.length > 0
+      ? setIndexes
+          .map((i, j) => `${quoteIdent(col(t, i).name)} = $${j + 2}::text::${col(t, i).type}`)
+          .join(', ')
+      : touchAssignment(t);
   return `UPDATE ${qualified(t)} SET ${set} WHERE ctid = $1::tid`;
+}
+
+/**
+ * Replaces the locked row by one with new identity ALWAYS values, which no UPDATE can set:
+ * deletes it and inserts it again with OVERRIDING SYSTEM VALUE, in one statement, only if
+ * one of those values differs (else it does nothing and the caller updates in place).
+ * Columns the change did not send (unchanged TOAST, left out by a column list) keep their
+ * values. Params: ctid, then one text value per index of `sent`.
+ */
+export function moveRowStatement(t: ApplyTable, sent: number[]): string {
+  const q = quoteQualified(t.schema, t.name);
+  const param = (i: number) => `$${sent.indexOf(i) + 2}::text::${col(t, i).type}`;
+  const always = sent.filter((i) => col(t, i).identityAlways);
+  const changed = `(${always.map((i) => `t.${quoteIdent(col(t, i).name)}`).join(', ')}) IS DISTINCT FROM (${always.map(param).join(', ')})`;
+  const kept = [
+    ...t.columns.flatMap((c, i) => (sent.includes(i) ? [] : [c.name])),
+    ...(t.unsentColumns ?? []),
+  ];
+  const cols = [...sent.map((i) => col(t, i).name), ...kept].map(quoteIdent).join(', ');
+  const vals = [...sent.map(param), ...kept.map((c) => `old.${quoteIdent(c)}`)].join(', ');
+  return (
+    `WITH old AS (DELETE FROM ${qualified(t)} AS t WHERE t.ctid = $1::tid AND ${changed} RETURNING t.*) ` +
+    `INSERT INTO ${q} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${vals} FROM old`
+  );
 }
 
 export function deleteByCtidStatement(t: ApplyTable): string {

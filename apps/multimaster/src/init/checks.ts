@@ -29,6 +29,8 @@ export interface TableFacts {
   replicaIdentity: string;
   /** Columns of the replica identity (primary key or index), empty for full/nothing. */
   identityColumns: string[];
+  /** The primary key, else a unique index on NOT NULL columns (what rows are matched on under FULL); null when none. */
+  uniqueKey: string[] | null;
 }
 
 export interface Problem {
@@ -92,7 +94,20 @@ export function checkNode(f: NodeFacts, nodeCount: number, tables: WantedTable[]
     if (facts.replicaIdentity === 'n')
       p('REPLICA IDENTITY NOTHING: updates and deletes cannot be replicated', id);
     else if (facts.replicaIdentity === 'd' && !facts.hasPrimaryKey) {
-      p('no primary key: add one or set REPLICA IDENTITY FULL', id);
+      p('no primary key: add one (or a unique index on NOT NULL columns and REPLICA IDENTITY FULL)', id);
+    } else if (facts.replicaIdentity === 'f' && !facts.uniqueKey) {
+      // Matched on every column, a row two nodes update at once is "missing" on both (each
+      // changed it), so each keeps its own version: that cannot converge.
+      p(
+        'REPLICA IDENTITY FULL without a primary key or a unique index on NOT NULL columns: rows could only be matched on every column, and two nodes updating a row at once would each keep their own version; add a primary key',
+        id,
+      );
+    }
+    if (facts.replicaIdentity === 'f' && facts.uniqueKey && t.columns) {
+      for (const k of facts.uniqueKey) {
+        if (!t.columns.includes(k))
+          p(`column list must include key column "${k}" (rows are matched on it)`, id);
+      }
     }
     for (const c of t.columns ?? []) {
       if (!facts.columns.some((x) => x.name === c))

@@ -2,6 +2,7 @@ import { connect, PgfleetError, quoteIdent, quoteQualified, toPgfleetError } fro
 import { createLogicalSlot, createOrigin, dropOrigin, dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { uniqueKeySql } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { METADATA_DDL } from '../metadata.js';
 import { type Edge, edgesFor } from '../naming.js';
@@ -60,7 +61,8 @@ const TABLES_SQL = `
                    FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns,
          coalesce((SELECT json_agg(a.attname ORDER BY a.attnum)
                    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                   WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), '[]') AS identity
+                   WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), '[]') AS identity,
+         ${uniqueKeySql('c.oid')} AS unique_key
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1::text[])`;
 
@@ -88,6 +90,7 @@ export async function gatherFacts(
       hasPrimaryKey: t.has_pk,
       replicaIdentity: t.replident,
       identityColumns: t.identity,
+      uniqueKey: t.unique_key,
     });
   }
   return {

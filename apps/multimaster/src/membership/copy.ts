@@ -1,6 +1,7 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type pg from 'pg';
+import { APPLY_SESSION_SETTINGS, setStatements, VALUE_TEXT_SETTINGS } from '../session-settings.js';
 
 /** One table to copy, as the edge source → new publishes it. */
 export interface CopyTable {
@@ -58,9 +59,17 @@ export interface CopyResult {
  */
 export const UNKNOWN_COMMIT_TS = '2000-01-01 00:00:00.000001+00';
 
-/** Session settings under which text forms of values round-trip exactly. */
-const TEXT_SETTINGS =
-  "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3";
+/**
+ * Session settings under which text forms of values round-trip exactly (session-settings.ts),
+ * except search_path: row filters are written by users against their own search_path and
+ * the reader inlines them into its query.
+ */
+function withoutSearchPath(settings: Readonly<Record<string, string>>): Record<string, string> {
+  const { search_path: _, ...rest } = settings;
+  return rest;
+}
+const READ_SETTINGS = setStatements(withoutSearchPath(VALUE_TEXT_SETTINGS));
+const WRITE_SETTINGS = setStatements(withoutSearchPath(APPLY_SESSION_SETTINGS));
 
 interface Sink {
   client: pg.Client;
@@ -92,7 +101,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
     s = { client, sql: [], bytes: 0 };
     sinks.set(origin, s);
     await client.query(
-      `${TEXT_SETTINGS}; SET session_replication_role = replica; SET synchronous_commit = off`,
+      `${WRITE_SETTINGS}; SET session_replication_role = replica; SET synchronous_commit = off`,
     );
     return s;
   };
@@ -105,7 +114,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
   };
 
   try {
-    await o.reader.query(TEXT_SETTINGS);
+    await o.reader.query(READ_SETTINGS);
     for (const t of o.tables) {
       o.signal?.throwIfAborted();
       const id = `${t.schema}.${t.table}`;

@@ -113,13 +113,23 @@ describe('sourceCaughtUp', () => {
 describe('removalPlan', () => {
   it('names every edge touching the removed node, on both ends', () => {
     expect(removalPlan(['a', 'b', 'c'], 'b')).toEqual([
-      { node: 'a', slots: ['pgfleet_a_b'], publications: ['pgfleet_a_b'], origins: ['pgfleet_b'] },
-      { node: 'c', slots: ['pgfleet_c_b'], publications: ['pgfleet_c_b'], origins: ['pgfleet_b'] },
+      {
+        node: 'a',
+        slots: ['pgfleet_a_b'],
+        publications: ['pgfleet_a_b'],
+        origins: ['pgfleet_b', 'pgfleet_b:replay'],
+      },
+      {
+        node: 'c',
+        slots: ['pgfleet_c_b'],
+        publications: ['pgfleet_c_b'],
+        origins: ['pgfleet_b', 'pgfleet_b:replay'],
+      },
       {
         node: 'b',
         slots: ['pgfleet_b_a', 'pgfleet_b_c'],
         publications: ['pgfleet_b_a', 'pgfleet_b_c'],
-        origins: ['pgfleet_a', 'pgfleet_c'],
+        origins: ['pgfleet_a', 'pgfleet_a:replay', 'pgfleet_c', 'pgfleet_c:replay'],
       },
     ]);
   });

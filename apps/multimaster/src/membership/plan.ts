@@ -1,7 +1,7 @@
 import type { Lsn } from '@pgfleet/wal';
 import type { TableSpec } from '../config.js';
 import { edgeTableFilter } from '../init/init.js';
-import { edgeSlotName, originName } from '../naming.js';
+import { edgeSlotName, originName, replayOriginName } from '../naming.js';
 
 /** Row filter and column list of the edges that end at one node. */
 type IncomingFilter = ReturnType<typeof edgeTableFilter>;
@@ -119,13 +119,13 @@ export function removalPlan(nodes: string[], removed: string): NodeRemoval[] {
     node: n,
     slots: [edgeSlotName(n, removed)],
     publications: [edgeSlotName(n, removed)],
-    origins: [originName(removed)],
+    origins: [originName(removed), replayOriginName(removed)],
   }));
   out.push({
     node: removed,
     slots: others.map((n) => edgeSlotName(removed, n)),
     publications: others.map((n) => edgeSlotName(removed, n)),
-    origins: others.map((n) => originName(n)),
+    origins: others.flatMap((n) => [originName(n), replayOriginName(n)]),
   });
   return out;
 }
