@@ -5,10 +5,14 @@ import pino, { type Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
+import { createEtcdDcs, type Dcs } from './dcs/index.js';
+import { dcsCall, memberState } from './dcs-node.js';
+import { dcsPrimaryIteration } from './dcs-primary-loop.js';
+import { dcsStandbyIteration } from './dcs-standby-loop.js';
 import { manualFailover } from './failover.js';
 import { HookRunner } from './hooks.js';
 import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer } from './http-server.js';
-import { readLocal } from './local-facts.js';
+import { type LocalFacts, readLocal } from './local-facts.js';
 import { LocalSession } from './local-session.js';
 import { KeeperMetrics } from './metrics.js';
 import type { PeerNotice } from './peer-client.js';
@@ -115,7 +119,21 @@ async function startNodeKeeper(
   if (c.restartBudgetMs !== undefined)
     logger.warn({ restartBudgetMs: c.restartBudgetMs }, 'restartBudget is not implemented yet: ignored');
   const timing = keeperTiming(c);
-  if (!c.witness)
+  const etcd = c.dcs?.etcd;
+  const dcs: Dcs | undefined = etcd
+    ? createEtcdDcs({
+        endpoints: etcd.endpoints,
+        prefix: etcd.prefix,
+        cluster: c.cluster.name,
+        memberName: c.node.name,
+        ttlSeconds: etcd.ttlSeconds,
+        requestTimeoutMs: etcd.requestTimeoutMs,
+        logger: opts.logger.child({ component: 'dcs' }),
+        clock,
+      })
+    : undefined;
+  if (dcs) ctx.dcs = dcs;
+  if (!c.witness && !dcs)
     logger.warn(
       { twoNodeMode: true },
       'no witness configured: 2-node mode. If the network between the two nodes breaks while both ' +
@@ -162,8 +180,13 @@ async function startNodeKeeper(
     if (lastServing !== null) ctx.hook('role_change', reason, { oldRole: lastServing });
   }
 
-  function downIteration(local: RoleInfo): void {
+  async function downIteration(facts: LocalFacts): Promise<void> {
+    const local = facts.info;
     ctx.record('wait', `local server down: ${local.reason}`, { downCause: local.downCause });
+    if (dcs) {
+      state.dcs.fenceBy = null;
+      void dcsCall(ctx, 'publish member key', () => dcs.touchMember(memberState(ctx, facts), { signal }));
+    }
     state.replicaStreaming = false;
     // Fast path: our primary's postmaster is gone while this host lives. The standby's
     // keeper confirms with one probe and promotes without waiting for failures × interval.
@@ -172,7 +195,9 @@ async function startNodeKeeper(
       state.notifiedPeerDown = true;
       logger.warn(
         { event: 'peer_notified' },
-        `local primary is down (${local.downCause}): telling the witness and the standby's keeper`,
+        dcs
+          ? `local primary is down (${local.downCause}): releasing the leader key`
+          : `local primary is down (${local.downCause}): telling the witness and the standby's keeper`,
       );
       void announceDown(ctx, local.reason);
     }
@@ -183,9 +208,15 @@ async function startNodeKeeper(
     if (signal.aborted) return; // a session cut by shutdown says nothing about the server
     learnRole(local.info);
     if (local.info.role !== 'down' && !guard.knowsDataDirectory) await learnDataDirectory();
+    if (dcs) {
+      if (local.info.role === 'standby') await dcsStandbyIteration(ctx, local);
+      else if (local.info.role === 'primary') await dcsPrimaryIteration(ctx, local);
+      else await downIteration(local);
+      return;
+    }
     if (local.info.role === 'standby') await standbyIteration(ctx, local);
     else if (local.info.role === 'primary') await primaryIteration(ctx, local);
-    else downIteration(local.info);
+    else await downIteration(local);
   }
 
   /** The loop period: one interval, or a quick re-probe while a sync restore is unconfirmed. */
@@ -237,6 +268,28 @@ async function startNodeKeeper(
     }
   }
   let warnedNoDataDir = false;
+
+  /**
+   * On etcd: wakes the loop the moment the leader key changes (released by a dying primary's
+   * keeper, or expired), instead of at the next tick.
+   */
+  async function watchLeader(d: Dcs): Promise<void> {
+    let seen: string | null = null;
+    while (!signal.aborted) {
+      const rev = state.dcs.snapshot?.revision ?? null;
+      if (rev === null || rev === seen) {
+        await clock.sleep(Math.min(c.intervalMs, 50), signal);
+        continue;
+      }
+      const r = await d
+        .waitForLeaderChange({ afterRevision: rev, timeoutMs: 10_000, signal })
+        .catch(() => 'timeout' as const);
+      if (r === 'changed') {
+        seen = rev;
+        if (!signal.aborted) ctx.wake();
+      }
+    }
+  }
 
   async function loop(): Promise<void> {
     while (!signal.aborted) {
@@ -334,6 +387,7 @@ async function startNodeKeeper(
   );
 
   const running = loop();
+  const watching = dcs ? watchLeader(dcs) : Promise.resolve();
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -342,6 +396,10 @@ async function startNodeKeeper(
       stopCtl.abort();
       guard.stop();
       await running;
+      await watching;
+      // The lease is revoked (member key and a leader key gone now) only where no writes can
+      // follow; a primary's keeper leaves its lease to run out: its server still runs.
+      await dcs?.close({ revoke: state.role !== 'primary' || state.fenced }).catch(() => {});
       session.close();
       await http.close();
       await hooks.drain();
@@ -449,5 +507,19 @@ export function buildStatus(
     lastIterationAt: iso(s.lastIterationAt),
     lastError: s.lastError,
     counters: { ...s.counters },
+    ...(c.dcs
+      ? {
+          cluster: {
+            leader: s.dcs.snapshot?.leader?.name ?? null,
+            members: (s.dcs.snapshot?.members ?? []).map((m) => ({
+              name: m.name,
+              role: m.role,
+              state: m.state,
+              timeline: m.timeline,
+            })),
+            etcdError: s.dcs.lastError,
+          },
+        }
+      : {}),
   };
 }
