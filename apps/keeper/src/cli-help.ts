@@ -61,6 +61,34 @@ export const KEEPER_HELP: ProgramHelp = {
       ],
     },
     {
+      name: 'list',
+      summary: 'print every member of a cluster on etcd as one table (or JSON with --json)',
+      usage: ['list --config <file.yaml> [--json]'],
+      description:
+        'Reads the cluster from etcd (dcs.etcd and cluster.name of the config): member, host,\n' +
+        'role (leader for the member holding the leader key), state, timeline, receive and replay\n' +
+        "lag behind the leader's last published position, tags. Members listed under\n" +
+        'cluster.members whose keeper has no live key show as unknown.',
+      options: [
+        { flag: '-c, --config <file>', text: 'keeper config file with dcs.etcd' },
+        { flag: '--json', text: 'print { cluster, leader, paused, members: [...] }' },
+      ],
+      examples: [
+        'pgfleet-keeper list --config /etc/pgfleet/keeper.yaml',
+        'pgfleet-keeper list --json -c keeper.yaml',
+      ],
+    },
+    {
+      name: 'history',
+      summary: "print a cluster's timeline switches on etcd, with their reasons",
+      usage: ['history --config <file.yaml> [--json]'],
+      options: [
+        { flag: '-c, --config <file>', text: 'keeper config file with dcs.etcd' },
+        { flag: '--json', text: 'print [{ timeline, lsn, reason, at, leader, previousLeader }]' },
+      ],
+      examples: ['pgfleet-keeper history --config /etc/pgfleet/keeper.yaml'],
+    },
+    {
       name: 'pause',
       summary: 'stop automatic actions (promote, degrade, fence) until resume',
       usage: ['pause [--json] [--url <keeper url> | --config <file.yaml>]'],

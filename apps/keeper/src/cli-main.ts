@@ -10,7 +10,10 @@ import {
 import { PgfleetError, redactConninfo } from '@pgfleet/connection';
 import type { Logger } from 'pino';
 import { KEEPER_HELP } from './cli-help.js';
+import { systemClock } from './clock.js';
+import { clusterView, formatClusterTable, formatHistoryTable, historyView } from './cluster-view.js';
 import { type KeeperConfig, loadConfig } from './config.js';
+import { createEtcdDcs } from './dcs/index.js';
 import { startKeeper } from './keeper.js';
 import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
@@ -80,7 +83,15 @@ export function formatStatusTable(s: KeeperStatus): string {
       ['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)],
       ['write lease', s.lease],
     );
-  if (s.mode === 'node') {
+  if (s.cluster)
+    rows.push(
+      [
+        'cluster',
+        `leader ${s.cluster.leader ?? 'none'}; ${s.cluster.members.map((m) => `${m.name} ${m.role} (${m.state})`).join(', ') || 'no members'}`,
+      ],
+      ...(s.cluster.etcdError ? [['etcd', s.cluster.etcdError] as [string, string]] : []),
+    );
+  else if (s.mode === 'node') {
     rows.push(
       [
         'sync',
@@ -270,6 +281,49 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   return EXIT_OK;
 }
 
+/** `list` and `history`: one read of the cluster from etcd, printed. */
+async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const c = configFrom(args.flags, env);
+  const etcd = c.dcs?.etcd;
+  if (!etcd) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: the configuration has no dcs.etcd (list and history read a cluster on etcd)`,
+    );
+    return EXIT_USAGE;
+  }
+  const dcs = createEtcdDcs({
+    endpoints: etcd.endpoints,
+    prefix: etcd.prefix,
+    cluster: c.cluster.name,
+    memberName: c.node.name,
+    ttlSeconds: etcd.ttlSeconds,
+    requestTimeoutMs: Math.max(etcd.requestTimeoutMs, 2000),
+    logger: createLogger({ level: 'silent', format: 'json' }),
+    clock: systemClock,
+  });
+  try {
+    const snap = await dcs.readCluster();
+    const json = args.bools.has('json');
+    if (command === 'list') {
+      const view = clusterView(c.cluster.name, snap, c.cluster.members);
+      write(process.stdout, json ? JSON.stringify(view, null, 2) : formatClusterTable(view));
+    } else {
+      const h = historyView(snap.history);
+      write(process.stdout, json ? JSON.stringify(h, null, 2) : formatHistoryTable(h));
+    }
+    return EXIT_OK;
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: cannot read the cluster from etcd (${etcd.endpoints.join(', ')}): ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+}
+
 async function cmdRejoin(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const { pgdata, bindir, slot, 'primary-conninfo': primaryConninfo } = args.flags;
   const config = configFrom(args.flags, env);
@@ -348,6 +402,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await cmdPost('failover', args, env, { force: args.bools.has('force') });
       case 'rejoin':
         return await cmdRejoin(args, env);
+      case 'list':
+      case 'history':
+        return await cmdFromEtcd(command.name, args, env);
       default:
         throw new Error(`command ${command.name} has help but no implementation`);
     }

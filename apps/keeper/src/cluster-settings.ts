@@ -6,9 +6,9 @@ import { parseDuration } from './units.js';
 
 /**
  * The keeper configuration for clusters of any size on etcd: the `dcs`, `tags` and `cluster`
- * sections. Kept apart from config.ts until the keeper loop uses them; then `clusterSettingsShape`
- * joins config.ts's schema, `checkClusterSettings` its superRefine, `resolveClusterSettings` its
- * resolve step, and CLUSTER_SETTINGS_KEYS its env/flag keys.
+ * sections, part of config.ts's schema (`clusterSettingsShape` in its strictObject,
+ * `checkClusterSettings` in its superRefine, `resolveClusterSettings` in its resolve step,
+ * CLUSTER_SETTINGS_KEYS among its env/flag keys).
  *
  * ```yaml
  * dcs:

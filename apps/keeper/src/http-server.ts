@@ -21,6 +21,7 @@ import { parseSize } from './units.js';
  * | /health                                    | PostgreSQL answers (any role)                   |
  * | /liveness                                  | the keeper loop ran recently                    |
  * | /status                                    | always: JSON status                             |
+ * | /cluster /history                          | on etcd: every member, the timeline switches    |
  * | /metrics                                   | always: Prometheus text                         |
  *
  * otherwise 503 (404 for unknown paths). GET health responses carry the status JSON.
@@ -39,6 +40,8 @@ export interface HttpApi {
   alive(): boolean;
   metrics(): Promise<{ contentType: string; body: string }>;
   token?: string;
+  /** Read-only JSON documents beyond /status (on etcd: /cluster, /history). */
+  get?: Record<string, () => Promise<PostResult>>;
   post: Record<string, (body: unknown) => Promise<PostResult>>;
 }
 
@@ -137,6 +140,11 @@ export function startHttpServer(
         res.writeHead(200, { 'content-type': m.contentType });
         res.end(m.body);
         return;
+      }
+      const getter = api.get?.[path];
+      if (getter) {
+        const r = await getter();
+        return sendJson(res, r.status, r.body);
       }
       const status = api.status();
       if (path === '/status') return sendJson(res, 200, status);

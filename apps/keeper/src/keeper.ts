@@ -3,9 +3,10 @@ import type { RoleInfo } from '@pgfleet/roles';
 import { formatLsn } from '@pgfleet/wal';
 import pino, { type Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
+import { clusterView, historyView } from './cluster-view.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
-import { createEtcdDcs, type Dcs } from './dcs/index.js';
+import { type ClusterSnapshot, createEtcdDcs, type Dcs } from './dcs/index.js';
 import { dcsCall, memberState } from './dcs-node.js';
 import { dcsPrimaryIteration } from './dcs-primary-loop.js';
 import { dcsStandbyIteration } from './dcs-standby-loop.js';
@@ -350,9 +351,39 @@ async function startNodeKeeper(
     '/failover': async (body) => manualFailover(ctx, body),
   };
 
+  /** On etcd: a fresh read for /cluster and /history, the last one when etcd does not answer. */
+  async function readForApi(): Promise<{ snap: ClusterSnapshot; fresh: boolean } | null> {
+    if (!dcs) return null;
+    const snap = await dcs.readCluster({ signal }).catch(() => null);
+    if (snap) return { snap, fresh: true };
+    return state.dcs.snapshot ? { snap: state.dcs.snapshot, fresh: false } : null;
+  }
+  const unavailable = () => ({
+    status: 503,
+    body: { error: `etcd does not answer: ${state.dcs.lastError ?? 'no read yet'}` },
+  });
+  const get: Record<string, () => Promise<PostResult>> = dcs
+    ? {
+        '/cluster': async () => {
+          const r = await readForApi();
+          if (!r) return unavailable();
+          return {
+            status: 200,
+            body: { ...clusterView(c.cluster.name, r.snap, c.cluster.members), fresh: r.fresh },
+          };
+        },
+        '/history': async () => {
+          const r = await readForApi();
+          if (!r) return unavailable();
+          return { status: 200, body: historyView(r.snap.history) };
+        },
+      }
+    : {};
+
   const api: HttpApi = {
     status,
     alive,
+    get,
     metrics: async () => ({
       contentType: metrics.registry.contentType,
       body: await metrics.registry.metrics(),

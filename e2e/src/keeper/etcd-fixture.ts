@@ -25,6 +25,8 @@ export interface EtcdCluster3 {
   sb: Sandbox;
   nodes: Record<Name, SandboxNode>;
   keepers: Record<Name, RunningKeeper>;
+  /** The keepers' raw configs (for the CLI). */
+  raw: Record<Name, Record<string, unknown>>;
   watch: WriteWatch;
   stop(): Promise<void>;
 }
@@ -105,7 +107,7 @@ export async function startEtcdCluster3(
       NAMES.map((n) => ({ ...nodes[n].facts(), writer: n, port: nodes[n].port, connectTimeoutMs: 300 })),
       { nodeByPort, writeTimeoutMs: 3000 },
     );
-    return { sb, nodes, keepers: k, watch, stop };
+    return { sb, nodes, keepers: k, raw, watch, stop };
   } catch (err) {
     await stop();
     throw err;
