@@ -90,6 +90,12 @@ export function formatStatusTable(s: KeeperStatus): string {
         `leader ${s.cluster.leader ?? 'none'}; ${s.cluster.members.map((m) => `${m.name} ${m.role} (${m.state})`).join(', ') || 'no members'}`,
       ],
       ...(s.cluster.etcdError ? [['etcd', s.cluster.etcdError] as [string, string]] : []),
+      [
+        'sync',
+        s.sync.configured === ''
+          ? 'asynchronous cluster'
+          : `${s.sync.configured}, current ${JSON.stringify(s.sync.current ?? '?')}${s.sync.degraded ? ' DEGRADED' : ''}${s.role === 'standby' ? `, this standby ${s.sync.observation}` : ''}`,
+      ],
     );
   else if (s.mode === 'node') {
     rows.push(

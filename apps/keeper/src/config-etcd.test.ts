@@ -65,7 +65,12 @@ describe('parseConfig with dcs.etcd', () => {
       /etcd is the arbiter/,
     ],
     ['syncStandbyNames', { syncStandbyNames: 'ANY 1 (b, c)' }, 'syncStandbyNames', /from cluster.syncCount/],
-    ['quorum commit', { cluster: { syncCount: 1 } }, 'cluster.syncCount', /not available yet/],
+    [
+      'more synchronous standbys than members',
+      { cluster: { syncCount: 2, members: [{ name: 'a' }, { name: 'b' }] } },
+      'cluster.syncCount',
+      /2 synchronous standbys wanted but the cluster lists 1 standby/,
+    ],
     [
       'a member list without this node',
       { cluster: { members: [{ name: 'b' }] } },

@@ -163,12 +163,6 @@ const schema = z
           message:
             'not used with dcs.etcd: the keeper manages synchronous_standby_names from cluster.syncCount',
         });
-      if (etcd && c.cluster.syncCount > 0)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['cluster', 'syncCount'],
-          message: 'quorum commit on etcd clusters is not available yet: use 0 (asynchronous)',
-        });
       if (c.members)
         ctx.addIssue({ code: 'custom', path: ['members'], message: 'only allowed in witness mode' });
     } else {

@@ -1,6 +1,7 @@
 import type { LoopContext } from './context.js';
 import type { Dcs } from './dcs/index.js';
 import { dcsCall, ensureSlots, memberState, noteSnapshot, requireDcs, writingPrimary } from './dcs-node.js';
+import { manageSync } from './dcs-sync.js';
 import { judgeLeaderLease, type RenewalOutcome } from './leader-lease-decision.js';
 import type { LocalFacts } from './local-facts.js';
 import { keeperTiming } from './timing.js';
@@ -107,6 +108,7 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
       v.kind === 'keep' ? 'none' : 'wait',
       v.kind === 'keep' ? 'leading: leader key held' : v.reason,
     );
+    if (v.kind === 'keep' && snap?.leader?.name === c.node.name) await manageSync(ctx, local, snap);
     return;
   }
 }

@@ -3,6 +3,7 @@ import { type CandidateFacts, selectCandidate } from './candidate-decision.js';
 import { errorText, type LoopContext } from './context.js';
 import type { ClusterSnapshot, MemberRecord } from './dcs/index.js';
 import { dcsCall, followLeader, memberState, noteSnapshot, requireDcs } from './dcs-node.js';
+import { wantedSyncCount } from './dcs-sync.js';
 import type { LocalFacts } from './local-facts.js';
 import { withSession } from './session.js';
 import { promoteLocal } from './standby-loop.js';
@@ -22,6 +23,9 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
   const d = s.dcs;
   d.heldUntil = null;
   d.fenceBy = null;
+  d.syncSince = null;
+  d.lastGoodAt = {};
+  d.lastReplyAt = {};
   const replay = local.standby?.replay ?? null;
   s.replayPaused = replay?.replayPaused ?? false;
   s.replicaStreaming = local.standby?.receiver?.status === 'streaming';
@@ -61,6 +65,16 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
       return;
     }
     const rec = snap.members.find((m) => m.name === leader.name);
+    // Synchronous when the leader's promise counts this standby among its voters.
+    const promise = snap.sync;
+    s.sync =
+      promise && promise.leader === leader.name && promise.minAcks > 0
+        ? promise.voters.some((v) => v.toLowerCase() === c.node.name.toLowerCase())
+          ? 'sync'
+          : 'async'
+        : promise && promise.leader === leader.name
+          ? 'degraded'
+          : 'unknown';
     try {
       await followLeader(ctx, leader.name, rec);
     } catch (err) {
@@ -90,7 +104,8 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     formerLeader: former.name,
     lastPrimaryLsn: former.walLsn,
     clusterTimeline: former.timeline,
-    synchronous: false,
+    // Quorum commit configured, or a promise of the old leader still stands: check it.
+    synchronous: wantedSyncCount(ctx, snap) > 0 || (snap.sync !== null && snap.sync.minAcks > 0),
     sync: snap.sync,
     maxLagOnFailover: c.maxLagOnFailover,
   });

@@ -527,7 +527,12 @@ export function buildStatus(
       lastProbeLatencyMs: s.lastProbeLatencyMs,
     },
     sync: {
-      configured: c.syncStandbyNames,
+      // On etcd: what the keeper aims at (ANY n over the healthy standbys).
+      configured: c.dcs
+        ? c.cluster.syncCount > 0
+          ? `ANY ${c.cluster.syncCount} (healthy standbys)`
+          : ''
+        : c.syncStandbyNames,
       current: s.currentSyncNames,
       degraded: primary && s.degraded,
       observation: s.sync,

@@ -109,6 +109,14 @@ export interface DcsMemory {
   lastError: string | null;
   /** Primary: the member names its replication slots were last ensured for. */
   slotsFor: string;
+  /**
+   * Primary with quorum commit: WAL position noted right after synchronous_standby_names last
+   * took effect (or at the first iteration as primary); see sync-decision.ts.
+   */
+  syncSince: Lsn | null;
+  /** Primary: each standby's last reply_time seen, and when it last streamed and replied. */
+  lastReplyAt: Record<string, number>;
+  lastGoodAt: Record<string, number>;
 }
 
 export const INITIAL_DCS_MEMORY: DcsMemory = {
@@ -120,6 +128,9 @@ export const INITIAL_DCS_MEMORY: DcsMemory = {
   streamedUnderLeader: [],
   lastError: null,
   slotsFor: '',
+  syncSince: null,
+  lastReplyAt: {},
+  lastGoodAt: {},
 };
 
 export function initialState(now: number): KeeperState {
@@ -167,7 +178,7 @@ export function initialState(now: number): KeeperState {
     notifiedPeerDown: false,
     lastProbeLatencyMs: null,
     counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
-    dcs: { ...INITIAL_DCS_MEMORY, streamedUnderLeader: [] },
+    dcs: { ...INITIAL_DCS_MEMORY, streamedUnderLeader: [], lastReplyAt: {}, lastGoodAt: {} },
   };
 }
 

@@ -37,7 +37,7 @@ export async function etcdConfigs(
   cluster: string,
   nodes: Record<Name, SandboxNode>,
   t: EtcdKeeperTiming = TIMING,
-  extra: Partial<Record<Name, Record<string, unknown>>> = {},
+  syncCount = 0,
 ) {
   const ports = { a: await freePort(), b: await freePort(), c: await freePort() };
   const members = NAMES.map((n) => ({
@@ -51,10 +51,9 @@ export async function etcdConfigs(
     failures: 3,
     connectTimeout: `${t.connectTimeoutMs}ms`,
     dcs: { etcd: { endpoints: etcd.endpoints({ from: `keeper-${n}` }), ttl: `${t.ttlSeconds}s` } },
-    cluster: { name: cluster, members },
+    cluster: { name: cluster, members, syncCount },
     http: { listen: `127.0.0.1:${ports[n]}` },
     log: { level: 'debug' },
-    ...(extra[n] ?? {}),
   });
   return { a: one('a'), b: one('b'), c: one('c') };
 }
@@ -67,6 +66,8 @@ export async function startEtcdCluster3(
   etcd: EtcdCluster,
   cluster: string,
   t: EtcdKeeperTiming = TIMING,
+  /** cluster.syncCount for every keeper (quorum commit). */
+  syncCount = 0,
 ): Promise<EtcdCluster3> {
   const sb = await Sandbox.create({ name: cluster });
   const keepers: Partial<Record<Name, RunningKeeper>> = {};
@@ -82,7 +83,7 @@ export async function startEtcdCluster3(
     const b = await sb.createStandby('b', a);
     const c = await sb.createStandby('c', a);
     const nodes = { a, b, c };
-    const raw = await etcdConfigs(etcd, cluster, nodes, t);
+    const raw = await etcdConfigs(etcd, cluster, nodes, t, syncCount);
     for (const n of NAMES) keepers[n] = await startInProcess(n, raw[n]);
     const k = keepers as Record<Name, RunningKeeper>;
     await until('a leads with its write lease', () => k.a.handle.status().writable, 30_000);
