@@ -92,9 +92,15 @@ export const KEEPER_HELP: ProgramHelp = {
       name: 'pause',
       summary: 'stop automatic actions (promote, degrade, fence) until resume',
       usage: ['pause [--json] [--url <keeper url> | --config <file.yaml>]'],
-      description: 'Needs the bearer token: PGFLEET_KEEPER_HTTP_TOKEN or http.token from --config.',
+      description:
+        'With --config on etcd (dcs.etcd): pauses the whole cluster, written to etcd directly.\n' +
+        'Otherwise this one keeper, over HTTP: needs the bearer token (PGFLEET_KEEPER_HTTP_TOKEN or\n' +
+        'http.token from --config).',
       options: URL_OPTIONS,
-      examples: ['PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008'],
+      examples: [
+        'pgfleet-keeper pause --config /etc/pgfleet/keeper.yaml',
+        'PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008',
+      ],
     },
     {
       name: 'resume',

@@ -159,9 +159,13 @@ export function describeOperation(command: string, ok: boolean, body: Record<str
   if (!ok) return `${command} failed: ${String(body.error ?? 'no reason given')}`;
   switch (command) {
     case 'pause':
-      return 'keeper paused: no automatic action (promote, degrade, fence) until resume';
+      return body.cluster
+        ? `cluster ${String(body.cluster)} paused: no automatic failover, fencing or sync change until resume`
+        : 'keeper paused: no automatic action (promote, degrade, fence) until resume';
     case 'resume':
-      return 'keeper resumed: automatic actions are on again';
+      return body.cluster
+        ? `cluster ${String(body.cluster)} resumed: automatic actions are on again`
+        : 'keeper resumed: automatic actions are on again';
     case 'switchover':
       return `switchover done: ${String(body.promoted)} is primary on timeline ${String(body.timeline ?? '?')} (caught up to ${String(body.lsn ?? '?')}); rejoin the old primary with pgfleet-keeper rejoin`;
     case 'failover':
@@ -287,18 +291,11 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   return EXIT_OK;
 }
 
-/** `list` and `history`: one read of the cluster from etcd, printed. */
-async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
-  const c = configFrom(args.flags, env);
+/** The etcd of a config with dcs.etcd, for the commands that read or write it directly. */
+function etcdOf(c: KeeperConfig) {
   const etcd = c.dcs?.etcd;
-  if (!etcd) {
-    write(
-      process.stderr,
-      `pgfleet-keeper ${command}: the configuration has no dcs.etcd (list and history read a cluster on etcd)`,
-    );
-    return EXIT_USAGE;
-  }
-  const dcs = createEtcdDcs({
+  if (!etcd) return null;
+  return createEtcdDcs({
     endpoints: etcd.endpoints,
     prefix: etcd.prefix,
     cluster: c.cluster.name,
@@ -308,6 +305,47 @@ async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.
     logger: createLogger({ level: 'silent', format: 'json' }),
     clock: systemClock,
   });
+}
+
+/**
+ * `pause`/`resume`: with a config on etcd, the whole cluster, written to etcd directly (every
+ * keeper follows the config key, like `patronictl pause`); otherwise the one keeper, over HTTP.
+ */
+async function cmdPause(command: 'pause' | 'resume', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const c = args.flags.config && !args.flags.url ? configFrom(args.flags, env) : null;
+  const dcs = c ? etcdOf(c) : null;
+  if (!c || !dcs) return cmdPost(command, args, env);
+  const paused = command === 'pause';
+  try {
+    await dcs.updateConfig((cur) => ({ ...cur, paused }));
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: cannot write to etcd (${c.dcs?.etcd.endpoints.join(', ')}): ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+  const body = { ok: true, paused, cluster: c.cluster.name };
+  write(
+    process.stdout,
+    args.bools.has('json') ? JSON.stringify(body, null, 2) : describeOperation(command, true, body),
+  );
+  return EXIT_OK;
+}
+
+/** `list` and `history`: one read of the cluster from etcd, printed. */
+async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const c = configFrom(args.flags, env);
+  const dcs = etcdOf(c);
+  if (!dcs) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: the configuration has no dcs.etcd (list and history read a cluster on etcd)`,
+    );
+    return EXIT_USAGE;
+  }
   try {
     const snap = await dcs.readCluster();
     const json = args.bools.has('json');
@@ -322,7 +360,7 @@ async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.
   } catch (err) {
     write(
       process.stderr,
-      `pgfleet-keeper ${command}: cannot read the cluster from etcd (${etcd.endpoints.join(', ')}): ${(err as Error).message}`,
+      `pgfleet-keeper ${command}: cannot read the cluster from etcd (${c.dcs?.etcd.endpoints.join(', ')}): ${(err as Error).message}`,
     );
     return EXIT_RUNTIME;
   } finally {
@@ -402,6 +440,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await cmdStatus(args, env);
       case 'pause':
       case 'resume':
+        return await cmdPause(command.name, args, env);
       case 'switchover':
         return await cmdPost(command.name, args, env);
       case 'failover':

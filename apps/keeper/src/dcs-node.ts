@@ -62,6 +62,16 @@ export function noteSnapshot(ctx: LoopContext, snap: ClusterSnapshot, selfStream
   const d = ctx.state.dcs;
   d.snapshot = snap;
   d.readAt = ctx.clock.now();
+  // The cluster-wide pause (pgfleet-keeper pause) is the config key in etcd.
+  if (snap.config.paused !== ctx.state.paused) {
+    ctx.state.paused = snap.config.paused;
+    ctx.logger.warn(
+      { event: snap.config.paused ? 'paused' : 'resumed' },
+      snap.config.paused
+        ? `cluster ${ctx.config.cluster.name} paused: no automatic failover, fencing or sync change until resume`
+        : `cluster ${ctx.config.cluster.name} resumed: automatic actions are on again`,
+    );
+  }
   if (!snap.leader) return;
   const rec = snap.members.find((m) => m.name === snap.leader?.name);
   if (d.leader?.name !== snap.leader.name) d.streamedUnderLeader = [];

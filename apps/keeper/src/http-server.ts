@@ -18,6 +18,8 @@ import { parseSize } from './units.js';
  * | /async /asynchronous [?lag=]               | a streaming standby that is not synchronous     |
  * | /read-only /readiness                      | writable primary or streaming standby           |
  * | /read-only-sync                            | writable primary or synchronous standby         |
+ * | /quorum                                    | a streaming standby counted as a quorum voter   |
+ * | /read-only-quorum                          | writable primary or quorum standby              |
  * | /health                                    | PostgreSQL answers (any role)                   |
  * | /liveness                                  | the keeper loop ran recently                    |
  * | /status                                    | always: JSON status                             |
@@ -117,6 +119,11 @@ export function healthCode(
     case '/readiness':
       return primary || replica ? 200 : 503;
     case '/read-only-sync':
+      return primary || sync ? 200 : 503;
+    // Quorum commit (Patroni 4): a standby the primary's promise counts as a voter.
+    case '/quorum':
+      return sync ? 200 : 503;
+    case '/read-only-quorum':
       return primary || sync ? 200 : 503;
     case '/health':
       return s.role === 'primary' || s.role === 'standby' || s.role === 'witness' ? 200 : 503;

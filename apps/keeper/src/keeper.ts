@@ -7,7 +7,7 @@ import { clusterView, historyView } from './cluster-view.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
 import { type ClusterSnapshot, createEtcdDcs, type Dcs } from './dcs/index.js';
-import { dcsCall, memberState } from './dcs-node.js';
+import { dcsCall, memberState, noteSnapshot } from './dcs-node.js';
 import { dcsPrimaryIteration } from './dcs-primary-loop.js';
 import { dcsStandbyIteration } from './dcs-standby-loop.js';
 import { manualFailover } from './failover.js';
@@ -186,12 +186,25 @@ async function startNodeKeeper(
     ctx.record('wait', `local server down: ${local.reason}`, { downCause: local.downCause });
     if (dcs) {
       state.dcs.fenceBy = null;
-      void dcsCall(ctx, 'publish member key', () => dcs.touchMember(memberState(ctx, facts), { signal }));
+      // The member key says down, and the read brings the cluster's pause state.
+      const [, snap] = await Promise.all([
+        dcsCall(ctx, 'publish member key', () => dcs.touchMember(memberState(ctx, facts), { signal })),
+        dcsCall(ctx, 'read cluster', () => dcs.readCluster({ signal })),
+      ]);
+      if (snap) noteSnapshot(ctx, snap, false);
     }
     state.replicaStreaming = false;
     // Fast path: our primary's postmaster is gone while this host lives. The standby's
     // keeper confirms with one probe and promotes without waiting for failures × interval.
-    const dead = local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause);
+    // On etcd the leader key lives with this keeper's session, so a server down for any other
+    // reason (stopped, in crash recovery) gives it up after failures × interval too: it takes
+    // no writes, and a standby may lead. A postmaster that hangs (timeout) is the guard's: it
+    // stops the server, then releases.
+    const longDown =
+      dcs !== undefined &&
+      local.downCause !== 'timeout' &&
+      clock.now() - state.roleSince >= c.failures * c.intervalMs;
+    const dead = (local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause)) || longDown;
     if (state.lastServingRole === 'primary' && dead && !state.notifiedPeerDown && !state.paused) {
       state.notifiedPeerDown = true;
       logger.warn(
@@ -336,11 +349,14 @@ async function startNodeKeeper(
 
   const post: Record<string, (body: unknown) => Promise<PostResult>> = {
     '/pause': async () => {
+      // On etcd the whole cluster pauses (the config key every keeper reads), like Patroni.
+      if (dcs) return setClusterPause(true);
       state.paused = true;
       logger.warn({ event: 'paused' }, 'keeper paused by operator: no automatic action until resume');
       return { status: 200, body: { paused: true } };
     },
     '/resume': async () => {
+      if (dcs) return setClusterPause(false);
       state.paused = false;
       logger.warn({ event: 'resumed' }, 'keeper resumed by operator');
       ctx.wake();
@@ -379,6 +395,16 @@ async function startNodeKeeper(
         },
       }
     : {};
+
+  async function setClusterPause(paused: boolean): Promise<PostResult> {
+    try {
+      await dcs?.updateConfig((cur) => ({ ...cur, paused }), { signal });
+    } catch (err) {
+      return { status: 503, body: { error: `etcd: ${errorText(err)}` } };
+    }
+    ctx.wake();
+    return { status: 200, body: { paused, cluster: c.cluster.name } };
+  }
 
   const api: HttpApi = {
     status,

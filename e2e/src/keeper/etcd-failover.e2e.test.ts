@@ -218,4 +218,78 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       await cl.stop();
     }
   });
+  it('pause through etcd: a dead primary is not replaced while the cluster is paused; on resume it is', async () => {
+    const cl = await startEtcdCluster3(etcd, `pause${++n}`);
+    try {
+      const file = writeConfig(cl.raw.c);
+      const paused = await runCli(['pause', '--config', file]);
+      expect(paused.code, paused.stderr).toBe(0);
+      expect(paused.stdout).toMatch(/^cluster pause\d+ paused: no automatic failover/);
+      await until('every keeper sees the pause', () =>
+        (['a', 'b', 'c'] as Name[]).every((x) => cl.keepers[x].handle.status().paused),
+      );
+      const view = (await (await fetch(`${cl.keepers.b.handle.url}/cluster`)).json()) as { paused: boolean };
+      expect(view.paused).toBe(true);
+      const killedAt = Date.now();
+      await cl.nodes.a.kill();
+      // Longer than the leader key's TTL and a few loops: nobody takes over.
+      await sleep(3000 + 2000);
+      for (const x of ['b', 'c'] as Name[]) {
+        expect(cl.keepers[x].handle.status().role).toBe('standby');
+        expect(cl.keepers[x].handle.status().counters.promotions).toBe(0);
+      }
+      const resumed = await runCli(['resume', '--config', file]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const resumedAt = Date.now();
+      const leader = await until(
+        'a standby promoted after the resume',
+        () => (['b', 'c'] as Name[]).find((x) => cl.keepers[x].handle.status().role === 'primary'),
+        30_000,
+      );
+      const follower: Name = leader === 'b' ? 'c' : 'b';
+      await until(
+        'the other standby follows the new primary',
+        () => followsFrom(cl, leader, follower),
+        30_000,
+      );
+      const attempts = await cl.watch.stop();
+      const f = judgeFailover(attempts, 'a', [leader], killedAt);
+      console.log(
+        `keeper etcd e2e (PostgreSQL ${major}) pause: no failover for 5 s while paused; ${leader} promoted, first write ` +
+          `${f.firstNewAt === null ? '-' : Math.round(f.firstNewAt - resumedAt)} ms after the resume`,
+      );
+      expect(f.twoWriters.count, explain(f, cl)).toBe(0);
+      expect(f.firstNewAt, explain(f, cl)).toBeGreaterThan(resumedAt - 1000);
+    } finally {
+      await cl.stop();
+    }
+  });
+  it('primary stopped cleanly: its keeper gives up the leader key, a standby takes over', async () => {
+    const cl = await startEtcdCluster3(etcd, `stop${++n}`);
+    try {
+      await sleep(500);
+      const faultAt = Date.now();
+      await cl.nodes.a.stop('fast');
+      const leader = await until(
+        'a standby promoted',
+        () => (['b', 'c'] as Name[]).find((x) => cl.keepers[x].handle.status().role === 'primary'),
+        30_000,
+      );
+      const follower: Name = leader === 'b' ? 'c' : 'b';
+      await until(
+        'the other standby follows the new primary',
+        () => followsFrom(cl, leader, follower),
+        30_000,
+      );
+      const attempts = await cl.watch.stop();
+      const f = judgeFailover(attempts, 'a', [leader], faultAt);
+      console.log(
+        `keeper etcd e2e (PostgreSQL ${major}) primary-clean-stop: ${leader} promoted, first write ${f.ttfwMs} ms after the stop`,
+      );
+      expect(f.twoWriters.count, explain(f, cl)).toBe(0);
+      expect(cl.keepers[follower].handle.status().counters.promotions).toBe(0);
+    } finally {
+      await cl.stop();
+    }
+  });
 });

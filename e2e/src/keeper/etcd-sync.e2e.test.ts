@@ -46,6 +46,16 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: quorum commit (ANY 1) on 1 pr
         20_000,
       );
 
+      // Patroni's quorum health checks: the voters answer /quorum, the primary /read-only-quorum.
+      const code = async (x: Name, path: string) =>
+        (await fetch(`${cl.keepers[x].handle.url}${path}`, { signal: AbortSignal.timeout(5000) })).status;
+      expect([await code('a', '/quorum'), await code('b', '/quorum'), await code('c', '/quorum')]).toEqual([
+        503, 200, 200,
+      ]);
+      expect(await code('a', '/read-only-quorum')).toBe(200);
+      expect(await code('a', '/leader')).toBe(200);
+      expect(await code('b', '/leader')).toBe(503);
+
       // c stops: after the grace (failures × interval) it leaves the set; commits never waited on
       // it alone (b acknowledges), and no acknowledged write is lost below.
       const stoppedAt = Date.now();
