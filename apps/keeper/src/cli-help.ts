@@ -113,21 +113,35 @@ export const KEEPER_HELP: ProgramHelp = {
     {
       name: 'switchover',
       summary: "planned handover, asked of the primary's keeper: no acknowledged write lost",
-      usage: ['switchover [--json] [--url <primary keeper url> | --config <file.yaml>]'],
+      usage: [
+        'switchover [--candidate <member>] [--json] [--url <primary keeper url> | --config <file.yaml>]',
+      ],
       description:
         'Fences the primary, waits until the standby replayed everything, promotes it. The old\n' +
-        'primary stays fenced: turn it into a standby with `pgfleet-keeper rejoin`.',
-      options: URL_OPTIONS,
-      examples: ["pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper"],
+        'primary stays fenced: turn it into a standby with `pgfleet-keeper rejoin`. On etcd\n' +
+        '(dcs.etcd in --config) the leader is found in etcd, the best standby is chosen unless\n' +
+        '--candidate names one, and the other standbys follow it.',
+      options: [
+        { flag: '--candidate <member>', text: 'on etcd: the standby to hand over to' },
+        ...URL_OPTIONS,
+      ],
+      examples: [
+        "pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper",
+        'pgfleet-keeper switchover --candidate c --config /etc/pgfleet/keeper.yaml   # on etcd, from any node',
+      ],
     },
     {
       name: 'failover',
       summary: "promote the standby now, asked of the standby's keeper",
-      usage: ['failover [--force] [--json] [--url <standby keeper url> | --config <file.yaml>]'],
+      usage: [
+        'failover [--candidate <member>] [--force] [--json] [--url <keeper url> | --config <file.yaml>]',
+      ],
       description:
         'Refused while the primary answers (use switchover). Without --force only if the lag,\n' +
-        'replay and sync gates pass.',
+        'replay and sync gates pass. On etcd: --candidate names the standby to promote once no\n' +
+        'member holds the leader key; any keeper of the cluster takes the request.',
       options: [
+        { flag: '--candidate <member>', text: 'on etcd: the standby to promote' },
         { flag: '--force', text: 'promote even if a gate fails (acknowledged commits may be lost)' },
         ...URL_OPTIONS,
       ],

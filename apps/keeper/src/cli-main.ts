@@ -34,7 +34,7 @@ export const EXIT_USAGE = 2;
 const GRAMMAR = { booleans: ['json', 'force'], aliases: { c: 'config' } } as const;
 
 /** Flags a command reads itself; every other flag must name a config key. */
-const COMMAND_FLAGS = ['config', 'url', 'pgdata', 'bindir', 'slot', 'primary-conninfo'];
+const COMMAND_FLAGS = ['config', 'url', 'pgdata', 'bindir', 'slot', 'primary-conninfo', 'candidate'];
 
 type Args = ParsedArgs;
 
@@ -180,8 +180,9 @@ async function cmdPost(
   args: Args,
   env: NodeJS.ProcessEnv,
   body: unknown = {},
+  target: { url: string; token?: string } = keeperUrl(args, env),
 ): Promise<number> {
-  const { url, token } = keeperUrl(args, env);
+  const { url, token } = target;
   const json = args.bools.has('json');
   let res: Response;
   let text: string;
@@ -335,6 +336,39 @@ async function cmdPause(command: 'pause' | 'resume', args: Args, env: NodeJS.Pro
   return EXIT_OK;
 }
 
+/**
+ * `switchover [--candidate <member>]`: runs on the leader's keeper. With a config on etcd and no
+ * --url, the leader and its keeper's URL come from etcd.
+ */
+async function cmdSwitchover(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const body = args.flags.candidate ? { candidate: args.flags.candidate } : {};
+  const c = args.flags.config && !args.flags.url ? configFrom(args.flags, env) : null;
+  const dcs = c ? etcdOf(c) : null;
+  if (!c || !dcs) return cmdPost('switchover', args, env, body);
+  let url: string | null = null;
+  try {
+    const snap = await dcs.readCluster();
+    const leader = snap.leader?.name;
+    url = snap.members.find((m) => m.name === leader)?.keeperUrl ?? null;
+    if (!leader || !url) {
+      write(
+        process.stderr,
+        `pgfleet-keeper switchover: ${leader ? `the leader ${leader} publishes no keeper URL` : 'no member holds the leader key'}`,
+      );
+      return EXIT_RUNTIME;
+    }
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper switchover: cannot read the cluster from etcd: ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+  return cmdPost('switchover', args, env, body, { url, ...(c.http.token ? { token: c.http.token } : {}) });
+}
+
 /** `list` and `history`: one read of the cluster from etcd, printed. */
 async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const c = configFrom(args.flags, env);
@@ -442,9 +476,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       case 'resume':
         return await cmdPause(command.name, args, env);
       case 'switchover':
-        return await cmdPost(command.name, args, env);
+        return await cmdSwitchover(args, env);
       case 'failover':
-        return await cmdPost('failover', args, env, { force: args.bools.has('force') });
+        return await cmdPost('failover', args, env, {
+          force: args.bools.has('force'),
+          ...(args.flags.candidate ? { candidate: args.flags.candidate } : {}),
+        });
       case 'rejoin':
         return await cmdRejoin(args, env);
       case 'list':

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from './config.js';
-import type { MemberRecord } from './dcs/index.js';
+import type { ClusterSnapshot, Handover, MemberRecord } from './dcs/index.js';
 import { leaderAddress, slotName } from './dcs-node.js';
+import { activeHandover } from './dcs-standby-loop.js';
 
 const config = parseConfig({
   node: { name: 'a', conninfo: 'host=/var/run/postgresql user=postgres' },
@@ -50,5 +51,31 @@ describe('leaderAddress', () => {
     expect(leaderAddress(config, 'c', undefined)).toEqual({
       error: 'no conninfo known for c (list it under cluster.members)',
     });
+  });
+});
+
+describe('activeHandover', () => {
+  const snap = (handover?: Handover) =>
+    ({ config: { paused: false, ...(handover ? { handover } : {}) } }) as unknown as ClusterSnapshot;
+  const now = Date.parse('2026-11-27T08:00:00.000Z');
+  const h: Handover = {
+    kind: 'switchover',
+    from: 'a',
+    to: 'c',
+    force: false,
+    until: '2026-11-27T08:01:00.000Z',
+  };
+
+  it('applies to a handover from the former leader that has not timed out', () => {
+    expect(activeHandover(snap(h), 'a', now)).toEqual(h);
+  });
+
+  it.each([
+    ['none requested', undefined, 'a', now],
+    ['from another leader (an old request)', h, 'b', now],
+    ['timed out', h, 'a', Date.parse('2026-11-27T08:01:00.001Z')],
+    ['an unreadable deadline', { ...h, until: 'soon' }, 'a', now],
+  ])('ignores %s', (_what, handover, former, at) => {
+    expect(activeHandover(snap(handover as Handover | undefined), former as string, at as number)).toBeNull();
   });
 });

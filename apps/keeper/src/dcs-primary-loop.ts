@@ -41,6 +41,15 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
   const requestTimeoutMs = c.dcs?.etcd.requestTimeoutMs ?? c.intervalMs;
   const evidenceSince = clock.now();
 
+  if (s.switchoverRunning) {
+    // Fenced for a switchover: keep the key (and so every other standby waiting) until the
+    // candidate caught up and the switchover releases it.
+    if (d.heldUntil !== null)
+      await dcsCall(ctx, 'renew leader key', () => dcs.renewLeader({ signal: ctx.signal }));
+    await publish(ctx, local);
+    ctx.record('wait', 'switchover under way');
+    return;
+  }
   if (local.info.fenced || s.fenced) {
     // A fenced primary takes no writes and does not lead: a standby may take over.
     if (d.heldUntil !== null || d.snapshot?.leader?.name === c.node.name)

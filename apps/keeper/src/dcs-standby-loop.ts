@@ -1,7 +1,7 @@
 import { detectRoleOn, replayStatus } from '@pgfleet/roles';
 import { type CandidateFacts, selectCandidate } from './candidate-decision.js';
 import { errorText, type LoopContext } from './context.js';
-import type { ClusterSnapshot, MemberRecord } from './dcs/index.js';
+import type { ClusterSnapshot, Handover, MemberRecord } from './dcs/index.js';
 import { dcsCall, followLeader, memberState, noteSnapshot, requireDcs } from './dcs-node.js';
 import { wantedSyncCount } from './dcs-sync.js';
 import type { LocalFacts } from './local-facts.js';
@@ -84,10 +84,6 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     return;
   }
 
-  if (s.paused) {
-    ctx.record('wait', 'no leader, but the keeper is paused by the operator: not promoting', {}, 'paused');
-    return;
-  }
   const former = d.leader;
   if (!former) {
     ctx.record(
@@ -96,6 +92,12 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
       {},
       'never-led',
     );
+    return;
+  }
+  const handover = activeHandover(snap, former.name, ctx.clock.now());
+  // A pause stops automatic failover; an operator's handover goes ahead (Patroni does the same).
+  if (s.paused && !handover) {
+    ctx.record('wait', 'no leader, but the cluster is paused by the operator: not promoting', {}, 'paused');
     return;
   }
   const members = await candidateFacts(ctx, snap, local);
@@ -108,6 +110,7 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     synchronous: wantedSyncCount(ctx, snap) > 0 || (snap.sync !== null && snap.sync.minAcks > 0),
     sync: snap.sync,
     maxLagOnFailover: c.maxLagOnFailover,
+    ...(handover ? { requested: { name: handover.to, force: handover.force } } : {}),
   });
   if (decision.best !== c.node.name) {
     ctx.record(
@@ -134,7 +137,9 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     ctx.wake();
     return;
   }
-  const reason = `promoting: leader ${former.name} gone, won the leader key; ${decision.reason}`;
+  const reason = handover
+    ? `promoting: ${handover.kind} from ${former.name} to ${c.node.name} requested by the operator, won the leader key; ${decision.reason}`
+    : `promoting: leader ${former.name} gone, won the leader key; ${decision.reason}`;
   ctx.record('promote', reason);
   const switchLsn = local.info.lsn ?? null;
   await promoteLocal(ctx, reason);
@@ -154,7 +159,9 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
       {
         timeline: s.timeline ?? 0,
         switchLsn,
-        reason: `failover: ${former.name} gone; ${decision.reason}`,
+        reason: handover
+          ? `${handover.kind} from ${former.name} to ${c.node.name} (operator)${handover.force ? ', forced' : ''}; ${decision.reason}`
+          : `failover: ${former.name} gone; ${decision.reason}`,
         at: new Date().toISOString(),
         leader: c.node.name,
         previousLeader: former.name,
@@ -188,12 +195,27 @@ async function candidateFacts(
     streamingAtFailure: streamed.has(c.node.name),
     tags: c.tags,
   };
+  return [self, ...(await otherMembersFacts(ctx, snap))];
+}
+
+/** An operator's handover from `former` that still runs (null: none, or it timed out). */
+export function activeHandover(snap: ClusterSnapshot, former: string, now: number): Handover | null {
+  const h = snap.config.handover;
+  if (!h || h.from !== former) return null;
+  const until = Date.parse(h.until);
+  return Number.isFinite(until) && until > now ? h : null;
+}
+
+/** Every member but this one, with the freshest facts available (see candidateFacts). */
+export async function otherMembersFacts(ctx: LoopContext, snap: ClusterSnapshot): Promise<CandidateFacts[]> {
+  const { config: c, state: s } = ctx;
+  const streamed = new Set(s.dcs.streamedUnderLeader);
   const names = new Set<string>([
     ...snap.members.map((m) => m.name),
     ...c.cluster.members.filter((m) => m.conninfo).map((m) => m.name),
   ]);
   names.delete(c.node.name);
-  const others = await Promise.all(
+  return Promise.all(
     [...names].map(async (name): Promise<CandidateFacts> => {
       const rec = snap.members.find((m) => m.name === name);
       const conninfo = c.cluster.members.find((m) => m.name === name)?.conninfo;
@@ -221,7 +243,6 @@ async function candidateFacts(
       }
     }),
   );
-  return [self, ...others];
 }
 
 function fromRecord(name: string, rec: MemberRecord | undefined, streamed: boolean): CandidateFacts {

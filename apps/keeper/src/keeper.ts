@@ -7,6 +7,7 @@ import { clusterView, historyView } from './cluster-view.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
 import { type ClusterSnapshot, createEtcdDcs, type Dcs } from './dcs/index.js';
+import { dcsFailover, dcsSwitchover } from './dcs-handover.js';
 import { dcsCall, memberState, noteSnapshot } from './dcs-node.js';
 import { dcsPrimaryIteration } from './dcs-primary-loop.js';
 import { dcsStandbyIteration } from './dcs-standby-loop.js';
@@ -363,8 +364,8 @@ async function startNodeKeeper(
       return { status: 200, body: { paused: false } };
     },
     '/peer/notify': async (body) => handleNotice(ctx, body),
-    '/switchover': async () => switchover(ctx),
-    '/failover': async (body) => manualFailover(ctx, body),
+    '/switchover': async (body) => (dcs ? dcsSwitchover(ctx, body) : switchover(ctx)),
+    '/failover': async (body) => (dcs ? dcsFailover(ctx, body) : manualFailover(ctx, body)),
   };
 
   /** On etcd: a fresh read for /cluster and /history, the last one when etcd does not answer. */

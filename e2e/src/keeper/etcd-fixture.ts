@@ -1,7 +1,7 @@
 import { type EtcdCluster, freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { twoWriterMoments, type WriteAttempt } from '../support/write-ledger.js';
 import { LEDGER_DDL, startWriteWatch, type WriteWatch } from '../support/write-watch.js';
-import { type RunningKeeper, startInProcess, until } from './fixture.js';
+import { type RunningKeeper, startInProcess, TOKEN, until } from './fixture.js';
 
 /**
  * Issue 10: a keeper cluster on etcd. One primary `a` and standbys `b` and `c` from the
@@ -52,7 +52,7 @@ export async function etcdConfigs(
     connectTimeout: `${t.connectTimeoutMs}ms`,
     dcs: { etcd: { endpoints: etcd.endpoints({ from: `keeper-${n}` }), ttl: `${t.ttlSeconds}s` } },
     cluster: { name: cluster, members, syncCount },
-    http: { listen: `127.0.0.1:${ports[n]}` },
+    http: { listen: `127.0.0.1:${ports[n]}`, token: TOKEN },
     log: { level: 'debug' },
   });
   return { a: one('a'), b: one('b'), c: one('c') };
