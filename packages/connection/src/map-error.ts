@@ -36,6 +36,9 @@ const UNREACHABLE_MESSAGES = [
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
+/** node-pg's words for "the server asked for a password and the client had none". */
+const MISSING_PASSWORD = /client password must be a string|password must be a string/i;
+
 interface ErrorLike {
   message?: unknown;
   code?: unknown;
@@ -130,6 +133,16 @@ export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetErr
   const code = socketCode(e);
   if (code) {
     return new NodeUnreachableError(`${where} failed: ${raw} (${code})`, { ...base, reason: code }, options);
+  }
+  if (MISSING_PASSWORD.test(raw)) {
+    // node-pg says "SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string": an
+    // internal detail. What the user must change is the conninfo (or ~/.pgpass).
+    return new ConfigError(
+      `${where} failed: the server asks for a password and none is given ` +
+        '(no password in the conninfo, no PGPASSWORD, no matching ~/.pgpass entry)',
+      { ...base, key: 'password', reason: 'password_missing' },
+      options,
+    );
   }
   if (/does not support SSL/i.test(raw)) {
     // Permanent: retrying will not make the server grow TLS; the conninfo must change.
