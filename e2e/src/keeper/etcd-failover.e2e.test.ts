@@ -292,4 +292,28 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       await cl.stop();
     }
   });
+  it('a standby tagged noFailover is never promoted: the other one is, and the tagged one follows it', async () => {
+    // b would win the tie on names; its tag takes it out of the ranking.
+    const cl = await startEtcdCluster3(etcd, `tags${++n}`, undefined, 0, { b: { noFailover: true } });
+    try {
+      await sleep(500);
+      const faultAt = Date.now();
+      await cl.nodes.a.kill();
+      await until('c promoted', () => cl.keepers.c.handle.status().role === 'primary', 30_000);
+      await until('b follows c', () => followsFrom(cl, 'c', 'b'), 30_000);
+      const attempts = await cl.watch.stop();
+      const f = judgeFailover(attempts, 'a', ['c'], faultAt);
+      console.log(
+        `keeper etcd e2e (PostgreSQL ${major}) noFailover on b: c promoted, first write ${f.ttfwMs} ms after the kill`,
+      );
+      expect(f.twoWriters.count, explain(f, cl)).toBe(0);
+      expect(cl.keepers.b.handle.status().counters.promotions).toBe(0);
+      const list = (await (await fetch(`${cl.keepers.b.handle.url}/cluster`)).json()) as {
+        members: { name: string; tags: { noFailover: boolean } }[];
+      };
+      expect(list.members.find((m) => m.name === 'b')?.tags.noFailover).toBe(true);
+    } finally {
+      await cl.stop();
+    }
+  });
 });

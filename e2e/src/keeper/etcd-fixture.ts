@@ -38,6 +38,7 @@ export async function etcdConfigs(
   nodes: Record<Name, SandboxNode>,
   t: EtcdKeeperTiming = TIMING,
   syncCount = 0,
+  tags: Partial<Record<Name, Record<string, unknown>>> = {},
 ) {
   const ports = { a: await freePort(), b: await freePort(), c: await freePort() };
   const members = NAMES.map((n) => ({
@@ -52,6 +53,7 @@ export async function etcdConfigs(
     connectTimeout: `${t.connectTimeoutMs}ms`,
     dcs: { etcd: { endpoints: etcd.endpoints({ from: `keeper-${n}` }), ttl: `${t.ttlSeconds}s` } },
     cluster: { name: cluster, members, syncCount },
+    ...(tags[n] ? { tags: tags[n] } : {}),
     http: { listen: `127.0.0.1:${ports[n]}`, token: TOKEN },
     log: { level: 'debug' },
   });
@@ -68,6 +70,8 @@ export async function startEtcdCluster3(
   t: EtcdKeeperTiming = TIMING,
   /** cluster.syncCount for every keeper (quorum commit). */
   syncCount = 0,
+  /** Per-node tags (noFailover, failoverPriority). */
+  tags: Partial<Record<Name, Record<string, unknown>>> = {},
 ): Promise<EtcdCluster3> {
   const sb = await Sandbox.create({ name: cluster });
   const keepers: Partial<Record<Name, RunningKeeper>> = {};
@@ -83,7 +87,7 @@ export async function startEtcdCluster3(
     const b = await sb.createStandby('b', a);
     const c = await sb.createStandby('c', a);
     const nodes = { a, b, c };
-    const raw = await etcdConfigs(etcd, cluster, nodes, t, syncCount);
+    const raw = await etcdConfigs(etcd, cluster, nodes, t, syncCount, tags);
     for (const n of NAMES) keepers[n] = await startInProcess(n, raw[n]);
     const k = keepers as Record<Name, RunningKeeper>;
     await until('a leads with its write lease', () => k.a.handle.status().writable, 30_000);
