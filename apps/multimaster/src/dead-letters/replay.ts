@@ -1,4 +1,4 @@
-import { connect } from '@pgfleet/connection';
+import { connect, sqlStateOf } from '@pgfleet/connection';
 import { parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -233,7 +233,7 @@ export async function replayDeadLetter(
             if (err instanceof ReplayError) throw err;
             throw new ReplayError(
               `dead letter ${nodeName}:${id}, change ${c.seq} (${c.kind} on ${c.table_schema}.${c.table_name}) was refused again, nothing was replayed: ${(err as Error).message}`,
-              { node: nodeName, id, seq: c.seq, sqlState: (err as { code?: unknown }).code },
+              { node: nodeName, id, seq: c.seq, sqlState: sqlStateOf(err) },
               { cause: err },
             );
           }
