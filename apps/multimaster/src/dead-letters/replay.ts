@@ -136,7 +136,9 @@ export async function replayDeadLetter(
     const ctx: CarefulApplyContext = {
       db,
       edge,
-      ownOriginIds: own,
+      // The source's view when it wrote the transaction is long gone: every row last written
+      // by another node counts as a conflict, resolved with the source's commit time and rank.
+      seen: (_ts, originId) => own.has(originId),
       sourceRank: ranks.get(edge.source) ?? Number.MAX_SAFE_INTEGER,
       rankOfOriginId: (oid) => {
         if (oid === 0) return node.rank;
