@@ -334,10 +334,12 @@ export class EdgeRunner {
         busy = true;
         try {
           const { rows } = await ctl.query(
-            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS lsn`,
+            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS durable,
+                    coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS applied`,
             [edge.origin],
           );
-          const durable = parseLsn(rows[0].lsn);
+          a.committedThrough(parseLsn(rows[0].applied));
+          const durable = parseLsn(rows[0].durable);
           const ack = ackPosition({
             durable,
             lastApplied: a.lastAppliedEndLsn,

@@ -8,7 +8,6 @@ import { readChange, TupleSpans } from '../decode/change-reader.js';
 import type { DeleteMessage, InsertMessage, TruncateMessage, UpdateMessage } from '../decode/messages.js';
 import { parsePgoutput } from '../decode/pgoutput-parser.js';
 import type { Edge } from '../naming.js';
-import { formatPgTimestamp } from '../pg-time.js';
 import { ApplyConnection } from './apply-connection.js';
 import type { SessionParams } from './batch.js';
 import { Batcher } from './batcher.js';
@@ -22,8 +21,8 @@ import { CommitLedger } from './ledger.js';
 import type { ApplyPort } from './port.js';
 import { routeTransaction, shouldStream } from './routing.js';
 import { type OriginInfo, type SeenTracker, versionSeen } from './seen.js';
-import { COMMITTED_NOTICE, CONFLICTS_NOTICE, persistSeenSql } from './shape-sql.js';
-import { type ApplyTable, commitStatement, lastCommand } from './statements.js';
+import { CONFLICTS_NOTICE, persistSeenSql } from './shape-sql.js';
+import { type ApplyTable, lastCommand } from './statements.js';
 import { StreamedTx } from './streamed-tx.js';
 import { applyTableFor } from './target-table.js';
 import { type ApplyRelation, PendingTx } from './tx-builder.js';
@@ -118,7 +117,6 @@ export class Applier {
   private readonly newSpans = new TupleSpans();
   private persistedVersion = 0;
   private vector: { version: number; epoch: number; v: Array<bigint | null> } | null = null;
-  private lastSkipTs: bigint | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private flushing = false;
 
@@ -371,7 +369,7 @@ export class Applier {
     const keepLast = !all && last !== undefined && last.rows < this.o.batchRows;
     const send = keepLast ? groups.slice(0, -1) : groups;
     for (const g of send) s.group(g);
-    t.pending.groups = keepLast && last ? [last] : [];
+    t.pending.keepOnly(keepLast ? last : undefined);
   }
 
   private roomForStatements(): Promise<void> | undefined {
@@ -387,14 +385,12 @@ export class Applier {
       case 'pending':
       case 'echo': {
         this.ledger.handled(endLsn);
-        this.lastSkipTs = t.commitTs;
         this.o.port.report({ type: 'skipped', endLsn, reason: t.mode === 'echo' ? 'echo' : 'empty' });
         this.scheduleSeenFlush();
         return;
       }
       case 'batched': {
         const ready = { tx: t.pending, endLsn, seen: this.seenVector(), persist: this.persistFor(t) };
-        t.pending.endLsn = endLsn;
         if (!this.batcher.add(ready, this.expected)) {
           // A shape without a procedure of its own (too many shapes this session): stream it.
           this.batcher.flush();
@@ -500,38 +496,29 @@ export class Applier {
 
   /**
    * Echoes moved what the source had seen but no transaction of the source followed to
-   * record it: once the edge is idle, a small transaction records it and moves origin
-   * progress past the echoes, so the source may be told they are handled.
+   * record it: once the edge is idle, a small transaction records it, so that the source
+   * may be told the echoes are handled (the stream would not send them again after a
+   * restart). It commits synchronously: an acknowledgement past the echoes must not
+   * outlive a crash of the target. Origin progress stays at the last applied transaction
+   * (the commit carries the session's origin, without a new position).
    */
   private scheduleSeenFlush(): void {
     if (this.flushTimer || this.o.seen.version === this.persistedVersion) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = null;
-      const idle =
-        !this.failure &&
-        !this.tx &&
-        !this.busy &&
-        this.batcher.waiting === 0 &&
-        this.ledger.size === 0 &&
-        !this.flushing;
-      if (!idle || this.o.seen.version === this.persistedVersion) {
-        if (!this.failure && this.o.seen.version !== this.persistedVersion) this.scheduleSeenFlush();
-        return;
-      }
-      const endLsn = this.ledger.lastHandled;
-      const ts = this.lastSkipTs ?? 0n;
+      if (this.failure || this.o.seen.version === this.persistedVersion) return;
+      const idle = !this.tx && !this.busy && this.batcher.waiting === 0 && this.ledger.size === 0 && !this.flushing;
+      if (!idle) return this.scheduleSeenFlush();
       const version = this.o.seen.version;
       this.flushing = true;
       this.conn.send('BEGIN').catch(() => {});
+      this.conn.send('SET LOCAL synchronous_commit = on').catch(() => {});
       this.conn.send(persistSeenSql(this.o.edge.id), [this.o.seen.toJson()]).catch(() => {});
-      this.conn.send(commitStatement(formatLsn(endLsn), formatPgTimestamp(ts))).then(
+      this.conn.send('COMMIT').then(
         (r) => {
           this.flushing = false;
-          if (lastCommand(r) !== 'COMMIT')
-            return this.fail({ kind: 'retry', error: new Error('seen flush rolled back') });
+          if (lastCommand(r) !== 'COMMIT') return this.fail({ kind: 'retry', error: new Error('recording the source view rolled back') });
           this.persistedVersion = version;
-          if (endLsn > this.expected) this.expected = endLsn;
-          this.ledger.committedWithoutData(endLsn, ts);
           this.scheduleSeenFlush();
         },
         (err: Error) => {
@@ -552,17 +539,16 @@ export class Applier {
     };
   }
 
+  /**
+   * Origin progress read on another connection: every transaction sent up to it committed
+   * (a call confirms its run when it returns; this confirms the transactions of a run that
+   * committed while a later one of it still waits on a lock).
+   */
+  committedThrough(progress: Lsn): void {
+    this.ledger.confirmThrough(progress);
+  }
+
   private onNotice(m: string): void {
-    if (m.startsWith(COMMITTED_NOTICE)) {
-      let lsn: Lsn;
-      try {
-        lsn = parseLsn(m.slice(COMMITTED_NOTICE.length));
-      } catch {
-        return;
-      }
-      this.ledger.confirmThrough(lsn);
-      return;
-    }
     if (!m.startsWith(CONFLICTS_NOTICE)) return;
     let list: Array<{
       table_schema: string;

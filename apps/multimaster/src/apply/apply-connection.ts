@@ -7,6 +7,7 @@ import {
   groupFunctionSql,
   procedureParamCount,
   procedureSql,
+  type TxShape,
 } from './shape-sql.js';
 
 /** Procedures per session at most: beyond, transactions of new shapes are streamed with group functions. */
@@ -73,7 +74,7 @@ export class ApplyConnection {
   /** The transaction procedure for a shape (created on first use), or null when there are too many already. */
   procedure(
     shapeKey: string,
-    groups: readonly GroupShape[],
+    shape: TxShape,
     ctx: (g: GroupShape) => ConflictSqlContext,
   ): { name: string; call: string } | null {
     let name = this.procedures.get(shapeKey);
@@ -81,9 +82,9 @@ export class ApplyConnection {
       if (this.procedures.size >= MAX_PROCEDURES) return null;
       name = `pgf_s${this.counter++}`;
       this.procedures.set(shapeKey, name);
-      this.send(procedureSql(name, groups, ctx, this.edgeId)).catch(this.onBackgroundError);
+      for (const sql of procedureSql(name, shape, ctx, this.edgeId)) this.send(sql).catch(this.onBackgroundError);
     }
-    return { name, call: callSql(name, procedureParamCount(groups)) };
+    return { name, call: callSql(name, procedureParamCount(shape)) };
   }
 
   /** The group function for a group shape (created on first use). */

@@ -1,7 +1,7 @@
 import { formatLsn, type Lsn } from '@pgfleet/wal';
-import type { GroupShape } from './group-sql.js';
-import type { PendingTx } from './tx-builder.js';
-import { fixedArray, OID, stringArray, TextColumn, timestampMatrix } from './wire-arrays.js';
+import type { TxShape } from './shape-sql.js';
+import { columnMatrix, type PendingTx, type TxGroup } from './tx-builder.js';
+import { fixedArray, intMatrix, OID, stringArray, timestampMatrix } from './wire-arrays.js';
 
 /** A committed source transaction ready to apply: its rows, and what it was judged against. */
 export interface ReadyTx {
@@ -43,6 +43,16 @@ export function originParams(s: SessionParams): [Buffer, Buffer] {
 }
 
 /**
+ * The shape a transaction is applied with, and its key: transactions with equal keys run
+ * through one procedure.
+ */
+export function txShape(r: ReadyTx): { key: string; shape: TxShape } {
+  const groups = r.tx.groups.map((g) => ({ shape: g.shape, single: g.rows === 1 }));
+  const key = `${r.tx.groups.map((g) => `${g.shapeKey}#${g.rows === 1 ? 1 : 'n'}`).join('|')}${r.persist !== null ? '|P' : ''}`;
+  return { key, shape: { groups, persists: r.persist !== null } };
+}
+
+/**
  * A run of committed transactions of one shape, applied by one CALL of the shape's
  * procedure (each still its own target transaction).
  */
@@ -52,7 +62,7 @@ export class TxBatch {
 
   constructor(
     readonly shapeKey: string,
-    readonly groups: readonly GroupShape[],
+    readonly shape: TxShape,
     /** Origin progress before the first transaction: the call's guard. */
     readonly expected: Lsn,
   ) {}
@@ -100,21 +110,22 @@ export class TxBatch {
       timestamptzParam(session.floor),
       ...originParams(session),
     ];
-    for (let g = 0; g < this.groups.length; g++) {
-      const lo: number[] = [];
-      const hi: number[] = [];
-      let next = 1;
-      for (const r of txs) {
-        const rows = r.tx.groups[g]?.rows ?? 0;
-        lo.push(next);
-        hi.push(next + rows - 1);
-        next += rows;
+    this.shape.groups.forEach((sg, g) => {
+      if (!sg.single) {
+        const lo: number[] = [];
+        const hi: number[] = [];
+        let next = 1;
+        for (const r of txs) {
+          const rows = r.tx.groups[g]?.rows ?? 0;
+          lo.push(next);
+          hi.push(next + rows - 1);
+          next += rows;
+        }
+        out.push(intMatrix([lo, hi]));
       }
-      out.push(fixedArray(OID.int4, lo), fixedArray(OID.int4, hi));
-      const width = txs[0]?.tx.groups[g]?.columns.length ?? 0;
-      for (let j = 0; j < width; j++)
-        out.push(TextColumn.concat(txs.map((r) => r.tx.groups[g]?.columns[j] as TextColumn)));
-    }
+      const parts = txs.map((r) => ({ tx: r.tx, g: r.tx.groups[g] as TxGroup }));
+      out.push(columnMatrix(parts, parts[0]?.g.width ?? 0));
+    });
     return out;
   }
 }

@@ -2,7 +2,7 @@ import { classifyDriverError } from '@pgfleet/connection';
 import type { Lsn } from '@pgfleet/wal';
 import { SQLSTATE_GUARD } from '../metadata.js';
 import type { ApplyConnection } from './apply-connection.js';
-import { type ReadyTx, type SessionParams, TxBatch } from './batch.js';
+import { type ReadyTx, type SessionParams, TxBatch, txShape } from './batch.js';
 import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import type { CommitLedger } from './ledger.js';
@@ -44,12 +44,11 @@ export class Batcher {
    * caller applies it otherwise, after flush().
    */
   add(r: ReadyTx, expected: Lsn): boolean {
-    const key = r.tx.shapeKey();
+    const { key, shape } = txShape(r);
     if (this.batch && this.batch.shapeKey !== key) this.flush();
     if (!this.batch) {
-      const groups = r.tx.groups.map((g) => g.shape);
-      if (!this.c.conn.procedure(key, groups, this.c.conflictContext)) return false;
-      this.batch = new TxBatch(key, groups, expected);
+      if (!this.c.conn.procedure(key, shape, this.c.conflictContext)) return false;
+      this.batch = new TxBatch(key, shape, expected);
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -68,7 +67,7 @@ export class Batcher {
     const b = this.batch;
     if (!b) return;
     this.batch = null;
-    const proc = this.c.conn.procedure(b.shapeKey, b.groups, this.c.conflictContext) as NonNullable<
+    const proc = this.c.conn.procedure(b.shapeKey, b.shape, this.c.conflictContext) as NonNullable<
       ReturnType<ApplyConnection['procedure']>
     >;
     for (const r of b.txs)

@@ -6,7 +6,8 @@ export type ChangeKind = 'insert' | 'update' | 'delete';
 
 /**
  * The rows one set-based statement applies: one table, one kind of change, the same
- * columns. Its parameters are one text[] per column, holding the source's text forms:
+ * columns. Its parameters are the source's text forms, one row of a 2-dimensional text[]
+ * per column (a function takes at most 100 arguments, a table may have more columns):
  * insert → every column in `setIndexes`; update → the old key (keyIndexes), then the new
  * values of `setIndexes` (columns sent as unchanged TOAST and unchanged key columns left
  * out); delete → the key.
@@ -53,8 +54,9 @@ class GroupParams {
     return this.g.table;
   }
 
+  /** Parameter j of every row: row `idx` of it is `g<n>_a[j + 1][idx]` (one 2-dimensional text[] per group). */
   array(j: number): string {
-    return `g${this.n}_a${j}`;
+    return `g${this.n}_a[${j + 1}]`;
   }
 
   /** Parameter position of the old key column `keyPos` (0-based among keyIndexes). */
@@ -75,7 +77,7 @@ class GroupParams {
     return this.g.kind === 'update' ? this.t.keyIndexes.length + j : j;
   }
 
-  /** `(g1_a0[idx])::type`: parameter j of the row at `idx`, cast to its column's type. */
+  /** `(g1_a[j + 1][idx])::type`: parameter j of the row at `idx`, cast to its column's type. */
   value(j: number, idx: string): string {
     const ci = groupColumns(this.g)[j] as number;
     return `(${this.array(j)}[${idx}])::${col(this.t, ci).type}`;
@@ -157,61 +159,66 @@ class GroupParams {
  * (p_floor), or not newer than the newest transaction of its origin node that the source
  * had applied (p_seen[vector][roident]; +infinity for the source's own origins, NULL for
  * origins that are no mesh node). An expression on `t` so that EvalPlanQual re-evaluates
- * it on the version a statement locks after waiting for a concurrent writer.
+ * it on the version a statement locks after waiting for a concurrent writer. `vector`
+ * selects the row of p_seen.
  */
-export function seenCondition(alias: string): string {
+export function seenCondition(alias: string, vector: string): string {
   const ts = `pg_xact_commit_timestamp(${alias}.xmin)`;
   const origin = `pg_xact_commit_timestamp_origin(${alias}.xmin)`;
-  return `(coalesce(${ts} <= p_floor, true) OR (${origin}).timestamp <= p_seen[pgf_v][(${origin}).roident])`;
+  return `(coalesce(${ts} <= p_floor, true) OR (${origin}).timestamp <= p_seen[${vector}][(${origin}).roident])`;
 }
 
-/** seenCondition over an already read version (commit timestamp `ts`, origin id `id`). */
+/** seenCondition over an already read version (commit timestamp `ts`, origin id `id`), vector pgf_v. */
 function seenOf(ts: string, id: string): string {
   return `coalesce(${ts} IS NULL OR ${ts} <= p_floor OR ${ts} <= p_seen[pgf_v][${id}], false)`;
 }
 
 /**
- * Plpgsql of the optimistic apply of one group, rows `pgf_lo`..`pgf_hi`: every row whose
- * local version the source had seen is written in one statement; the row count tells
- * whether that was every row. If not (a row is missing, raced, or an insert's key
- * exists), `onMismatch` runs and nothing of the group may be kept: the caller rolls back
- * (procedure) or raises into a subtransaction (function) and applies the group carefully.
- * A multi-row INSERT runs without ON CONFLICT in a subtransaction that catches
- * unique_violation: ON CONFLICT costs a speculative insertion per row, the subtransaction
- * once per statement. A single row takes ON CONFLICT DO NOTHING (cheaper than a
- * subtransaction).
+ * Which rows of a group a statement applies: one row at index `index` (every transaction
+ * of the run has exactly one row in this group), or the rows `lo`..`hi`.
  */
-export function fastGroupSql(n: number, g: GroupShape, onMismatch: string): string {
+export type RowRange = { index: string } | { lo: string; hi: string };
+
+/**
+ * Plpgsql of the optimistic apply of one group: every row whose local version the source
+ * had seen is written in one statement, and the row count tells whether that was every
+ * row. If not (a row is missing, raced, or an insert's key exists), `onMismatch` runs,
+ * and nothing of the group may be kept: the caller rolls back (procedure) or raises into
+ * a subtransaction (function) and applies the transaction or group carefully.
+ * Every plpgsql statement here is evaluated anew in each transaction (plpgsql prepares a
+ * simple expression again after a COMMIT), so the code per row range is kept to the
+ * statement and one test. A multi-row INSERT runs without ON CONFLICT in a subtransaction
+ * that catches unique_violation (ON CONFLICT costs a speculative insertion per row, the
+ * subtransaction one per statement); a single row takes ON CONFLICT DO NOTHING.
+ */
+export function fastGroupSql(n: number, g: GroupShape, rows: RowRange, vector: string, onMismatch: string): string {
   const p = new GroupParams(n, g);
   const t = g.table;
-  const count = (stmt: string) =>
-    `${stmt}; GET DIAGNOSTICS pgf_n = ROW_COUNT; IF pgf_n <> pgf_hi - pgf_lo + 1 THEN ${onMismatch} END IF;`;
-  const pinned = (idx: string) =>
-    p
-      .identityAlways()
-      .map((ci) => ` AND t.${quoteIdent(col(t, ci).name)} = ${p.value(p.setParam(ci), idx)}`)
-      .join('');
+  const single = 'index' in rows;
+  const idx = single ? rows.index : 'k';
+  const from = single ? '' : `generate_series(${rows.lo}, ${rows.hi}) AS k`;
+  const check = single
+    ? `IF NOT FOUND THEN ${onMismatch} END IF;`
+    : `GET DIAGNOSTICS pgf_n = ROW_COUNT; IF pgf_n <> ${rows.hi} - ${rows.lo} + 1 THEN ${onMismatch} END IF;`;
+  const pinned = p.identityAlways().map((ci) => ` AND t.${quoteIdent(col(t, ci).name)} = ${p.value(p.setParam(ci), idx)}`).join('');
   if (g.kind === 'insert') {
     const cols = g.setIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
     const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;
-    const keys = t.keyIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
-    const one = `INSERT INTO ${target} VALUES (${g.setIndexes.map((_, j) => p.value(j, 'pgf_lo')).join(', ')}) ON CONFLICT (${keys}) DO NOTHING`;
-    const many = `INSERT INTO ${target} SELECT ${g.setIndexes.map((_, j) => p.value(j, 'k')).join(', ')} FROM generate_series(pgf_lo, pgf_hi) AS k`;
+    const values = g.setIndexes.map((_, j) => p.value(j, idx)).join(', ');
+    if (single) {
+      const keys = t.keyIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
+      return `INSERT INTO ${target} VALUES (${values}) ON CONFLICT (${keys}) DO NOTHING; ${check}`;
+    }
     return (
-      `IF pgf_lo = pgf_hi THEN ${one}; GET DIAGNOSTICS pgf_n = ROW_COUNT; ` +
-      `ELSE BEGIN ${many}; GET DIAGNOSTICS pgf_n = ROW_COUNT; EXCEPTION WHEN unique_violation THEN pgf_n := -1; END; END IF; ` +
-      `IF pgf_n <> pgf_hi - pgf_lo + 1 THEN ${onMismatch} END IF;`
+      `BEGIN INSERT INTO ${target} SELECT ${values} FROM ${from}; GET DIAGNOSTICS pgf_n = ROW_COUNT; ` +
+      'EXCEPTION WHEN unique_violation THEN pgf_n := -1; END; ' +
+      `IF pgf_n <> ${(rows as { hi: string }).hi} - ${(rows as { lo: string }).lo} + 1 THEN ${onMismatch} END IF;`
     );
   }
-  const seen = seenCondition('t');
-  if (g.kind === 'update') {
-    const one = `UPDATE ${only(t)} AS t SET ${p.setList('pgf_lo')} WHERE ${p.keyMatch('t', 'pgf_lo')}${pinned('pgf_lo')} AND ${seen}`;
-    const many = `UPDATE ${only(t)} AS t SET ${p.setList('k')} FROM generate_series(pgf_lo, pgf_hi) AS k WHERE ${p.keyMatch('t', 'k')}${pinned('k')} AND ${seen}`;
-    return `IF pgf_lo = pgf_hi THEN ${count(one)} ELSE ${count(many)} END IF;`;
-  }
-  const one = `DELETE FROM ${only(t)} AS t WHERE ${p.keyMatch('t', 'pgf_lo')} AND ${seen}`;
-  const many = `DELETE FROM ${only(t)} AS t USING generate_series(pgf_lo, pgf_hi) AS k WHERE ${p.keyMatch('t', 'k')} AND ${seen}`;
-  return `IF pgf_lo = pgf_hi THEN ${count(one)} ELSE ${count(many)} END IF;`;
+  const seen = seenCondition('t', vector);
+  if (g.kind === 'update')
+    return `UPDATE ${only(t)} AS t SET ${p.setList(idx)}${single ? '' : ` FROM ${from}`} WHERE ${p.keyMatch('t', idx)}${pinned} AND ${seen}; ${check}`;
+  return `DELETE FROM ${only(t)} AS t${single ? '' : ` USING ${from}`} WHERE ${p.keyMatch('t', idx)} AND ${seen}; ${check}`;
 }
 
 /**
@@ -305,7 +312,8 @@ function overwrite(p: GroupParams): string {
 }
 
 /**
- * Plpgsql of the careful apply of one group, rows `pgf_lo`..`pgf_hi`, in a transaction
+ * Plpgsql of the careful apply of one group, rows `pgf_lo`..`pgf_hi` (vector pgf_v, remote
+ * commit pgf_ts / pgf_lsn / pgf_xid), in a transaction
  * where nothing of the group was written yet: lock every local row first, decide each
  * against the version locked, record the conflicts, then write. Set-based throughout.
  */

@@ -59,6 +59,23 @@ export function fixedArray(
   return b;
 }
 
+/** A two-dimensional int4 array (rows × equal-length columns, lower bounds 1). */
+export function intMatrix(rows: ReadonlyArray<ReadonlyArray<number>>): Buffer {
+  const width = rows[0]?.length ?? 0;
+  const b = Buffer.allocUnsafe(28 + rows.length * width * 8);
+  let o = header(b, 2, false, OID.int4);
+  o = b.writeInt32BE(rows.length, o);
+  o = b.writeInt32BE(1, o);
+  o = b.writeInt32BE(width, o);
+  o = b.writeInt32BE(1, o);
+  for (const r of rows)
+    for (const v of r) {
+      o = b.writeInt32BE(4, o);
+      o = b.writeInt32BE(v, o);
+    }
+  return b;
+}
+
 /** A two-dimensional timestamptz array (rows × width, lower bounds 1 and `lowerBound2`); null elements allowed. */
 export function timestampMatrix(
   rows: ReadonlyArray<ReadonlyArray<bigint | null>>,
@@ -119,80 +136,4 @@ export function stringArray(
     }
   }
   return b;
-}
-
-/**
- * text[] elements gathered from pgoutput tuple data: each element is the 4-byte length and
- * the bytes that follow a 't' column in a tuple (exactly the binary element layout), or
- * NULL. Elements are appended as spans of message buffers and copied once, into the array.
- */
-export class TextColumn {
-  private chunks: Buffer[] = [];
-  private cur: Buffer;
-  private pos = 0;
-  count = 0;
-  private nulls = 0;
-
-  constructor(initial = 256) {
-    this.cur = Buffer.allocUnsafe(initial);
-  }
-
-  private room(n: number): void {
-    if (this.pos + n <= this.cur.length) return;
-    this.chunks.push(this.cur.subarray(0, this.pos));
-    this.cur = Buffer.allocUnsafe(Math.max(n, this.cur.length * 2));
-    this.pos = 0;
-  }
-
-  /** Appends the element whose int32 length starts at `at` in `buf` (pgoutput's 't' column body). */
-  addSpan(buf: Buffer, at: number): void {
-    const len = buf.readInt32BE(at);
-    this.room(4 + len);
-    this.pos += buf.copy(this.cur, this.pos, at, at + 4 + len);
-    this.count++;
-  }
-
-  addNull(): void {
-    this.room(4);
-    this.pos = this.cur.writeInt32BE(-1, this.pos);
-    this.count++;
-    this.nulls++;
-  }
-
-  private parts(): Buffer[] {
-    return [...this.chunks, this.cur.subarray(0, this.pos)];
-  }
-
-  get byteLength(): number {
-    let n = this.pos;
-    for (const c of this.chunks) n += c.length;
-    return n;
-  }
-
-  /** The text[] parameter. */
-  toArray(): Buffer {
-    return TextColumn.concat([this]);
-  }
-
-  /** One text[] parameter of the elements of several columns, in order (one copy). */
-  static concat(columns: readonly TextColumn[]): Buffer {
-    let count = 0;
-    let nulls = 0;
-    for (const c of columns) {
-      count += c.count;
-      nulls += c.nulls;
-    }
-    if (count === 0) {
-      const b = Buffer.allocUnsafe(12);
-      header(b, 0, false, OID.text);
-      return b;
-    }
-    const head = Buffer.allocUnsafe(20);
-    header(head, 1, nulls > 0, OID.text);
-    head.writeInt32BE(count, 12);
-    head.writeInt32BE(1, 16);
-    const parts: Buffer[] = [head];
-    for (const c of columns) for (const p of c.parts()) parts.push(p);
-    return Buffer.concat(parts);
-  }
 }
