@@ -73,12 +73,17 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
         const nat = summarize(r.runs.map((x) => x.native.transactions / x.native.seconds)).median;
         const ours = summarize(r.runs.map((x) => x.ours.transactions / x.ours.seconds)).median;
         const ratio = summarize(r.runs.map((x) => x.native.seconds / x.ours.seconds));
-        const same = (s: 'native' | 'ours') => (r.runs.every((x) => x[s].differing.length === 0) ? 'yes' : 'NO');
+        const same = (s: 'native' | 'ours') =>
+          r.runs.every((x) => x[s].differing.length === 0) ? 'yes' : 'NO';
         say(
           `| ${r.name} | ${fmtRate(nat)} tx | ${fmtRate(ours)} tx | ${ratio.min.toFixed(2)}x / ${ratio.median.toFixed(2)}x / ${ratio.max.toFixed(2)}x | native ${same('native')}, pgfleet ${same('ours')} |`,
         );
       }
-      say(`  machine  load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} cores`);
+      say(
+        `  machine  load average ${loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')} on ${availableParallelism()} cores`,
+      );
     }
     if (!only.includes('mesh') && !only.includes('big')) return;
 

@@ -1,5 +1,5 @@
 import { classifyDriverError } from '@pgfleet/connection';
-import { formatLsn, type Lsn, parseLsn } from '@pgfleet/wal';
+import { type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictPolicy, DeadLetterPolicy } from '../config.js';
@@ -507,7 +507,8 @@ export class Applier {
     this.flushTimer = setTimeout(() => {
       this.flushTimer = null;
       if (this.failure || this.o.seen.version === this.persistedVersion) return;
-      const idle = !this.tx && !this.busy && this.batcher.waiting === 0 && this.ledger.size === 0 && !this.flushing;
+      const idle =
+        !this.tx && !this.busy && this.batcher.waiting === 0 && this.ledger.size === 0 && !this.flushing;
       if (!idle) return this.scheduleSeenFlush();
       const version = this.o.seen.version;
       this.flushing = true;
@@ -517,7 +518,8 @@ export class Applier {
       this.conn.send('COMMIT').then(
         (r) => {
           this.flushing = false;
-          if (lastCommand(r) !== 'COMMIT') return this.fail({ kind: 'retry', error: new Error('recording the source view rolled back') });
+          if (lastCommand(r) !== 'COMMIT')
+            return this.fail({ kind: 'retry', error: new Error('recording the source view rolled back') });
           this.persistedVersion = version;
           this.scheduleSeenFlush();
         },
@@ -592,13 +594,13 @@ export class Applier {
   }
 
   private onError(err: Error, t: OpenTx | null): void {
-    if (err instanceof SchemaMismatchError || err instanceof ApplyPausedError)
-      return this.fail({ kind: 'pause', error: err });
-    if (err instanceof TransactionRefused && t)
-      return this.fail({ kind: 'dead_letter', commitLsn: t.finalLsn, row: err.row, error: err });
     const k = classifyDriverError(err);
-    if (k.kind === 'server' && t) return this.fail({ kind: 'replay', commitLsn: t.finalLsn, error: err });
-    this.fail({ kind: 'retry', error: err });
+    if (err instanceof SchemaMismatchError || err instanceof ApplyPausedError)
+      this.fail({ kind: 'pause', error: err });
+    else if (err instanceof TransactionRefused && t)
+      this.fail({ kind: 'dead_letter', commitLsn: t.finalLsn, row: err.row, error: err });
+    else if (k.kind === 'server' && t) this.fail({ kind: 'replay', commitLsn: t.finalLsn, error: err });
+    else this.fail({ kind: 'retry', error: err });
   }
 }
 

@@ -82,7 +82,8 @@ export class ApplyConnection {
       if (this.procedures.size >= MAX_PROCEDURES) return null;
       name = `pgf_s${this.counter++}`;
       this.procedures.set(shapeKey, name);
-      for (const sql of procedureSql(name, shape, ctx, this.edgeId)) this.send(sql).catch(this.onBackgroundError);
+      for (const sql of procedureSql(name, shape, ctx, this.edgeId))
+        this.send(sql).catch(this.onBackgroundError);
     }
     return { name, call: callSql(name, procedureParamCount(shape)) };
   }

@@ -92,8 +92,13 @@ export class Batcher {
   private async failed(b: TxBatch, err: Error): Promise<void> {
     const c = classifyDriverError(err);
     if (c.kind === 'connection') return this.c.fail({ kind: 'retry', error: err });
-    if (c.kind === 'server' && (c.sqlState === SQLSTATE_GUARD || c.sqlState === IN_FAILED_SQL_TRANSACTION))
+    if (c.kind === 'server' && (c.sqlState === SQLSTATE_GUARD || c.sqlState === IN_FAILED_SQL_TRANSACTION)) {
+      // Normally the consequence of an earlier failure, reported by its own handler (which
+      // reads progress first). If nothing was, origin progress is not what the apply
+      // expected: start over from it.
+      setTimeout(() => this.c.fail({ kind: 'retry', error: err }), 200);
       return;
+    }
     let progress: Lsn;
     try {
       progress = await this.c.readProgress();

@@ -191,7 +191,13 @@ export type RowRange = { index: string } | { lo: string; hi: string };
  * that catches unique_violation (ON CONFLICT costs a speculative insertion per row, the
  * subtransaction one per statement); a single row takes ON CONFLICT DO NOTHING.
  */
-export function fastGroupSql(n: number, g: GroupShape, rows: RowRange, vector: string, onMismatch: string): string {
+export function fastGroupSql(
+  n: number,
+  g: GroupShape,
+  rows: RowRange,
+  vector: string,
+  onMismatch: string,
+): string {
   const p = new GroupParams(n, g);
   const t = g.table;
   const single = 'index' in rows;
@@ -200,7 +206,10 @@ export function fastGroupSql(n: number, g: GroupShape, rows: RowRange, vector: s
   const check = single
     ? `IF NOT FOUND THEN ${onMismatch} END IF;`
     : `GET DIAGNOSTICS pgf_n = ROW_COUNT; IF pgf_n <> ${rows.hi} - ${rows.lo} + 1 THEN ${onMismatch} END IF;`;
-  const pinned = p.identityAlways().map((ci) => ` AND t.${quoteIdent(col(t, ci).name)} = ${p.value(p.setParam(ci), idx)}`).join('');
+  const pinned = p
+    .identityAlways()
+    .map((ci) => ` AND t.${quoteIdent(col(t, ci).name)} = ${p.value(p.setParam(ci), idx)}`)
+    .join('');
   if (g.kind === 'insert') {
     const cols = g.setIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
     const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;

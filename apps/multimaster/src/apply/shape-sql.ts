@@ -90,7 +90,11 @@ const rowsOf = (k: number, g: ShapeGroup): RowRange =>
  * the run carefully, every group (carefulGroupSql), in the transaction the procedure has
  * just begun by rolling back the optimistic attempt.
  */
-function carefulFunctionSql(name: string, shape: TxShape, ctx: (g: GroupShape) => ConflictSqlContext): string {
+function carefulFunctionSql(
+  name: string,
+  shape: TxShape,
+  ctx: (g: GroupShape) => ConflictSqlContext,
+): string {
   const groups = shape.groups
     .map((g, k) => {
       const r = rowsOf(k + 1, g);
@@ -140,7 +144,9 @@ export function procedureSql(
   const careful = `${name}_c`;
   const args = params.map((p) => p.split(' ')[0]).join(', ');
   const onMismatch = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
-  const fast = shape.groups.map((g, k) => fastGroupSql(k + 1, g.shape, rowsOf(k + 1, g), 'p_sv[i]', onMismatch)).join(' ');
+  const fast = shape.groups
+    .map((g, k) => fastGroupSql(k + 1, g.shape, rowsOf(k + 1, g), 'p_sv[i]', onMismatch))
+    .join(' ');
   const persist = shape.persists
     ? `IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = ${quoteLiteral(edgeId)}; END IF; `
     : '';

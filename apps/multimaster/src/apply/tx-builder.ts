@@ -1,5 +1,5 @@
 import type { Lsn } from '@pgfleet/wal';
-import { COL_TEXT, COL_UNCHANGED_TOAST, type ChangeSpans, type TupleSpans } from '../decode/change-reader.js';
+import { type ChangeSpans, COL_TEXT, COL_UNCHANGED_TOAST, type TupleSpans } from '../decode/change-reader.js';
 import { type GroupShape, groupColumns } from './group-sql.js';
 import type { ApplyTable } from './statements.js';
 import { OID } from './wire-arrays.js';
@@ -123,7 +123,9 @@ export class PendingTx {
       keySource = c.old ?? neu;
       const changed =
         c.old !== null &&
-        t.keyIndexes.some((i) => neu.kinds[i] !== COL_UNCHANGED_TOAST && !neu.sameValue(buf, i, c.old as TupleSpans));
+        t.keyIndexes.some(
+          (i) => neu.kinds[i] !== COL_UNCHANGED_TOAST && !neu.sameValue(buf, i, c.old as TupleSpans),
+        );
       setIndexes = [];
       for (let i = 0; i < neu.n; i++) {
         if (neu.kinds[i] === COL_UNCHANGED_TOAST) continue;
@@ -139,7 +141,7 @@ export class PendingTx {
     }
     const shapeKey = `${rel.id}.${rel.version}:${c.kind[0]}:${c.kind === 'insert' ? '' : setIndexes.join(',')}`;
     let g = this.groups[this.groups.length - 1];
-    if (!g || !g.accepts(shapeKey, keys, maxGroupRows)) {
+    if (!g?.accepts(shapeKey, keys, maxGroupRows)) {
       g = new TxGroup({ table: t, kind: c.kind, setIndexes }, shapeKey);
       this.groups.push(g);
     }
@@ -199,7 +201,7 @@ export function columnMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>
       for (let r = 0; r < g.rows; r++) {
         const at = g.at[r * g.width + j] as number;
         const len = d.readInt32BE(at);
-        o += d.copy(out, o, at, at + 4 + (len < 0 ? 0 : len));
+        o += d.copy(out, o, at, at + 4 + Math.max(len, 0));
       }
     }
   return out;
