@@ -1,4 +1,11 @@
 export { type BackoffPolicy, backoffDelay } from './backoff.js';
+export {
+  classifyDriverError,
+  type DriverErrorClass,
+  isConnectionError,
+  socketCodeOf,
+  sqlStateOf,
+} from './classify-error.js';
 export type { ClientConfigOptions, PgClientConfig } from './client-config.js';
 export {
   type ConnectOptions,

@@ -1,4 +1,4 @@
-import { SqlState } from '@pgfleet/connection';
+import { SqlState, socketCodeOf, sqlStateOf } from '@pgfleet/connection';
 
 /**
  * Why a node counts as down, as a stable token the keeper can switch on. `reason` strings
@@ -57,39 +57,26 @@ const SOCKET_CAUSES: Record<string, DownCause> = {
   EAI_AGAIN: 'host_not_found',
 };
 
-const SQLSTATE_RE = /^[0-9A-DF-Z][0-9A-Z]{4}$/;
-
 /** Collects SQLSTATE, errno code and messages along `cause` chains, AggregateErrors and details. */
 function collect(err: unknown, facts: Facts, depth = 0): void {
   if (depth > 8 || err === null || typeof err !== 'object') {
     if (typeof err === 'string') facts.messages.push(err);
     return;
   }
-  const e = err as {
-    message?: unknown;
-    code?: unknown;
-    sqlState?: unknown;
-    details?: { sqlState?: unknown };
-    errors?: unknown;
-    cause?: unknown;
-  };
+  const e = err as { message?: unknown; errors?: unknown; cause?: unknown };
   if (typeof e.message === 'string' && e.message !== '') facts.messages.push(e.message);
-  // node-pg's DatabaseError: the server's message, with `severity` and a SQLSTATE `code`.
-  const severity = (err as { severity?: unknown }).severity;
+  const ownState = sqlStateOf(err);
+  // node-pg's DatabaseError (a SQLSTATE with a severity): the server's own words.
   if (
     facts.serverMessage === undefined &&
-    typeof severity === 'string' &&
-    typeof e.code === 'string' &&
-    SQLSTATE_RE.test(e.code) &&
+    ownState !== undefined &&
+    typeof (err as { severity?: unknown }).severity === 'string' &&
     typeof e.message === 'string'
   )
     facts.serverMessage = e.message;
-  if (!facts.sqlState) {
-    if (typeof e.sqlState === 'string') facts.sqlState = e.sqlState;
-    else if (typeof e.details?.sqlState === 'string') facts.sqlState = e.details.sqlState;
-    else if (typeof e.code === 'string' && SQLSTATE_RE.test(e.code)) facts.sqlState = e.code;
-  }
-  if (!facts.errno && typeof e.code === 'string' && e.code in SOCKET_CAUSES) facts.errno = e.code;
+  facts.sqlState ??= ownState;
+  const socketCode = socketCodeOf(err);
+  if (!facts.errno && socketCode !== undefined && socketCode in SOCKET_CAUSES) facts.errno = socketCode;
   if (Array.isArray(e.errors)) for (const inner of e.errors) collect(inner, facts, depth + 1);
   if (e.cause !== undefined) collect(e.cause, facts, depth + 1);
 }

@@ -1,5 +1,5 @@
-import { type Queryable, quoteIdent, quoteLiteral, SqlState } from '@pgfleet/connection';
-import { messageOf, PromoteError, sqlStateOf } from './errors.js';
+import { type Queryable, quoteIdent, quoteLiteral, SqlState, sqlStateOf } from '@pgfleet/connection';
+import { messageOf, PromoteError } from './errors.js';
 import { waitForSetting } from './reload.js';
 import { currentTimeline } from './timeline.js';
 
