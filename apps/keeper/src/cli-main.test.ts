@@ -66,6 +66,7 @@ describe('conventions', () => {
       'node: { name: a, conninfo: "host=127.0.0.1 port=1 user=postgres" }',
       // Port 9 (discard) on loopback: nothing listens, refused at once.
       'dcs: { etcd: { endpoints: ["http://127.0.0.1:9"], requestTimeout: 500ms } }',
+      'cluster: { members: [{ name: a }, { name: b, conninfo: "host=127.0.0.1 port=2 user=postgres" }] }',
     ]);
     expect(await main(['list', '--config', file], {})).toBe(EXIT_RUNTIME);
     expect(io.err()).toMatch(

@@ -31,7 +31,7 @@ describe('parseConfig with dcs.etcd', () => {
     expect(c.dcs?.etcd).toMatchObject({
       endpoints: ['http://127.0.0.1:2379'],
       prefix: '/pgfleet',
-      ttlSeconds: 3,
+      ttlSeconds: 5,
     });
     expect(c.cluster).toEqual({
       name: 'main',
@@ -96,6 +96,7 @@ describe('parseConfig with dcs.etcd', () => {
       ...configFromEnv({
         PGFLEET_KEEPER_DCS_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
         PGFLEET_KEEPER_TAGS_NO_FAILOVER: 'true',
+        PGFLEET_KEEPER_CLUSTER_MEMBERS: '[{name: a}, {name: b, conninfo: "host=10.0.0.2 user=postgres"}]',
       }),
     });
     expect(c.dcs?.etcd.endpoints).toEqual(['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);

@@ -4,17 +4,26 @@ import type { ClusterSnapshot, Handover, MemberRecord } from './dcs/index.js';
 import { leaderAddress, slotName } from './dcs-node.js';
 import { activeHandover } from './dcs-standby-loop.js';
 
-const config = parseConfig({
+const parsed = parseConfig({
   node: { name: 'a', conninfo: 'host=/var/run/postgresql user=postgres' },
   dcs: { etcd: { endpoints: ['http://127.0.0.1:2379'] } },
   cluster: {
     members: [
       { name: 'a' },
       { name: 'b', conninfo: 'host=10.0.0.2 port=5433 user=postgres password=x' },
-      { name: 'c' },
+      { name: 'c', conninfo: 'host=10.0.0.3 user=postgres' },
     ],
   },
 });
+// A member known only from what it published (config validation requires a conninfo for
+// every member; leaderAddress still copes without one).
+const config = {
+  ...parsed,
+  cluster: {
+    ...parsed.cluster,
+    members: parsed.cluster.members.map((m) => (m.name === 'c' ? { name: 'c' } : m)),
+  },
+};
 
 const record = (conninfo: string | null) => ({ conninfo }) as MemberRecord;
 
