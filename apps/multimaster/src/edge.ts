@@ -1,4 +1,10 @@
-import { backoffDelay, connect, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
+import {
+  backoffDelay,
+  connect,
+  NodeUnreachableError,
+  pgClientConfig,
+  toPgfleetError,
+} from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -16,6 +22,11 @@ import type { NodeConfig, ResolvedConfig } from './config.js';
 import type { ConflictKind } from './conflict.js';
 import type { BeginMessage } from './decode/messages.js';
 import { EdgeStream } from './decode/stream.js';
+import { readOriginAndStandby, StandbyAckBound } from './ha/ack-bound.js';
+import { claimEdge } from './ha/claim.js';
+import { EdgeHa, standbySlotsOf } from './ha/edge-ha.js';
+import { slotResyncState } from './ha/slot-state.js';
+import { StandbyFlushGate } from './ha/standby-gate.js';
 import type { EdgeMetrics } from './metrics.js';
 import { type Edge, nodeOfOrigin, replayOriginName } from './naming.js';
 import { serverFiltersOrigin } from './origin-filter.js';
@@ -53,6 +64,9 @@ export interface EdgeStatus {
   echoSkippedTransactions: number;
   conflicts: number;
   restarts: number;
+  /** Server of a primary + standby (or multi-host) source / target this edge streams from / applies to. */
+  sourceServer: string | null;
+  targetServer: string | null;
 }
 
 export interface EdgeRunnerOptions {
@@ -63,6 +77,8 @@ export interface EdgeRunnerOptions {
   signal: AbortSignal;
   now?: () => number;
   testHooks?: EdgeTestHooks;
+  /** Who this replicator is, recorded with the edge's claim on its target (see ha/claim.ts). */
+  holder?: string;
 }
 
 /**
@@ -119,6 +135,7 @@ export class EdgeRunner {
   /** Set while paused: everything up to here was handled before the failing transaction. */
   private pausedAfter: Lsn | null = null;
   private lastSessionHandled: Lsn = ZERO_LSN;
+  private readonly ha: EdgeHa;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
@@ -126,6 +143,7 @@ export class EdgeRunner {
     this.target = config.nodes.find((n) => n.name === edge.target) as NodeConfig;
     this.log = o.logger.child({ component: 'edge', edge: edge.id, node: edge.target });
     this.now = o.now ?? Date.now;
+    this.ha = new EdgeHa(edge, this.source, this.target, config);
     this.st = {
       edge: edge.id,
       source: edge.source,
@@ -144,6 +162,8 @@ export class EdgeRunner {
       echoSkippedTransactions: 0,
       conflicts: 0,
       restarts: 0,
+      sourceServer: null,
+      targetServer: null,
     };
   }
 
@@ -227,7 +247,8 @@ export class EdgeRunner {
           { commitLsn: formatLsn(outcome.commitLsn), err: outcome.error.message },
           'replaying transaction on the careful path',
         );
-        if (attempt > 0) await sleep(backoffDelay(attempt, { ...config.reconnect }), signal);
+        if (attempt > 0)
+          await sleep(this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect })), signal);
         continue;
       }
       const e = toPgfleetError(outcome.error, { node: this.target.name });
@@ -243,7 +264,7 @@ export class EdgeRunner {
       }
       attempt++;
       this.setState('reconnecting');
-      const delay = backoffDelay(attempt, { ...config.reconnect });
+      const delay = this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect }));
       this.log.warn(
         { err: { code: e.code, message: e.message }, attempt, delayMs: delay },
         'edge lost; reconnecting',
@@ -262,31 +283,53 @@ export class EdgeRunner {
     let stream: EdgeStream | null = null;
     let applier: Applier | null = null;
     let timer: NodeJS.Timeout | null = null;
+    let sourceClient: pg.Client | null = null;
     try {
-      const sourceClient = await connect(this.source.conninfo, {
+      // Where both ends' primaries are now: every session below goes to these servers.
+      const ends = await this.ha.resolve(signal);
+      this.st.sourceServer = ends.source.server;
+      this.st.targetServer = ends.target.server;
+      sourceClient = await connect(ends.source.conninfo, {
         connectTimeoutMs: 5000,
         applicationName: appName,
         signal,
       });
-      let sourceVersion: number;
-      try {
-        const { rows } = await sourceClient.query(
-          `SELECT current_setting('server_version_num')::int AS v, (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS pid,
-                  EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
-          [edge.slot],
+      sourceClient.on('error', () => {});
+      const { rows: src } = await sourceClient.query(
+        `SELECT current_setting('server_version_num')::int AS v, (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS pid,
+                EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
+        [edge.slot],
+      );
+      const sourceVersion: number = src[0].v;
+      const wait = this.ha.sourceSlotWait(
+        src[0].slot,
+        await slotResyncState(sourceClient, edge.slot),
+        ends.source.server,
+      );
+      if (wait) throw wait;
+      if (!src[0].slot) {
+        throw new ApplyPausedError(
+          `slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`,
+          {
+            edge: edge.id,
+          },
         );
-        sourceVersion = rows[0].v;
-        if (!rows[0].slot) {
-          throw new ApplyPausedError(
-            `slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`,
-            { edge: edge.id },
-          );
-        }
-      } finally {
-        await sourceClient.end().catch(() => {});
       }
+      // Before 17 nothing on the server keeps a peer from receiving what the source's
+      // standby lacks: hold each commit until the standby has it (ha/standby-gate.ts).
+      const sourceStandbys = standbySlotsOf(this.source, ends.source);
+      const gate =
+        sourceVersion < 170000 && sourceStandbys.length > 0
+          ? new StandbyFlushGate(sourceClient, sourceStandbys)
+          : null;
+      if (!gate) {
+        await sourceClient.end().catch(() => {});
+        sourceClient = null;
+      }
+      const targetStandbys = standbySlotsOf(this.target, ends.target);
+      const ackBound = targetStandbys.length > 0 ? new StandbyAckBound() : null;
 
-      control = await connect(this.target.conninfo, {
+      control = await connect(ends.target.conninfo, {
         connectTimeoutMs: 5000,
         applicationName: `${appName}:control`,
         // Same search_path as the apply session: format_type() names the column types the
@@ -294,6 +337,9 @@ export class EdgeRunner {
         settings: VALUE_TEXT_SETTINGS,
         signal,
       });
+      control.on('error', () => {});
+      // Exclusive: a second replicator for this edge stops here with a clear error.
+      await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const { rows: origins } = await control.query(
         'SELECT roident::int AS id, roname AS name FROM pg_replication_origin',
       );
@@ -309,7 +355,7 @@ export class EdgeRunner {
           { edge: edge.id },
         );
 
-      db = await connect(this.target.conninfo, {
+      db = await connect(ends.target.conninfo, {
         connectTimeoutMs: 5000,
         applicationName: appName,
         settings: APPLY_SESSION_SETTINGS,
@@ -391,14 +437,32 @@ export class EdgeRunner {
       const streamEnded = new Promise<Error | null>((resolve) => {
         endStream = resolve;
       });
+      // A target (or gated source) that dies while nothing is applied would otherwise go
+      // unnoticed until the source's wal_sender_timeout: end the session at once.
+      const lost = (what: string, node: string) => () =>
+        endStream(new NodeUnreachableError(`${what} connection to ${node} closed`, { edge: edge.id, node }));
+      control.once('end', lost('control', edge.target));
+      db.once('end', lost('apply', edge.target));
+      sourceClient?.once('end', lost('standby gate', edge.source));
       let replyNow: (() => void) | null = null;
       const s = new EdgeStream({
-        clientConfig: replicationClientConfig(this.source.conninfo, `${appName}:stream`),
+        clientConfig: replicationClientConfig(ends.source.conninfo, `${appName}:stream`),
         slot: edge.slot,
         publication: edge.publication,
         originNone: serverFiltersOrigin(sourceVersion),
         startLsn: startProgress,
-        onMessage: (msg) => a.handle(this.rewrite(msg)),
+        onMessage: async (msg) => {
+          if (gate && 'tag' in msg && msg.tag === 'commit') {
+            try {
+              await gate.waitFlushed(msg.endLsn, signal);
+            } catch (err) {
+              // The commit is not handed over: the session ends and resumes from progress.
+              endStream(err as Error);
+              return;
+            }
+          }
+          await a.handle(this.rewrite(msg));
+        },
         onEnd: (err) => endStream(err),
         onReplyRequested: () => replyNow?.(),
       });
@@ -411,7 +475,8 @@ export class EdgeRunner {
           : 'streaming; echoes dropped client-side (source older than PostgreSQL 16)',
       );
       this.current = { applier: a, stream: s };
-      if (startProgress > this.ackedLsn) this.ackedLsn = startProgress;
+      // With a standby on the target, what its primary holds may not be acknowledged yet.
+      if (!ackBound && startProgress > this.ackedLsn) this.ackedLsn = startProgress;
       s.start();
       // A paused edge retries its failing transaction; it only counts as streaming again
       // once that transaction went through (see progressed()).
@@ -432,6 +497,13 @@ export class EdgeRunner {
             [edge.origin],
           );
           durable = parseLsn(rows[0].lsn);
+          if (ackBound) {
+            const r = await readOriginAndStandby(ctl, edge.origin, targetStandbys);
+            if (r.standbys > 0) {
+              const safe = ackBound.update(r.sample, r.flush) ?? ZERO_LSN;
+              if (safe < durable) durable = safe;
+            }
+          }
           const ack = ackPosition({
             durable,
             lastApplied: a.lastAppliedEndLsn,
@@ -476,6 +548,7 @@ export class EdgeRunner {
       if (applier) await Promise.race([applier.drain(), sleep(5000, new AbortController().signal)]);
       await db?.end().catch(() => {});
       await control?.end().catch(() => {});
+      await sourceClient?.end().catch(() => {});
     }
   }
 }

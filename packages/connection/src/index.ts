@@ -1,5 +1,11 @@
 export { type BackoffPolicy, backoffDelay } from './backoff.js';
-export type { ClientConfigOptions, PgClientConfig } from './client-config.js';
+export {
+  type ClientConfigOptions,
+  type HostTarget,
+  type PgClientConfig,
+  resolveTargets,
+  singleHostConninfo,
+} from './client-config.js';
 export {
   type ConnectOptions,
   connect,
