@@ -19,6 +19,7 @@ import {
   ledgerWriter,
   nodeConninfo,
   startHaPair,
+  untilSyncHealthy,
   untilWritable,
 } from './ha-fixture.js';
 
@@ -109,6 +110,7 @@ describe('multimaster: a mesh node that is a primary + standby', () => {
     expect(ready?.procedure).toBe(sb.major >= 17 ? 'failover-slots' : 'resync');
     expect(ready?.primary).toBe('a1');
     await sleep(1500);
+    await untilSyncHealthy(pair);
 
     await pair.primary.kill();
     const killedAt = performance.now();

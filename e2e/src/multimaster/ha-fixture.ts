@@ -56,9 +56,12 @@ export async function startKeepers(
 ): Promise<Pick<HaPair, 'keepers' | 'keeperUrls' | 'stopKeepers'>> {
   const [pw, pp, ps] = [await freePort(), await freePort(), await freePort()];
   const common = {
-    interval: `${o.intervalMs ?? 300}ms`,
-    failures: o.failures ?? 3,
-    connectTimeout: `${Math.floor((o.intervalMs ?? 300) * 0.8)}ms`,
+    // A SIGKILLed postmaster takes the fast path (promotion without waiting for the
+    // interval); the window only decides how soon a standby that falls behind on a loaded
+    // machine gets synchronous replication degraded (and then may not be promoted).
+    interval: `${o.intervalMs ?? 500}ms`,
+    failures: o.failures ?? 5,
+    connectTimeout: `${Math.floor((o.intervalMs ?? 500) * 0.8)}ms`,
     syncStandbyNames: o.sync === false ? '' : `ANY 1 (${primary.name}, ${standby.name})`,
     startupGrace: '10s',
     maxLagOnFailover: '16MB',
@@ -110,6 +113,36 @@ export async function startKeepers(
     keeperUrls: { [primary.name]: `http://127.0.0.1:${pp}`, [standby.name]: `http://127.0.0.1:${ps}` },
     stopKeepers,
   };
+}
+
+/**
+ * Waits until the pair's keepers see synchronous replication working (the primary's keeper
+ * has not degraded it, the standby's saw itself synchronous): only then does the standby's
+ * keeper promote it (a standby that may have missed commits never is). On a loaded machine a
+ * standby that falls behind for `failures × interval` gets sync degraded, and restored once
+ * it caught up.
+ */
+export async function untilSyncHealthy(
+  pair: Pick<HaPair, 'keepers' | 'primary' | 'standby'>,
+  timeoutMs = 60_000,
+) {
+  await eventually(
+    `${pair.primary.name}/${pair.standby.name} synchronous and not degraded`,
+    async () => pair.keepers.map((k) => k.status()),
+    (st) =>
+      st.some(
+        (s) =>
+          s.node === pair.primary.name && s.role === 'primary' && !s.sync.degraded && s.sync.current !== '',
+      ) &&
+      st.some(
+        (s) =>
+          s.node === pair.standby.name &&
+          s.role === 'standby' &&
+          s.streaming &&
+          s.sync.observation === 'sync',
+      ),
+    { timeoutMs, intervalMs: 50 },
+  );
 }
 
 /** A logical primary `names[0]` with its streaming standby `names[1]` and their keepers. */
