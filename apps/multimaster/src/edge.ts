@@ -25,6 +25,7 @@ import { EdgeStream } from './decode/stream.js';
 import { readOriginAndStandby, StandbyAckBound } from './ha/ack-bound.js';
 import { claimEdge } from './ha/claim.js';
 import { EdgeHa, standbySlotsOf } from './ha/edge-ha.js';
+import { assertWritable } from './ha/primary.js';
 import { slotResyncState } from './ha/slot-state.js';
 import { StandbyFlushGate } from './ha/standby-gate.js';
 import type { EdgeMetrics } from './metrics.js';
@@ -295,6 +296,7 @@ export class EdgeRunner {
         signal,
       });
       sourceClient.on('error', () => {});
+      await assertWritable(sourceClient, edge.source, ends.source);
       const { rows: src } = await sourceClient.query(
         `SELECT current_setting('server_version_num')::int AS v, (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS pid,
                 EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
@@ -338,6 +340,7 @@ export class EdgeRunner {
         signal,
       });
       control.on('error', () => {});
+      await assertWritable(control, edge.target, ends.target);
       // Exclusive: a second replicator for this edge stops here with a clear error.
       await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const { rows: origins } = await control.query(

@@ -1,4 +1,5 @@
 import { loadavg } from 'node:os';
+import { connect } from '@pgfleet/connection';
 import type { KeeperHandle } from '@pgfleet/keeper';
 import {
   checkMesh,
@@ -36,6 +37,37 @@ interface Round {
   outbound: number;
   /** PostgreSQL 17: the same through a native subscription with a failover slot (c from x). */
   native: number | null;
+  /** Promotion → the new primary's keeper answers 200 on /primary (where edges look first). */
+  keeper: number;
+}
+
+/** Inserts into k.native (published natively to c) every 5 ms through x's conninfo. */
+function nativeLoad(conninfo: string, base: number) {
+  let stop = false;
+  const done = (async () => {
+    let c: Awaited<ReturnType<typeof connect>> | null = null;
+    for (let id = base; !stop; id++) {
+      try {
+        if (!c) {
+          c = await connect(conninfo, { connectTimeoutMs: 1000 });
+          c.on('error', () => {});
+        }
+        await c.query('INSERT INTO k.native VALUES ($1)', [id]);
+      } catch {
+        await c?.end().catch(() => {});
+        c = null;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await c?.end().catch(() => {});
+  })();
+  return {
+    async stop() {
+      stop = true;
+      await done;
+    },
+  };
 }
 
 async function arrives(node: SandboxNode, table: string, id: number, from: number): Promise<number> {
@@ -118,6 +150,8 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
       ledgerWriter('b', b.conninfo(), 2_000_000, 5),
       ledgerWriter('c', c.conninfo(), 3_000_000, 5),
     );
+    // On 17 the native subscription carries load too, so its failover is timed under load.
+    let nativeWriter = native ? nativeLoad(xConninfo(), 5_000_000) : null;
 
     const rounds: Round[] = [];
     let probe = 9_000_000;
@@ -143,6 +177,15 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
       await untilWritable(standby.conninfo(), 60_000);
       const promotedAt = performance.now();
       const ids = { in: ++probe, out: ++probe, native: ++probe };
+      const keeperUrl = (keepers as Awaited<ReturnType<typeof startKeepers>>).keeperUrls[
+        standby.name
+      ] as string;
+      const keeperSaysPrimary = eventually(
+        'the new primary keeper to answer 200 on /primary',
+        async () => (await fetch(`${keeperUrl}/primary`, { signal: AbortSignal.timeout(2000) })).status,
+        (st) => st === 200,
+        { timeoutMs: 60_000, intervalMs: 5 },
+      ).then(() => performance.now() - promotedAt);
       const [inbound, out, nat] = await Promise.all([
         b
           .query(`INSERT INTO k.ledger VALUES ($1, 'probe', 0)`, [ids.in])
@@ -162,6 +205,7 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
           : Promise.resolve(null),
       ]);
       const r: Round = {
+        keeper: await keeperSaysPrimary,
         promoted: promotedAt - killedAt,
         inbound,
         outbound: Math.max(...out),
@@ -169,7 +213,7 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
       };
       rounds.push(r);
       say(
-        `  failover ${round}: promoted ${fmtMs(r.promoted)} after the kill; flowing again after the promotion: into x ${fmtMs(r.inbound)}, out of x ${fmtMs(r.outbound)}${r.native === null ? '' : `, native subscription ${fmtMs(r.native)}`}`,
+        `  failover ${round}: promoted ${fmtMs(r.promoted)} after the kill; after the promotion: keeper /primary 200 ${fmtMs(r.keeper)}, flowing again into x ${fmtMs(r.inbound)}, out of x ${fmtMs(r.outbound)}${r.native === null ? '' : `, native subscription ${fmtMs(r.native)}`}`,
       );
       if (round === failovers) break;
       // A new standby from the new primary, keepers and replicator for the new pair.
@@ -183,7 +227,9 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
       keepers = await startKeepers(primary, standby, { logger, sync: true });
       config = configFor(primary, standby, (keepers as Awaited<ReturnType<typeof startKeepers>>).keeperUrls);
       rep = startReplicator(config, { logger });
-      // x's writer moves to the new pair's conninfo (its acked ids stay in the ledger).
+      // x's writers move to the new pair's conninfo (the acked ids stay in the ledger).
+      await nativeWriter?.stop();
+      nativeWriter = native ? nativeLoad(xConninfo(), 5_000_000 + round * 100_000) : null;
       await wx.stop();
       wx = ledgerWriter('x', xConninfo(), 1_000_000 + round * 100_000, 5);
       writers.push(wx);
@@ -193,6 +239,7 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
       }
     }
     for (const w of writers) await w.stop();
+    await nativeWriter?.stop();
     const live = [standby, b, c];
     await eventually(
       'the mesh to drain',
@@ -223,6 +270,7 @@ export async function meshFailoverBench(major: number | undefined, say: Say): Pr
     const worst = rounds.map((r) => Math.max(r.inbound, r.outbound));
     say('');
     say(`  kill -> promoted:                 ${fmt(rounds.map((r) => r.promoted))}`);
+    say(`  promoted -> keeper /primary 200:  ${fmt(rounds.map((r) => r.keeper))}`);
     say(`  promoted -> edges into x flowing: ${fmt(rounds.map((r) => r.inbound))}`);
     say(`  promoted -> edges out of x flowing: ${fmt(rounds.map((r) => r.outbound))}`);
     say(

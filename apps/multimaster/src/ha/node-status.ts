@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
 import { edgesFor } from '../naming.js';
 import { haSession, primaryFacts, standbyFacts } from './node-facts.js';
-import { findPrimary } from './primary.js';
+import { assertWritable, findPrimary } from './primary.js';
 import { type NodeHaStatus, planNodeHa } from './readiness.js';
 
 /**
@@ -25,6 +25,7 @@ export async function nodeHaStatus(
   try {
     const primary = await findPrimary(node, o);
     client = await haSession(primary.conninfo, o, 'status');
+    await assertWritable(client, node.name, primary);
     const pf = await primaryFacts(client, node, config.nodes, primary);
     const standbys = await Promise.all(
       node.servers.filter((s) => s.name !== primary.server).map((s) => standbyFacts(s, out, o)),

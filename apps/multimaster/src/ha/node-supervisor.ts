@@ -5,7 +5,7 @@ import type { NodeConfig, ResolvedConfig } from '../config.js';
 import { edgesFor } from '../naming.js';
 import { releaseNodeLock, tryNodeLock } from './claim.js';
 import { haSession, primaryFacts, standbyFacts } from './node-facts.js';
-import { findPrimary, type PrimaryTarget } from './primary.js';
+import { assertWritable, findPrimary, type PrimaryTarget } from './primary.js';
 import { type NodeHaStatus, planNodeHa } from './readiness.js';
 import { ensureHaTables, resyncEdge } from './resync.js';
 
@@ -96,6 +96,7 @@ export class NodeSupervisor {
     let client: pg.Client | null = null;
     try {
       client = await haSession(primary.conninfo, { timeoutMs, signal }, 'primary');
+      await assertWritable(client, node.name, primary);
       const pf = await primaryFacts(client, node, config.nodes, primary);
       const standbys = await Promise.all(
         node.servers
@@ -130,7 +131,6 @@ export class NodeSupervisor {
     major: number,
     plan: ReturnType<typeof planNodeHa>,
   ): Promise<void> {
-    const { node, config, signal } = this.o;
     if (plan.setSynchronizedStandbySlots !== null) {
       // Exactly the standby slots that exist here: a missing one would hold every logical
       // walsender back until it appears (slot.c, StandbySlotsHaveCaughtup), which is right

@@ -34,10 +34,13 @@ describe('pickPrimary', () => {
       /no keeper reports a primary/,
     ],
     [
-      'the keeper says primary before its server takes writes',
-      [{ name: 'a2', status: 200 }],
-      [w('a2', false)],
-      /does not accept writes yet/,
+      'the keeper says primary: taken without a probe (sessions check it with assertWritable)',
+      [
+        { name: 'a1', status: 503 },
+        { name: 'a2', status: 200 },
+      ],
+      [],
+      'a2',
     ],
     [
       'two keepers say primary',

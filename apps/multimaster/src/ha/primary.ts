@@ -51,9 +51,11 @@ export type ProbeAnswer = { name: string; writable: boolean } | { name: string; 
 
 /**
  * Picks the primary from what the keepers and the servers said (pure). A keeper that
- * answers 200 on `/primary` names it. Keepers that answer but none 200 mean a failover is
- * under way: no primary yet. Without keepers, exactly one writable server is the primary;
- * two writable servers are never guessed between (that is two writers: refuse).
+ * answers 200 on `/primary` names it (the keeper answers so only while it holds recent
+ * evidence that its server is the only primary; whoever then uses the server still checks
+ * that it takes writes, see assertWritable). Keepers that answer but none 200 mean a
+ * failover is under way: no primary yet. Without keepers, exactly one writable server is the
+ * primary; two writable servers are never guessed between (that is two writers: refuse).
  */
 export function pickPrimary(
   node: string,
@@ -63,20 +65,7 @@ export function pickPrimary(
   const saidPrimary = keepers.filter((k) => k.status === 200).map((k) => k.name);
   const keepersAnswered = keepers.some((k) => k.status !== null);
   const writable = probes.filter((p) => 'writable' in p && p.writable).map((p) => p.name);
-  if (saidPrimary.length === 1) {
-    const name = saidPrimary[0] as string;
-    if (writable.includes(name)) return { server: name };
-    return {
-      error: new HaError(
-        'NO_PRIMARY',
-        `node ${node}: the keeper of ${name} reports it primary, but it does not accept writes yet`,
-        {
-          node,
-          server: name,
-        },
-      ),
-    };
-  }
+  if (saidPrimary.length === 1) return { server: saidPrimary[0] as string };
   if (saidPrimary.length > 1)
     return {
       error: new HaError(
@@ -107,6 +96,29 @@ export function pickPrimary(
   return { error: new HaError('NO_PRIMARY', `node ${node}: no server accepts writes (${why})`, { node }) };
 }
 
+/** SQL whose one row says whether this server takes writes (not a standby, not fenced). */
+export const WRITABLE_SQL = `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS ro`;
+
+/**
+ * Checks, on a session opened to the server findPrimary chose, that it takes writes: a
+ * keeper's answer may be a moment old, and a fenced primary (default_transaction_read_only)
+ * is not a primary for us.
+ */
+export async function assertWritable(
+  client: { query(sql: string): Promise<{ rows: Array<Record<string, unknown>> }> },
+  node: string,
+  target: PrimaryTarget,
+): Promise<void> {
+  if (target.server === null) return;
+  const { rows } = await client.query(WRITABLE_SQL);
+  if (rows[0]?.standby || rows[0]?.ro)
+    throw new HaError(
+      'NO_PRIMARY',
+      `node ${node}: server ${target.server} does not take writes (${rows[0]?.standby ? 'a standby' : 'read-only'}); waiting for its primary`,
+      { node, server: target.server },
+    );
+}
+
 async function keeperSays(url: string, o: FindPrimaryOptions): Promise<number | null> {
   try {
     const res = await (o.fetch ?? fetch)(`${url.replace(/\/$/, '')}/primary`, {
@@ -131,9 +143,7 @@ async function probeWritable(c: Candidate, o: FindPrimaryOptions): Promise<Probe
     });
     try {
       // A fenced primary runs with default_transaction_read_only = on: not a primary for us.
-      const { rows } = await client.query(
-        `SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS ro`,
-      );
+      const { rows } = await client.query(WRITABLE_SQL);
       return { name: c.name, writable: !rows[0].standby && !rows[0].ro };
     } finally {
       await client.end().catch(() => {});
@@ -145,20 +155,21 @@ async function probeWritable(c: Candidate, o: FindPrimaryOptions): Promise<Probe
 
 /**
  * Finds the server of `node` that takes writes now: the one whose keeper answers 200 on
- * `/primary` (and that accepts writes), else the one writable server. A node of one server
- * is returned as it is, without a probe.
+ * `/primary` (an HTTP round trip, no connection: what a failover waits on), else, when no
+ * keeper is configured or none answers, the one writable server (a connection to each).
+ * Sessions opened to the result check it with assertWritable. A node of one server is
+ * returned as it is, without a probe.
  */
 export async function findPrimary(node: NodeConfig, o: FindPrimaryOptions): Promise<PrimaryTarget> {
   const cands = candidatesOf(node);
   if (cands.length === 1 && node.servers.length === 0) return { conninfo: node.conninfo, server: null };
-  const [keepers, probes] = await Promise.all([
-    Promise.all(
-      cands
-        .filter((c) => c.keeperUrl)
-        .map(async (c) => ({ name: c.name, status: await keeperSays(c.keeperUrl as string, o) })),
-    ),
-    Promise.all(cands.map((c) => probeWritable(c, o))),
-  ]);
+  const withKeeper = cands.filter((c) => c.keeperUrl);
+  const keepers = await Promise.all(
+    withKeeper.map(async (c) => ({ name: c.name, status: await keeperSays(c.keeperUrl as string, o) })),
+  );
+  const probes = keepers.some((k) => k.status !== null)
+    ? []
+    : await Promise.all(cands.map((c) => probeWritable(c, o)));
   const pick = pickPrimary(node.name, keepers, probes);
   if ('error' in pick) throw pick.error;
   const c = cands.find((x) => x.name === pick.server) as Candidate;

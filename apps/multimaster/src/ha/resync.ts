@@ -1,5 +1,5 @@
 import { connect, quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
-import { dropSlot, formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
+import { dropSlot, formatLsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { type CarefulApplyContext, ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
