@@ -1,10 +1,4 @@
-import {
-  backoffDelay,
-  connect,
-  NodeUnreachableError,
-  pgClientConfig,
-  toPgfleetError,
-} from '@pgfleet/connection';
+import { backoffDelay, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -17,22 +11,28 @@ import {
   deadLetterValues,
 } from './apply/dead-letter-recorder.js';
 import { ApplyPausedError } from './apply/errors.js';
+import type { ApplyEvent, ApplyPort } from './apply/port.js';
+import { SeenTracker } from './apply/seen.js';
 import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
-import type { ConflictKind } from './conflict.js';
-import type { BeginMessage } from './decode/messages.js';
-import { EdgeStream } from './decode/stream.js';
+import { ReplicationStream } from './decode/replication-stream.js';
+import {
+  openApplySession,
+  openControl,
+  openSource,
+  originView,
+  readOrigins,
+  readTargetFacts,
+} from './edge-session.js';
 import { readOriginAndStandby, StandbyAckBound } from './ha/ack-bound.js';
 import { claimEdge } from './ha/claim.js';
 import { EdgeHa, standbySlotsOf } from './ha/edge-ha.js';
 import { assertWritable } from './ha/primary.js';
-import { slotResyncState } from './ha/slot-state.js';
-import { StandbyFlushGate } from './ha/standby-gate.js';
+import { GatedStream, StandbyFlushGate } from './ha/standby-gate.js';
 import type { EdgeMetrics } from './metrics.js';
-import { type Edge, nodeOfOrigin, replayOriginName } from './naming.js';
-import { serverFiltersOrigin } from './origin-filter.js';
+import type { Edge } from './naming.js';
 import { pgMicrosToUnixMs } from './pg-time.js';
-import { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from './session-settings.js';
+import { VALUE_TEXT_SETTINGS } from './session-settings.js';
 
 export type EdgeState = 'starting' | 'streaming' | 'paused' | 'reconnecting' | 'stopped';
 
@@ -92,7 +92,7 @@ export interface EdgeTestHooks {
 }
 
 /**
- * pg ClientConfig for pg-logical-replication, which builds its own client: the walsender
+ * pg ClientConfig of the replication connection (decode/replication-stream.ts): the walsender
  * renders every value's text under these settings (see session-settings.ts).
  */
 export function replicationClientConfig(conninfo: string, applicationName: string): pg.ClientConfig {
@@ -131,7 +131,7 @@ export class EdgeRunner {
   /** A transaction to record whole as a dead letter and skip (skip_transaction). */
   private deadLetter: { commitLsn: Lsn; row: DeadLetterRow } | null = null;
   private ackedLsn: Lsn = ZERO_LSN;
-  private current: { applier: Applier; stream: EdgeStream } | null = null;
+  private current: { applier: Applier; stream: ReplicationStream } | null = null;
   private readonly now: () => number;
   /** Set while paused: everything up to here was handled before the failing transaction. */
   private pausedAfter: Lsn | null = null;
@@ -175,12 +175,8 @@ export class EdgeRunner {
       const handled = cur.applier.lastHandledEndLsn;
       this.st.lastAppliedLsn = formatLsn(cur.applier.lastAppliedEndLsn);
       this.st.sourceWalEnd = walEnd === null ? null : formatLsn(walEnd);
-      const behind =
-        walEnd !== null &&
-        walEnd > handled &&
-        (cur.applier.inFlight() || cur.stream.pending() > 0 || walEnd - handled > 0n);
-      const caughtUp =
-        !cur.applier.inFlight() && cur.stream.pending() === 0 && cur.stream.safeKeepalive() !== null;
+      const behind = walEnd !== null && walEnd > handled && (cur.applier.inFlight() || walEnd - handled > 0n);
+      const caughtUp = !cur.applier.inFlight() && cur.stream.safeKeepalive() !== null;
       this.st.lagBytes =
         walEnd === null ? null : caughtUp ? 0 : Number(walEnd > handled ? walEnd - handled : 0n);
       const ts = cur.applier.lastCommitTs;
@@ -193,13 +189,6 @@ export class EdgeRunner {
     }
     this.st.ackedLsn = this.ackedLsn === ZERO_LSN ? null : formatLsn(this.ackedLsn);
     return { ...this.st, lastError: this.st.lastError ? { ...this.st.lastError } : null };
-  }
-
-  private rewrite<M extends { tag: string }>(msg: M): M {
-    const hook = this.o.testHooks?.commitTs;
-    if (!hook || msg.tag !== 'begin') return msg;
-    const b = msg as unknown as BeginMessage;
-    return { ...b, commitTs: hook(this.o.edge.id, b.xid, b.commitTs) } as unknown as M;
   }
 
   /** A transaction past the one that paused the edge was handled: the edge streams again. */
@@ -281,7 +270,7 @@ export class EdgeRunner {
     const appName = `pgfleet-mm:${edge.id}`;
     let control: pg.Client | null = null;
     let db: pg.Client | null = null;
-    let stream: EdgeStream | null = null;
+    let stream: ReplicationStream | null = null;
     let applier: Applier | null = null;
     let timer: NodeJS.Timeout | null = null;
     let sourceClient: pg.Client | null = null;
@@ -290,107 +279,92 @@ export class EdgeRunner {
       const ends = await this.ha.resolve(signal);
       this.st.sourceServer = ends.source.server;
       this.st.targetServer = ends.target.server;
-      sourceClient = await connect(ends.source.conninfo, {
-        connectTimeoutMs: 5000,
-        applicationName: appName,
-        signal,
-      });
-      sourceClient.on('error', () => {});
-      await assertWritable(sourceClient, edge.source, ends.source);
-      const { rows: src } = await sourceClient.query(
-        `SELECT current_setting('server_version_num')::int AS v, (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1) AS pid,
-                EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
-        [edge.slot],
-      );
-      const sourceVersion: number = src[0].v;
-      const wait = this.ha.sourceSlotWait(
-        src[0].slot,
-        await slotResyncState(sourceClient, edge.slot),
-        ends.source.server,
-      );
+      const src = await openSource(ends.source, edge, appName, signal);
+      sourceClient = src.client;
+      const wait = this.ha.sourceSlotWait(src.facts.slotExists, src.facts.resyncState, ends.source.server);
       if (wait) throw wait;
-      if (!src[0].slot) {
+      if (!src.facts.slotExists)
         throw new ApplyPausedError(
           `slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`,
           {
             edge: edge.id,
           },
         );
-      }
       // Before 17 nothing on the server keeps a peer from receiving what the source's
       // standby lacks: hold each commit until the standby has it (ha/standby-gate.ts).
       const sourceStandbys = standbySlotsOf(this.source, ends.source);
       const gate =
-        sourceVersion < 170000 && sourceStandbys.length > 0
+        src.facts.version < 170000 && sourceStandbys.length > 0
           ? new StandbyFlushGate(sourceClient, sourceStandbys)
           : null;
       if (!gate) {
         await sourceClient.end().catch(() => {});
         sourceClient = null;
       }
+      // With a standby on the target, acknowledge only what that standby holds (ha/ack-bound.ts).
       const targetStandbys = standbySlotsOf(this.target, ends.target);
       const ackBound = targetStandbys.length > 0 ? new StandbyAckBound() : null;
 
-      control = await connect(ends.target.conninfo, {
-        connectTimeoutMs: 5000,
-        applicationName: `${appName}:control`,
-        // Same search_path as the apply session: format_type() names the column types the
-        // apply casts to, qualified where that session needs it.
-        settings: VALUE_TEXT_SETTINGS,
-        signal,
-      });
+      control = await openControl(ends.target.conninfo, appName, signal);
       control.on('error', () => {});
       await assertWritable(control, edge.target, ends.target);
       // Exclusive: a second replicator for this edge stops here with a clear error.
       await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
-      const { rows: origins } = await control.query(
-        'SELECT roident::int AS id, roname AS name FROM pg_replication_origin',
-      );
-      const originNames = new Map<number, string>(origins.map((r) => [r.id as number, r.name as string]));
-      const sourceOrigin = origins.find((r) => r.name === edge.origin);
-      // Read once per session: a replay origin that `dead-letters --replay` creates later is
-      // unknown until the next session, so its rows first fail the fast path's ownership
-      // check, and the careful replay that follows (a new session) knows it.
-      const replayOrigin = origins.find((r) => r.name === replayOriginName(edge.source));
-      if (!sourceOrigin)
-        throw new ApplyPausedError(
-          `replication origin ${edge.origin} does not exist on ${edge.target}: run pgfleet-mm init`,
-          { edge: edge.id },
-        );
+      const facts = await readTargetFacts(control, edge);
+      const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal);
+      db = apply.db;
+      const { startProgress } = apply;
 
-      db = await connect(ends.target.conninfo, {
-        connectTimeoutMs: 5000,
-        applicationName: appName,
-        settings: APPLY_SESSION_SETTINGS,
-        signal,
-      });
-      db.on('error', () => {});
-      await db.query(
-        `SET session_replication_role = replica; SET synchronous_commit = ${config.apply.synchronousCommit}`,
-      );
-      await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
-      const { rows: prog } = await db.query(
-        `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
-      );
-      const startProgress = parseLsn(prog[0].lsn);
-      // pg >= 8.23: queries are written back to back without waiting (set after the
-      // session setup so those ran one by one).
-      (db as unknown as { pipeline: boolean }).pipeline = true;
-
-      const ranks = new Map(config.nodes.map((n) => [n.name, n.rank]));
       const ctl = control;
-      const m = this.o.metrics;
+      let view = originView(facts.origins, config, edge, facts.floor, 0);
+      let originsReadAt = this.now();
+      const seen = new SeenTracker(
+        facts.floor,
+        new Set(config.nodes.map((n) => n.name)),
+        facts.persistedSeen,
+      );
+      let endStream!: (err: Error | null) => void;
+      const streamEnded = new Promise<Error | null>((resolve) => {
+        endStream = resolve;
+      });
+      let replyNow: (() => void) | null = null;
+      // The applier (backlog) and the standby gate each may hold the stream; it flows when neither does.
+      const holds = new Set<'applier' | 'gate'>();
+      const hold = (why: 'applier' | 'gate', on: boolean) => {
+        if (on) holds.add(why);
+        else holds.delete(why);
+        if (holds.size > 0) stream?.pause();
+        else stream?.resume();
+      };
+      const gated = gate
+        ? new GatedStream({
+            gate,
+            deliver: (msg) => applier?.receive(msg),
+            hold: (on) => hold('gate', on),
+            // The commit is not handed over: the session ends and resumes from progress.
+            fail: (err) => endStream(err),
+            signal,
+          })
+        : null;
+      const s = new ReplicationStream({
+        clientConfig: replicationClientConfig(ends.source.conninfo, `${appName}:stream`),
+        slot: edge.slot,
+        publication: edge.publication,
+        // Echoes are received on every version and dropped here: their Begin and Origin
+        // messages tell what the source had applied from other nodes when it wrote each of
+        // its own transactions (apply/seen.ts), which decides what counts as a conflict.
+        originNone: false,
+        startLsn: startProgress,
+        onMessage: gated ? (msg) => gated.receive(msg) : (msg) => applier?.receive(msg),
+        onReplyRequested: () => replyNow?.(),
+        onEnd: (err) => endStream(err),
+      });
+      stream = s;
       const a = new Applier({
         edge,
         db,
-        sourceOriginId: sourceOrigin.id,
+        port: this.port(ctl, (on) => hold('applier', on)),
         sourceRank: this.source.rank,
-        rankOfOriginId: (id) => {
-          if (id === 0) return this.target.rank;
-          const node = nodeOfOrigin(originNames.get(id) ?? '');
-          return (node !== null ? ranks.get(node) : undefined) ?? Number.MAX_SAFE_INTEGER;
-        },
-        originNameOf: (id) => (id === 0 ? `local:${edge.target}` : (originNames.get(id) ?? `origin#${id}`)),
         policyFor: (schema, table) => policyFor(config, schema, table),
         deadLetter: config.deadLetter,
         batchRows: config.apply.batchRows,
@@ -399,83 +373,18 @@ export class EdgeRunner {
         carefulCommitLsn: this.careful,
         pausedOnCareful: this.pausedAfter !== null,
         deadLetterTx: this.deadLetter,
-        replayOriginId: replayOrigin ? (replayOrigin.id as number) : null,
-        loadTargetTable: (schema, table) => loadTargetTable(ctl, schema, table),
-        skipRequested: async (commitLsn) => {
-          const { rows } = await ctl.query(
-            'SELECT 1 FROM pgfleet.skip_requests WHERE edge = $1 AND commit_lsn = $2::pg_lsn',
-            [edge.id, formatLsn(commitLsn)],
-          );
-          return rows.length > 0;
-        },
-        recordPausedDeadLetter: (row) => recordPausedDeadLetter(ctl, edge, row, config),
-        recordErrorConflict: async (values) => {
-          await ctl.query(ERROR_CONFLICT_INSERT_SQL, values);
-        },
-        hooks: {
-          onTransactionApplied: (tx) => {
-            this.progressed(tx.endLsn);
-            this.st.appliedTransactions++;
-            this.st.appliedRows += tx.rows;
-            m.applied(edge.id, tx.rows);
-            if (this.careful !== null && tx.endLsn > this.careful) this.careful = null;
-          },
-          onTransactionSkipped: ({ endLsn, reason }) => {
-            this.progressed(endLsn);
-            if (this.deadLetter !== null && endLsn > this.deadLetter.commitLsn) this.deadLetter = null;
-            this.st.skippedTransactions++;
-            if (reason === 'echo') this.st.echoSkippedTransactions++;
-            m.skipped(edge.id, reason);
-          },
-          onConflict: (kind: ConflictKind, resolution: string) => {
-            this.st.conflicts++;
-            m.conflict(edge.id, kind, resolution);
-          },
-        },
+        seen,
+        origins: () => view,
+        ...(this.o.testHooks?.commitTs
+          ? { commitTsOf: (xid: number, ts: bigint) => this.o.testHooks?.commitTs?.(edge.id, xid, ts) ?? ts }
+          : {}),
         logger: this.log,
       });
       applier = a;
-
-      let endStream!: (err: Error | null) => void;
-      const streamEnded = new Promise<Error | null>((resolve) => {
-        endStream = resolve;
-      });
-      // A target (or gated source) that dies while nothing is applied would otherwise go
-      // unnoticed until the source's wal_sender_timeout: end the session at once.
-      const lost = (what: string, node: string) => () =>
-        endStream(new NodeUnreachableError(`${what} connection to ${node} closed`, { edge: edge.id, node }));
-      control.once('end', lost('control', edge.target));
-      db.once('end', lost('apply', edge.target));
-      sourceClient?.once('end', lost('standby gate', edge.source));
-      let replyNow: (() => void) | null = null;
-      const s = new EdgeStream({
-        clientConfig: replicationClientConfig(ends.source.conninfo, `${appName}:stream`),
-        slot: edge.slot,
-        publication: edge.publication,
-        originNone: serverFiltersOrigin(sourceVersion),
-        startLsn: startProgress,
-        onMessage: async (msg) => {
-          if (gate && 'tag' in msg && msg.tag === 'commit') {
-            try {
-              await gate.waitFlushed(msg.endLsn, signal);
-            } catch (err) {
-              // The commit is not handed over: the session ends and resumes from progress.
-              endStream(err as Error);
-              return;
-            }
-          }
-          await a.handle(this.rewrite(msg));
-        },
-        onEnd: (err) => endStream(err),
-        onReplyRequested: () => replyNow?.(),
-      });
-      stream = s;
-      this.st.originFilter = serverFiltersOrigin(sourceVersion) ? 'server' : 'client';
+      this.st.originFilter = 'client';
       this.log.info(
         { originFilter: this.st.originFilter, startLsn: formatLsn(startProgress) },
-        this.st.originFilter === 'server'
-          ? "streaming; source drops echoes (origin 'none')"
-          : 'streaming; echoes dropped client-side (source older than PostgreSQL 16)',
+        'streaming; echoes dropped here, after noting what the source had applied',
       );
       this.current = { applier: a, stream: s };
       // With a standby on the target, what its primary holds may not be acknowledged yet.
@@ -488,18 +397,18 @@ export class EdgeRunner {
         this.st.lastError = null;
       }
 
-      let durable = startProgress;
       let busy = false;
       const tick = async (requestReply: boolean) => {
         if (busy) return;
         busy = true;
         try {
-          await a.settle();
           const { rows } = await ctl.query(
-            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS lsn`,
+            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS durable,
+                    coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS applied`,
             [edge.origin],
           );
-          durable = parseLsn(rows[0].lsn);
+          a.committedThrough(parseLsn(rows[0].applied));
+          let durable = parseLsn(rows[0].durable);
           if (ackBound) {
             const r = await readOriginAndStandby(ctl, edge.origin, targetStandbys);
             if (r.standbys > 0) {
@@ -511,13 +420,21 @@ export class EdgeRunner {
             durable,
             lastApplied: a.lastAppliedEndLsn,
             lastHandled: a.lastHandledEndLsn,
-            inFlight: a.inFlight() || s.pending() > 0,
+            inFlight: a.inFlight() || (gated?.pending() ?? 0) > 0,
             keepalive: s.safeKeepalive(),
             previous: this.ackedLsn,
           });
-          if (await s.sendStatus(ack, requestReply)) this.ackedLsn = ack;
+          if (s.sendStatus(ack, requestReply)) this.ackedLsn = ack;
           const st = this.status();
-          m.lag(edge.id, st.lagBytes, st.lagSeconds);
+          this.o.metrics.lag(edge.id, st.lagBytes, st.lagSeconds);
+          // Sessions live long: an origin created meanwhile (`dead-letters --replay` makes
+          // the source's replay origin) must become known to the apply.
+          if (this.now() - originsReadAt > ORIGIN_REFRESH_MS) {
+            originsReadAt = this.now();
+            const fresh = await readOrigins(ctl);
+            if (!sameOrigins(fresh, view.byId))
+              view = originView(fresh, config, edge, facts.floor, view.epoch + 1);
+          }
         } catch (err) {
           this.log.debug({ err: (err as Error).message }, 'status update failed');
         } finally {
@@ -534,8 +451,7 @@ export class EdgeRunner {
       const first = await Promise.race([streamEnded, a.failed, aborted]);
       if (first === 'aborted') {
         await s.stop();
-        await a.drain();
-        await a.settle();
+        await Promise.race([a.drain(), sleep(10_000, new AbortController().signal)]);
         await tick(false).catch(() => {});
         return { kind: 'stopped' };
       }
@@ -554,6 +470,61 @@ export class EdgeRunner {
       await sourceClient?.end().catch(() => {});
     }
   }
+
+  /** The applier's one seam to this edge: answers on the control connection, reports into status and metrics. */
+  private port(ctl: pg.Client, hold: (on: boolean) => void): ApplyPort {
+    const { edge, config } = this.o;
+    return {
+      loadTargetTable: (schema, table) => loadTargetTable(ctl, schema, table),
+      skipRequested: async (commitLsn) => {
+        const { rows } = await ctl.query(
+          'SELECT 1 FROM pgfleet.skip_requests WHERE edge = $1 AND commit_lsn = $2::pg_lsn',
+          [edge.id, formatLsn(commitLsn)],
+        );
+        return rows.length > 0;
+      },
+      recordOutside: async (r) => {
+        if (r.type === 'error_conflict') await ctl.query(ERROR_CONFLICT_INSERT_SQL, r.values);
+        else await recordPausedDeadLetter(ctl, edge, r.row, config);
+      },
+      report: (e) => this.onApplyEvent(e),
+      pause: () => hold(true),
+      resume: () => hold(false),
+    };
+  }
+
+  private onApplyEvent(e: ApplyEvent): void {
+    const m = this.o.metrics;
+    const id = this.o.edge.id;
+    if (e.type === 'applied') {
+      this.progressed(e.endLsn);
+      this.st.appliedTransactions += e.transactions;
+      this.st.appliedRows += e.rows;
+      m.applied(id, e.transactions, e.rows);
+      if (this.careful !== null && e.endLsn > this.careful) this.careful = null;
+    } else if (e.type === 'skipped') {
+      this.progressed(e.endLsn);
+      if (this.deadLetter !== null && e.endLsn > this.deadLetter.commitLsn) this.deadLetter = null;
+      this.st.skippedTransactions++;
+      if (e.reason === 'echo') this.st.echoSkippedTransactions++;
+      m.skipped(id, e.reason);
+    } else {
+      this.st.conflicts++;
+      m.conflict(id, e.kind, e.resolution);
+    }
+  }
+}
+
+/** How often a long session reads the target's replication origins again. */
+const ORIGIN_REFRESH_MS = 10_000;
+
+function sameOrigins(
+  a: ReadonlyMap<number, { name: string }>,
+  b: ReadonlyMap<number, { name: string }>,
+): boolean {
+  for (const [id, o] of a) if (b.get(id)?.name !== o.name) return false;
+  for (const id of b.keys()) if (id !== 0 && !a.has(id)) return false;
+  return true;
 }
 
 export function policyFor(config: ResolvedConfig, schema: string, table: string) {

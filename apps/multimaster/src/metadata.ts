@@ -116,17 +116,6 @@ export const METADATA_DDL = [
      requested_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (edge, commit_lsn))`,
   ...HA_METADATA_DDL,
-  // Raised by the pipelined apply when a set-based statement touched fewer rows than it
-  // should (a row missing, or last changed by another node): the transaction is then
-  // replayed on the careful path, which detects and resolves the conflict row by row.
-  `CREATE OR REPLACE FUNCTION pgfleet.expect_rows(got int8, want int8) RETURNS int8
-     LANGUAGE plpgsql AS $$
-     BEGIN
-       IF got IS DISTINCT FROM want THEN
-         RAISE EXCEPTION 'pgfleet: % of % rows matched without conflict', got, want USING ERRCODE = 'PF001';
-       END IF;
-       RETURN got;
-     END $$`,
   // First statement of every pipelined transaction: the one before it must have committed.
   // If it failed (its COMMIT became a ROLLBACK), every later transaction fails here, so
   // progress never skips a transaction.
@@ -139,9 +128,79 @@ export const METADATA_DDL = [
        END IF;
        RETURN true;
      END $$`,
+  // Per edge ending here: the newest commit time, per origin node, of the transactions its
+  // source had applied before the last transaction applied here ({"node": timestamptz}).
+  // Written in the same transaction as that one, so after a restart it is exact for the
+  // position the edge resumes from. A local row version older than that, from that node,
+  // was seen by the source: a change it made to the row did not race with it.
+  `CREATE TABLE IF NOT EXISTS pgfleet.edge_seen (
+     edge text PRIMARY KEY,
+     seen jsonb NOT NULL)`,
+  // The conflict decision of src/conflict.ts (resolveConflict), in SQL for the set-based
+  // apply; a test keeps the two identical. Ranks are int8 so that the unknown rank prints as
+  // in TypeScript (Number.MAX_SAFE_INTEGER).
+  `CREATE OR REPLACE FUNCTION pgfleet.resolve_conflict(kind text, policy text, local_ts timestamptz, local_rank int8,
+                                                       remote_ts timestamptz, remote_rank int8,
+                                                       OUT resolution text, OUT reason text)
+     LANGUAGE plpgsql IMMUTABLE AS $$
+     DECLARE tie boolean; win boolean; lrank int8 := coalesce(local_rank, 9007199254740991);
+     BEGIN
+       IF policy = 'error' THEN
+         resolution := 'error'; reason := 'policy error: ' || kind || ' stops the edge'; RETURN;
+       END IF;
+       IF kind = 'update_missing' THEN
+         resolution := 'skip'; reason := 'row is gone locally: a delete wins over a concurrent update'; RETURN;
+       ELSIF kind = 'delete_missing' THEN
+         resolution := 'skip'; reason := 'row is already gone locally'; RETURN;
+       ELSIF kind = 'delete_differs' THEN
+         IF policy = 'keep_local' THEN resolution := 'skip'; reason := 'keep_local: local row kept';
+         ELSE resolution := 'apply'; reason := 'a delete wins over a concurrent update'; END IF;
+         RETURN;
+       END IF;
+       IF policy = 'apply_remote' THEN resolution := 'apply'; reason := 'apply_remote: remote row applied'; RETURN; END IF;
+       IF policy = 'keep_local' THEN resolution := 'skip'; reason := 'keep_local: local row kept'; RETURN; END IF;
+       tie := local_ts IS NOT NULL AND local_ts = remote_ts;
+       IF policy = 'last_update_wins' THEN
+         win := local_ts IS NULL OR remote_ts > local_ts OR (remote_ts = local_ts AND remote_rank < lrank);
+       ELSE
+         win := local_ts IS NOT NULL AND (remote_ts < local_ts OR (remote_ts = local_ts AND remote_rank < lrank));
+       END IF;
+       resolution := CASE WHEN win THEN 'apply' ELSE 'skip' END;
+       reason := CASE
+         WHEN tie THEN 'equal commit timestamps: rank ' || CASE WHEN win THEN remote_rank ELSE lrank END || ' (lower) wins'
+         WHEN local_ts IS NULL AND policy = 'last_update_wins' THEN 'local commit timestamp unknown: remote row applied'
+         WHEN local_ts IS NULL THEN 'local commit timestamp unknown: local row kept'
+         WHEN policy = 'last_update_wins' THEN CASE WHEN win THEN 'remote change is later' ELSE 'local change is later' END
+         ELSE CASE WHEN win THEN 'remote change is earlier' ELSE 'local change is earlier' END
+       END;
+     END $$`,
+  // Records the conflicts the set-based apply found (a JSON array of pgfleet.conflicts rows)
+  // in the apply transaction, and names them in a notice for the replicator's log and
+  // metrics. One resolved as 'error' raises PF003 instead: the transaction is rolled back
+  // and the replicator replays it change by change, where policy error pauses the edge.
+  `CREATE OR REPLACE FUNCTION pgfleet.record_conflicts(conf jsonb) RETURNS void
+     LANGUAGE plpgsql AS $$
+     DECLARE e jsonb;
+     BEGIN
+       IF conf IS NULL OR jsonb_array_length(conf) = 0 THEN RETURN; END IF;
+       SELECT x INTO e FROM jsonb_array_elements(conf) AS x WHERE x->>'resolution' = 'error' LIMIT 1;
+       IF e IS NOT NULL THEN
+         RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', e->>'kind', e->>'table_schema', e->>'table_name'
+           USING ERRCODE = 'PF003', DETAIL = e::text;
+       END IF;
+       INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason,
+                                      key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid)
+       SELECT x.edge, x.source_node, x.target_node, x.table_schema, x.table_name, x.kind, x.policy, x.resolution, x.reason,
+              x.key, x.local_row, x.remote_row, x.local_commit_ts, x.local_origin, x.remote_commit_ts, x.remote_commit_lsn, x.remote_xid
+         FROM jsonb_to_recordset(conf) AS x(edge text, source_node text, target_node text, table_schema text, table_name text,
+                                            kind text, policy text, resolution text, reason text, key jsonb, local_row jsonb,
+                                            remote_row jsonb, local_commit_ts timestamptz, local_origin text,
+                                            remote_commit_ts timestamptz, remote_commit_lsn pg_lsn, remote_xid int8);
+       RAISE NOTICE 'pgfleet conflicts %', conf;
+     END $$`,
 ];
 
-/** SQLSTATE raised by pgfleet.expect_rows. */
-export const SQLSTATE_ROWS_DIFFER = 'PF001';
 /** SQLSTATE raised by pgfleet.apply_guard. */
 export const SQLSTATE_GUARD = 'PF002';
+/** SQLSTATE raised by pgfleet.record_conflicts for a conflict under policy `error`. */
+export const SQLSTATE_CONFLICT_ERROR = 'PF003';

@@ -6,7 +6,7 @@ const STATES: EdgeState[] = ['starting', 'streaming', 'paused', 'reconnecting', 
 /** Prometheus metrics of one replicator, on its own registry (no global state). */
 export interface EdgeMetrics {
   registry: Registry;
-  applied(edge: string, rows: number): void;
+  applied(edge: string, transactions: number, rows: number): void;
   skipped(edge: string, reason: string): void;
   conflict(edge: string, kind: string, resolution: string): void;
   lag(edge: string, bytes: number | null, seconds: number | null): void;
@@ -59,9 +59,9 @@ export function createMetrics(): EdgeMetrics {
   });
   return {
     registry,
-    applied(edge, n) {
-      tx.inc({ edge });
-      rows.inc({ edge }, n);
+    applied(edge, n, r) {
+      tx.inc({ edge }, n);
+      rows.inc({ edge }, r);
     },
     skipped(edge, reason) {
       skipped.inc({ edge, reason });

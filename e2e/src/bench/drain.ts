@@ -4,6 +4,7 @@ import {
   backendCpuSeconds,
   benchLogger,
   benchMeshConfig,
+  nativeApplyWorkerCpuSeconds,
   teardownPgfleet,
   waitForOriginPast,
 } from './pgfleet-drain.js';
@@ -16,7 +17,10 @@ export interface WorkloadDrain {
   changes: number;
   /** Tables whose rows differ between source and target after the drain (empty: converged). */
   differing: string[];
-  /** pgfleet only: CPU seconds of this process (the replicator), the apply backend, the walsender. */
+  /**
+   * CPU seconds of this process (the replicator; 0 for native), the apply backend (native:
+   * the apply worker) and the walsender, over the drain.
+   */
   cpu?: { replicator: number; applyBackend: number | null; walsender: number | null };
   conflicts?: number;
 }
@@ -64,7 +68,12 @@ export async function drainNativeWorkload(
     await target.query('ALTER SUBSCRIPTION bench_sub ENABLE');
     await waitForOriginPast(target, `pg_${sub?.oid}`, marker, 900_000);
     const seconds = (performance.now() - t0) / 1000;
-    return { system: 'native', seconds, ...written, differing: await differing(source, target, w) };
+    const cpu = {
+      replicator: 0,
+      applyBackend: await nativeApplyWorkerCpuSeconds(target),
+      walsender: await backendCpuSeconds(source, 'bench_sub'),
+    };
+    return { system: 'native', seconds, ...written, differing: await differing(source, target, w), cpu };
   } finally {
     await target.query('ALTER SUBSCRIPTION bench_sub DISABLE');
     await target.query('ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)');

@@ -1,9 +1,9 @@
 import { availableParallelism, loadavg } from 'node:os';
-import { Sandbox } from '@pgfleet/sandbox';
+import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { bigTransaction } from './big-transaction.js';
 import { crossMesh } from './cross-mesh.js';
 import { drainNativeWorkload, drainPgfleetWorkload, type WorkloadDrain } from './drain.js';
-import { fmtMs, fmtRate } from './stats.js';
+import { fmtMs, fmtRate, summarize } from './stats.js';
 import {
   type DrainWorkload,
   deleteWorkload,
@@ -28,39 +28,76 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
   const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
   try {
     const [source, target, third] = await sb.startLogicalNodes(['src', 'dst', 'n3']);
+    const only = (process.env.BENCH_ONLY ?? 'insert1,insert20,tpcb,delete,large,mesh,big').split(',');
     const workloads: DrainWorkload[] = [
-      insertWorkload(n(40_000), 1),
-      insertWorkload(n(8_000), 20),
-      tpcbWorkload(findPgbench(sb.installation.binDir), n(20_000)),
-      deleteWorkload(n(40_000), 1),
-      largeTransactionWorkload(n(200_000)),
+      ...(only.includes('insert1') ? [insertWorkload(n(40_000), 1)] : []),
+      ...(only.includes('insert20') ? [insertWorkload(n(8_000), 20)] : []),
+      ...(only.includes('tpcb') ? [tpcbWorkload(findPgbench(sb.installation.binDir), n(20_000))] : []),
+      ...(only.includes('delete') ? [deleteWorkload(n(40_000), 1)] : []),
+      ...(only.includes('large') ? [largeTransactionWorkload(n(200_000))] : []),
     ];
-    say(`== multimaster: backlog drain, native logical replication vs pgfleet (PostgreSQL ${sb.major}) ==`);
-    const rows: Array<{ name: string; native: WorkloadDrain; ours: WorkloadDrain }> = [];
+    const repeats = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
+    say(
+      `== multimaster: backlog drain, native logical replication vs pgfleet (PostgreSQL ${sb.major}), ${repeats} run(s) each ==`,
+    );
+    const rows: Array<{ name: string; runs: Array<{ native: WorkloadDrain; ours: WorkloadDrain }> }> = [];
     for (const w of workloads) {
       say(`- ${w.name}`);
-      const native = await drainNativeWorkload(source!, target!, w);
-      say(`  ${line(native)}`);
-      const ours = await drainPgfleetWorkload(source!, target!, w);
-      say(`  ${line(ours)}`);
-      const c = ours.cpu;
-      const cpu = (v: number | null | undefined) => (v == null ? '?' : `${v.toFixed(2)} s`);
+      const runs: Array<{ native: WorkloadDrain; ours: WorkloadDrain }> = [];
+      for (let i = 0; i < repeats; i++) {
+        const native = await drainNativeWorkload(source!, target!, w);
+        say(`  ${line(native)}`);
+        const ours = await drainPgfleetWorkload(source!, target!, w);
+        say(`  ${line(ours)}`);
+        const c = ours.cpu;
+        const cpu = (v: number | null | undefined) => (v == null ? '?' : `${v.toFixed(2)} s`);
+        say(
+          `           CPU: replicator ${cpu(c?.replicator)} (${c ? ((100 * c.replicator) / ours.seconds).toFixed(0) : '?'}% of a core), apply backend ${cpu(c?.applyBackend)}, walsender ${cpu(c?.walsender)}; native: apply worker ${cpu(native.cpu?.applyBackend)}, walsender ${cpu(native.cpu?.walsender)}; conflicts recorded ${ours.conflicts}; load ${loadavg()[0]?.toFixed(1)}`,
+        );
+        say(`  ratio    pgfleet/native ${(native.seconds / ours.seconds).toFixed(2)}x`);
+        runs.push({ native, ours });
+      }
+      const r = summarize(runs.map((x) => x.native.seconds / x.ours.seconds));
       say(
-        `           CPU: replicator ${cpu(c?.replicator)} (${c ? ((100 * c.replicator) / ours.seconds).toFixed(0) : '?'}% of a core), apply backend ${cpu(c?.applyBackend)}, walsender ${cpu(c?.walsender)}; conflicts recorded ${ours.conflicts}`,
+        `  ratio    min ${r.min.toFixed(2)}x  median ${r.median.toFixed(2)}x  max ${r.max.toFixed(2)}x  (target >= 1.00x) ${verdict(r.median >= 1)}`,
       );
-      const ratio = native.seconds / ours.seconds;
-      say(`  ratio    pgfleet/native ${ratio.toFixed(2)}x  (target >= 1.00x) ${verdict(ratio >= 1)}`);
-      rows.push({ name: w.name, native, ours });
+      rows.push({ name: w.name, runs });
     }
-    say('');
-    say(`| backlog (PostgreSQL ${sb.major}) | native | pgfleet | ratio | source = target |`);
-    say('|---|---|---|---|---|');
-    for (const r of rows)
+    if (rows.length > 0) {
+      say('');
       say(
-        `| ${r.name} | ${fmtRate(r.native.transactions / r.native.seconds)} tx | ${fmtRate(r.ours.transactions / r.ours.seconds)} tx | ${(r.native.seconds / r.ours.seconds).toFixed(2)}x | native ${r.native.differing.length === 0 ? 'yes' : 'NO'}, pgfleet ${r.ours.differing.length === 0 ? 'yes' : 'NO'} |`,
+        `| backlog (PostgreSQL ${sb.major}, ${repeats} runs) | native (median) | pgfleet (median) | pgfleet/native min / median / max | source = target |`,
       );
+      say('|---|---|---|---|---|');
+      for (const r of rows) {
+        const nat = summarize(r.runs.map((x) => x.native.transactions / x.native.seconds)).median;
+        const ours = summarize(r.runs.map((x) => x.ours.transactions / x.ours.seconds)).median;
+        const ratio = summarize(r.runs.map((x) => x.native.seconds / x.ours.seconds));
+        const same = (s: 'native' | 'ours') =>
+          r.runs.every((x) => x[s].differing.length === 0) ? 'yes' : 'NO';
+        say(
+          `| ${r.name} | ${fmtRate(nat)} tx | ${fmtRate(ours)} tx | ${ratio.min.toFixed(2)}x / ${ratio.median.toFixed(2)}x / ${ratio.max.toFixed(2)}x | native ${same('native')}, pgfleet ${same('ours')} |`,
+        );
+      }
+      say(
+        `  machine  load average ${loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')} on ${availableParallelism()} cores`,
+      );
+    }
+    if (!only.includes('mesh') && !only.includes('big')) return;
 
     const nodes = [source!, target!, third!];
+    if (only.includes('mesh')) await meshBench(nodes, say);
+    if (only.includes('big')) await bigBench(source!, target!, n(1_000_000), sb.root, say);
+  } finally {
+    await sb.destroy();
+  }
+}
+
+async function meshBench(nodes: SandboxNode[], say: Say): Promise<void> {
+  const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
+  {
     const seconds = Number(process.env.BENCH_MESH_SECONDS ?? 60);
     say('');
     say(
@@ -98,20 +135,22 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
     }
     say(`  highest sustained: ${best ? fmtRate(best) : 'none of the rates tried'} per node`);
     say(`  machine  load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
+  }
+}
 
-    const bigRows = n(1_000_000);
+async function bigBench(source: SandboxNode, target: SandboxNode, bigRows: number, root: string, say: Say) {
+  const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
+  {
     say(
       `== multimaster: replicator process draining one ${bigRows.toLocaleString('en-US')}-row transaction ==`,
     );
-    const big = await bigTransaction(source!, target!, bigRows, sb.root);
+    const big = await bigTransaction(source, target, bigRows, root);
     say(
       `  drain    ${big.seconds.toFixed(2)} s  ${fmtRate(big.rows / big.seconds)} rows; exit code after SIGTERM ${big.exitCode}`,
     );
     say(
       `  peak RSS ${big.peakRssMb.toFixed(0)} MB (VmHWM; sampled max ${big.sampledPeakRssMb.toFixed(0)} MB)  target < 300 MB: ${verdict(big.peakRssMb < 300)}`,
     );
-  } finally {
-    await sb.destroy();
   }
 }
 

@@ -107,10 +107,24 @@ export function parseProcStatCpu(text: string): number | null {
  * (the servers run on this machine, so /proc is readable); null when there is none.
  */
 export async function backendCpuSeconds(node: SandboxNode, appName: string): Promise<number | null> {
-  const [row] = await node.query<{ pid: number }>(
-    'SELECT pid FROM pg_stat_activity WHERE application_name = $1 LIMIT 1',
+  return processCpuSeconds(
+    node,
+    'SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY backend_start DESC LIMIT 1',
     [appName],
   );
+}
+
+/** CPU seconds of PostgreSQL's own apply worker on `node` (native logical replication). */
+export function nativeApplyWorkerCpuSeconds(node: SandboxNode): Promise<number | null> {
+  return processCpuSeconds(
+    node,
+    `SELECT pid FROM pg_stat_activity WHERE backend_type IN ('logical replication worker', 'logical replication apply worker') LIMIT 1`,
+    [],
+  );
+}
+
+async function processCpuSeconds(node: SandboxNode, sql: string, params: unknown[]): Promise<number | null> {
+  const [row] = await node.query<{ pid: number }>(sql, params);
   if (!row) return null;
   try {
     return parseProcStatCpu(readFileSync(`/proc/${row.pid}/stat`, 'utf8'));

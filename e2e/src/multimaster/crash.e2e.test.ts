@@ -1,47 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { initMesh, type ResolvedConfig, startReplicator } from '@pgfleet/multimaster';
 import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../support/eventually.js';
 import { captureLogs, client, count, meshConfig, onAll, quiesce, sleep, startNodes } from './fixture.js';
-
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-const CLI = ['--conditions=source', '--import', 'tsx', 'apps/multimaster/src/cli.ts'];
-
-/** `pgfleet-mm run` as a child process, straight from the TypeScript sources. */
-/**
- * `pgfleet-mm run` as a child process. `ready` settles once it logged that the replicator
- * starts (config loaded, modules up): kill times count from there, so that on a loaded
- * machine, where starting Node and tsx alone can take seconds, kills still land in the
- * replicator's own start-up and mid-stream rather than all before it ran at all.
- */
-function spawnRun(configFile: string): { child: ChildProcess; ready: Promise<void> } {
-  const child = spawn(process.execPath, [...CLI, 'run', '-c', configFile, '--log-level', 'info'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const ready = new Promise<void>((resolve) => {
-    let seen = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      if (process.env.PGFLEET_TEST_LOG) process.stderr.write(d);
-      seen = (seen + d.toString('utf8')).slice(-4096);
-      if (seen.includes('replicator starting')) resolve();
-    });
-    child.once('exit', () => resolve());
-  });
-  return { child, ready };
-}
-
-function exited(child: ChildProcess): Promise<number | string | null> {
-  if (child.exitCode !== null || child.signalCode !== null)
-    return Promise.resolve(child.exitCode ?? child.signalCode);
-  return new Promise((res) => child.once('exit', (code, sig) => res(code ?? sig)));
-}
+import { exited, lastLocalCommitEnd, spawnRun } from './replicator-child.js';
 
 /**
  * A writer that keeps committing on one node until stopped: single-row inserts, 20-row
@@ -86,27 +53,6 @@ function writer(node: SandboxNode, base: number) {
       await done;
     },
   };
-}
-
-/**
- * End LSN of the last transaction a node committed itself (no replication origin) on the
- * tables of `publication`, read through a second logical slot created before the load.
- */
-async function lastLocalCommitEnd(node: SandboxNode, slot: string, publication: string): Promise<string> {
-  const rows = await node.query<{ data: Buffer }>(
-    `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)`,
-    [slot, publication],
-  );
-  let fromOrigin = false;
-  let last: bigint | null = null;
-  for (const { data } of rows) {
-    const tag = String.fromCharCode(data[0] as number);
-    if (tag === 'B') fromOrigin = false;
-    else if (tag === 'O') fromOrigin = true;
-    else if (tag === 'C' && !fromOrigin) last = data.readBigUInt64BE(10); // 'C', flags, commit_lsn, end_lsn
-  }
-  if (last === null) throw new Error(`no local transaction decoded on ${node.name}`);
-  return `${(last >> 32n).toString(16).toUpperCase()}/${(last & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 
 async function ids(node: SandboxNode): Promise<number[]> {

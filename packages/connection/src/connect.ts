@@ -263,7 +263,7 @@ export async function connect(conninfo: string | ConnParams, opts: ConnectOption
 
 /**
  * node-pg ClientConfig for the first host of `conninfo`, for libraries that build their own
- * client (pg-logical-replication): same password lookup, settings and TLS rules as connect(),
+ * client (the replication stream): same password lookup, settings and TLS rules as connect(),
  * except that sslmode=prefer connects in plain text (no fallback inside one client).
  */
 export function pgClientConfig(

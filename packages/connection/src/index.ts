@@ -1,5 +1,12 @@
 export { type BackoffPolicy, backoffDelay } from './backoff.js';
 export {
+  classifyDriverError,
+  type DriverErrorClass,
+  isConnectionError,
+  socketCodeOf,
+  sqlStateOf,
+} from './classify-error.js';
+export {
   type ClientConfigOptions,
   type HostTarget,
   type PgClientConfig,

@@ -1,6 +1,6 @@
+import { classifyDriverError } from './classify-error.js';
 import { ConfigError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
 import { redactConninfo } from './redact.js';
-import { isConnectionSqlState } from './sqlstate.js';
 
 export interface ErrorContext {
   /** Node name or `host:port`, named in the message. */
@@ -8,33 +8,6 @@ export interface ErrorContext {
   /** What we were doing, e.g. `connect`, `probe`, `promote`. */
   action?: string;
 }
-
-/** Socket-level error codes meaning "the node did not answer" (Node's net/dns errors). */
-const UNREACHABLE_SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'ENOENT', // unix socket file missing: the server is not running
-  'ERR_SOCKET_CLOSED',
-]);
-
-// node-pg reports a dropped socket or its own connect timeout with plain Errors.
-const UNREACHABLE_MESSAGES = [
-  /^Connection terminated/i,
-  /^timeout expired$/i,
-  /^Client has encountered a connection error/i,
-  /^Query read timeout$/i,
-];
-
-const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 interface ErrorLike {
   message?: unknown;
@@ -48,19 +21,6 @@ interface ErrorLike {
   column?: unknown;
   constraint?: unknown;
   routine?: unknown;
-}
-
-function socketCode(err: ErrorLike): string | undefined {
-  if (typeof err.code === 'string' && UNREACHABLE_SOCKET_CODES.has(err.code)) return err.code;
-  // Node's happy-eyeballs connect (localhost → ::1 and 127.0.0.1) rejects with an
-  // AggregateError whose inner errors carry the codes.
-  if (Array.isArray(err.errors)) {
-    for (const inner of err.errors as ErrorLike[]) {
-      const c = inner && socketCode(inner);
-      if (c) return c;
-    }
-  }
-  return undefined;
 }
 
 function messageOf(err: unknown): string {
@@ -118,18 +78,24 @@ export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetErr
   if (ctx.action) base.action = ctx.action;
   const options = { cause: err };
 
-  if (typeof e.code === 'string' && SQLSTATE.test(e.code) && typeof e.severity === 'string') {
-    const sqlState = e.code;
-    const msg = `${where} failed: ${raw} (SQLSTATE ${sqlState})`;
-    if (isConnectionSqlState(sqlState)) {
-      return new NodeUnreachableError(msg, { ...base, ...pgFields(e), sqlState, reason: 'server' }, options);
+  const c = classifyDriverError(err);
+  if (c.kind !== 'other' && c.sqlState !== undefined) {
+    const msg = `${where} failed: ${raw} (SQLSTATE ${c.sqlState})`;
+    if (c.kind === 'connection') {
+      return new NodeUnreachableError(
+        msg,
+        { ...base, ...pgFields(e), sqlState: c.sqlState, reason: 'server' },
+        options,
+      );
     }
-    return new PgError(sqlState, msg, { ...base, ...pgFields(e) }, options);
+    return new PgError(c.sqlState, msg, { ...base, ...pgFields(e) }, options);
   }
-
-  const code = socketCode(e);
-  if (code) {
-    return new NodeUnreachableError(`${where} failed: ${raw} (${code})`, { ...base, reason: code }, options);
+  if (c.kind === 'connection' && c.socketCode !== undefined) {
+    return new NodeUnreachableError(
+      `${where} failed: ${raw} (${c.socketCode})`,
+      { ...base, reason: c.socketCode },
+      options,
+    );
   }
   if (/does not support SSL/i.test(raw)) {
     // Permanent: retrying will not make the server grow TLS; the conninfo must change.
@@ -142,7 +108,7 @@ export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetErr
       options,
     );
   }
-  if (UNREACHABLE_MESSAGES.some((re) => re.test(raw))) {
+  if (c.kind === 'connection') {
     return new NodeUnreachableError(
       `${where} failed: ${raw}`,
       { ...base, reason: 'connection-lost' },

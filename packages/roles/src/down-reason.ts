@@ -1,4 +1,4 @@
-import { SqlState } from '@pgfleet/connection';
+import { SqlState, socketCodeOf, sqlStateOf } from '@pgfleet/connection';
 
 /**
  * Why a node counts as down, as a stable token the keeper can switch on. `reason` strings
@@ -47,29 +47,17 @@ const SOCKET_CAUSES: Record<string, DownCause> = {
   EAI_AGAIN: 'host_not_found',
 };
 
-const SQLSTATE_RE = /^[0-9A-DF-Z][0-9A-Z]{4}$/;
-
 /** Collects SQLSTATE, errno code and messages along `cause` chains, AggregateErrors and details. */
 function collect(err: unknown, facts: Facts, depth = 0): void {
   if (depth > 8 || err === null || typeof err !== 'object') {
     if (typeof err === 'string') facts.messages.push(err);
     return;
   }
-  const e = err as {
-    message?: unknown;
-    code?: unknown;
-    sqlState?: unknown;
-    details?: { sqlState?: unknown };
-    errors?: unknown;
-    cause?: unknown;
-  };
+  const e = err as { message?: unknown; errors?: unknown; cause?: unknown };
   if (typeof e.message === 'string' && e.message !== '') facts.messages.push(e.message);
-  if (!facts.sqlState) {
-    if (typeof e.sqlState === 'string') facts.sqlState = e.sqlState;
-    else if (typeof e.details?.sqlState === 'string') facts.sqlState = e.details.sqlState;
-    else if (typeof e.code === 'string' && SQLSTATE_RE.test(e.code)) facts.sqlState = e.code;
-  }
-  if (!facts.errno && typeof e.code === 'string' && e.code in SOCKET_CAUSES) facts.errno = e.code;
+  facts.sqlState ??= sqlStateOf(err);
+  const socketCode = socketCodeOf(err);
+  if (!facts.errno && socketCode !== undefined && socketCode in SOCKET_CAUSES) facts.errno = socketCode;
   if (Array.isArray(e.errors)) for (const inner of e.errors) collect(inner, facts, depth + 1);
   if (e.cause !== undefined) collect(e.cause, facts, depth + 1);
 }

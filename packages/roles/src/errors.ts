@@ -62,16 +62,6 @@ export class FenceError extends PgfleetError {
   }
 }
 
-/** SQLSTATE of a pg error (or of a PgError from @pgfleet/connection), if any. */
-export function sqlStateOf(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { sqlState?: unknown; code?: unknown };
-  if (typeof e.sqlState === 'string') return e.sqlState;
-  // SQLSTATE classes never start with 'E'; Node's errno codes do (EPIPE has five letters too).
-  if (typeof e.code === 'string' && /^[0-9A-DF-Z][0-9A-Z]{4}$/.test(e.code)) return e.code;
-  return undefined;
-}
-
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

@@ -1,5 +1,5 @@
-import { type Queryable, SqlState } from '@pgfleet/connection';
-import { messageOf, PromoteError, sqlStateOf } from './errors.js';
+import { type Queryable, SqlState, sqlStateOf } from '@pgfleet/connection';
+import { messageOf, PromoteError } from './errors.js';
 import { currentTimeline } from './timeline.js';
 
 export interface PromoteOptions {

@@ -1,7 +1,7 @@
 import type { Queryable } from '@pgfleet/connection';
-import { SqlState } from '@pgfleet/connection';
+import { SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseLsn } from '@pgfleet/wal';
-import { RoleError, sqlStateOf } from './errors.js';
+import { RoleError } from './errors.js';
 
 export interface ReplayStatus {
   /** Last WAL received and flushed by streaming (null if this standby never streamed). */

@@ -1,5 +1,5 @@
-import { PgfleetError, type Queryable, SqlState } from '@pgfleet/connection';
-import { sqlStateOf, toBoolean, toNumberOrNull } from './internal/values.js';
+import { PgfleetError, type Queryable, SqlState, sqlStateOf } from '@pgfleet/connection';
+import { toBoolean, toNumberOrNull } from './internal/values.js';
 import { formatLsn, type Lsn, parseNullableLsn, ZERO_LSN } from './lsn.js';
 
 export type OriginErrorCode = 'ORIGIN_NOT_FOUND' | 'ORIGIN_ACTIVE';

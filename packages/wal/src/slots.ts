@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PgfleetError, type Queryable, SqlState } from '@pgfleet/connection';
-import { sqlStateOf, toBigIntOrNull, toBoolean, toNumberOrNull, toStringOrNull } from './internal/values.js';
+import { PgfleetError, type Queryable, SqlState, sqlStateOf } from '@pgfleet/connection';
+import { toBigIntOrNull, toBoolean, toNumberOrNull, toStringOrNull } from './internal/values.js';
 import { type Lsn, parseLsn, parseNullableLsn, ZERO_LSN } from './lsn.js';
 
 export type SlotErrorCode =

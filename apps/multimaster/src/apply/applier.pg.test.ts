@@ -3,19 +3,29 @@ import { testServer } from '@pgfleet/sandbox/vitest';
 import { formatLsn, type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PgoutputMessage } from '../decode/messages.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ConflictPolicy } from '../config.js';
+import type { PgoutputMessage, Tuple } from '../decode/messages.js';
+import { encodePgoutput } from '../decode/pgoutput-encode.js';
+import { originView, readOrigins } from '../edge-session.js';
 import { METADATA_DDL } from '../metadata.js';
+import { makeEdge } from '../naming.js';
 import { formatPgTimestamp } from '../pg-time.js';
-import { Applier } from './applier.js';
+import { APPLY_SESSION_SETTINGS } from '../session-settings.js';
+import { Applier, type ApplierFailure } from './applier.js';
+import type { ApplyEvent, OutsideRecord } from './port.js';
+import { SeenTracker } from './seen.js';
+import { loadTargetTable } from './target-table.js';
 
-const ORIGIN = 'pgfleet_applier_pg_test';
-const TABLE = 'mm_applier_pg_test';
+// The source is node s (rank 0), this server plays target t (rank 2); o (rank 1) is a third node.
+const SCHEMA = 'mm_applier_pg';
+const edge = makeEdge('s', 't');
+const T0 = 900_000_000_000_000n; // µs since 2000: 2028-07-09, later than anything the server wrote
 
 async function waitUntil(
   what: string,
   ok: () => Promise<boolean> | boolean,
-  timeoutMs = 10_000,
+  timeoutMs = 15_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await ok())) {
@@ -26,9 +36,157 @@ async function waitUntil(
 
 describe('Applier on a real server', () => {
   let admin: pg.Client;
-  let db: pg.Client;
-  let blocker: pg.Client;
-  let start: Lsn;
+  let db: pg.Client | undefined;
+  let next: bigint;
+  const rel = (id: number, name: string, cols: Array<[string, number, boolean]>): PgoutputMessage => ({
+    tag: 'relation',
+    relationId: id,
+    schema: SCHEMA,
+    name,
+    replicaIdentity: 'd',
+    columns: cols.map(([n, oid, isKey]) => ({ name: n, typeOid: oid, typeMod: -1, isKey })),
+  });
+  const relations: PgoutputMessage[] = [
+    rel(1, 'kv', [
+      ['id', 23, true],
+      ['v', 25, false],
+    ]),
+    rel(2, 'checked', [
+      ['id', 23, true],
+      ['n', 23, false],
+    ]),
+    rel(3, 'moved', [
+      ['id', 20, true],
+      ['v', 25, false],
+    ]),
+  ];
+
+  /** A source transaction: its changes between Begin and Commit, with LSNs past everything so far. */
+  function tx(changes: PgoutputMessage[], opts: { ts?: bigint; origin?: string } = {}) {
+    const finalLsn = next as Lsn;
+    const endLsn = (next + 8n) as Lsn;
+    next += 100n;
+    const ts = opts.ts ?? T0 + next;
+    const msgs: PgoutputMessage[] = [
+      { tag: 'begin', finalLsn, commitTs: ts, xid: Number(next % 100_000n) },
+      ...(opts.origin ? [{ tag: 'origin' as const, originLsn: 1n as Lsn, name: opts.origin }] : []),
+      ...changes,
+      { tag: 'commit', commitLsn: finalLsn, endLsn, commitTs: ts },
+    ];
+    return { finalLsn, endLsn, ts, msgs };
+  }
+  const ins = (relationId: number, t: Tuple): PgoutputMessage => ({ tag: 'insert', relationId, newTuple: t });
+  const upd = (relationId: number, t: Tuple, key?: Tuple): PgoutputMessage => ({
+    tag: 'update',
+    relationId,
+    key: key ?? null,
+    old: null,
+    newTuple: t,
+  });
+  const del = (relationId: number, key: Tuple): PgoutputMessage => ({
+    tag: 'delete',
+    relationId,
+    key,
+    old: null,
+  });
+
+  async function progress(): Promise<Lsn> {
+    const { rows } = await admin.query(
+      `SELECT coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS l`,
+      [edge.origin],
+    );
+    return parseLsn(rows[0].l);
+  }
+
+  /** A fresh apply session, as each edge session opens one (pg_temp objects and prepared names are per session). */
+  async function applySession(): Promise<pg.Client> {
+    await db?.end().catch(() => {});
+    db = await connect(testServer().conninfo, { settings: APPLY_SESSION_SETTINGS });
+    await db.query(
+      'SET session_replication_role = replica; SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; SET enable_mergejoin = off',
+    );
+    await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
+    (db as unknown as { pipeline: boolean }).pipeline = true;
+    return db;
+  }
+
+  async function makeApplier(opts: { policy?: ConflictPolicy; batchRows?: number; seen?: SeenTracker }) {
+    await applySession();
+    const startProgress = await progress();
+    const events: ApplyEvent[] = [];
+    const outside: OutsideRecord[] = [];
+    let view: ReturnType<typeof originView> | null = null;
+    const seen = opts.seen ?? new SeenTracker(0n, new Set(['s', 'o', 't']), new Map());
+    const a = new Applier({
+      edge,
+      db: db as pg.Client,
+      port: {
+        loadTargetTable: (schema, table) => loadTargetTable(admin, schema, table),
+        skipRequested: async () => false,
+        recordOutside: async (r) => {
+          outside.push(r);
+        },
+        report: (e) => events.push(e),
+        pause: () => {},
+        resume: () => {},
+      },
+      sourceRank: 0,
+      policyFor: () => opts.policy ?? 'last_update_wins',
+      deadLetter: 'pause_edge',
+      batchRows: opts.batchRows ?? 1000,
+      maxInFlightTransactions: 1000,
+      startProgress,
+      carefulCommitLsn: null,
+      pausedOnCareful: false,
+      deadLetterTx: null,
+      seen,
+      origins: () => view as NonNullable<typeof view>,
+      logger: pino({ level: 'silent' }),
+    });
+    return {
+      a,
+      events,
+      outside,
+      async init() {
+        const cfg = { nodes: ['s', 'o', 't'].map((name, rank) => ({ name, rank, conninfo: '' })) };
+        view = originView(await readOrigins(admin), cfg as never, edge, seen.floor, 0);
+        for (const m of relations) a.receive(encodePgoutput(m));
+        await waitUntil('relations loaded', () => !a.inFlight() || a.hasFailed());
+      },
+      feed(msgs: PgoutputMessage[]) {
+        for (const m of msgs) a.receive(encodePgoutput(m));
+      },
+      async settled() {
+        await waitUntil('applied', async () => {
+          a.committedThrough(await progress());
+          return !a.inFlight() || a.hasFailed();
+        });
+        if (a.hasFailed()) {
+          const f = await a.failed;
+          throw new Error(`applier failed (${f.kind}): ${f.error.message}`);
+        }
+      },
+      conflicts: () => events.filter((e) => e.type === 'conflict'),
+    };
+  }
+
+  /** Writes a row as if node `origin` had sent it (that origin set up, its commit time). */
+  async function writeAs(origin: string, ts: bigint, sql: string): Promise<void> {
+    const c = await connect(testServer().conninfo);
+    try {
+      await c.query('SET session_replication_role = replica');
+      await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+      await c.query('BEGIN');
+      await c.query(sql);
+      await c.query('SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)', [
+        '0/1',
+        formatPgTimestamp(ts),
+      ]);
+      await c.query('COMMIT');
+    } finally {
+      await c.end();
+    }
+  }
 
   beforeAll(async () => {
     const conninfo = testServer().conninfo;
@@ -36,171 +194,242 @@ describe('Applier on a real server', () => {
     await admin.query('SELECT pg_advisory_lock(4711)'); // other files create the same schema
     for (const ddl of METADATA_DDL) await admin.query(ddl);
     await admin.query('SELECT pg_advisory_unlock(4711)');
-    await admin.query(
-      `DROP TABLE IF EXISTS public.${TABLE}; CREATE TABLE public.${TABLE} (id int PRIMARY KEY, v text)`,
-    );
-    await admin.query(
-      `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`,
-      [ORIGIN],
-    );
-    db = await connect(conninfo);
-    await db.query('SET session_replication_role = replica');
-    await db.query('SELECT pg_replication_origin_session_setup($1)', [ORIGIN]);
-    const { rows } = await db.query(
-      `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
-    );
-    start = parseLsn(rows[0].lsn);
-    (db as unknown as { pipeline: boolean }).pipeline = true;
-    blocker = await connect(conninfo);
+    for (const o of ['pgfleet_s', 'pgfleet_o', 'pgfleet_o_writer'])
+      await admin.query(
+        'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
+        [o],
+      );
+    await admin.query(`DELETE FROM pgfleet.conflicts WHERE edge = $1`, [edge.id]);
+    await admin.query(`INSERT INTO pgfleet.edge_seen VALUES ($1, '{}') ON CONFLICT DO NOTHING`, [edge.id]);
+    await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; CREATE SCHEMA ${SCHEMA};
+      CREATE TABLE ${SCHEMA}.kv (id int PRIMARY KEY, v text);
+      CREATE TABLE ${SCHEMA}.checked (id int PRIMARY KEY, n int CHECK (n >= 0));
+      CREATE TABLE ${SCHEMA}.moved (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)`);
+  });
+
+  beforeEach(async () => {
+    next = (await progress()) + 1000n;
   });
 
   afterAll(async () => {
-    await blocker?.end().catch(() => {});
     await db?.end().catch(() => {});
-    await admin?.query(`DROP TABLE IF EXISTS public.${TABLE}`).catch(() => {});
-    await admin?.query('SELECT pg_replication_origin_drop($1)', [ORIGIN]).catch(() => {});
+    await admin?.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`).catch(() => {});
     await admin?.end();
   });
 
-  const makeApplier = (applied: Lsn[], startProgress: Lsn) =>
-    new Applier({
-      edge: { id: 's_t', source: 's', target: 't', slot: 'x', publication: 'x', origin: ORIGIN },
-      db,
-      sourceOriginId: 1,
-      sourceRank: 0,
-      rankOfOriginId: () => 1,
-      originNameOf: (id) => `origin#${id}`,
-      policyFor: () => 'last_update_wins',
-      deadLetter: 'pause_edge',
-      batchRows: 1000,
-      maxInFlightTransactions: 1000,
-      startProgress,
-      carefulCommitLsn: null,
-      pausedOnCareful: false,
-      deadLetterTx: null,
-      replayOriginId: null,
-      loadTargetTable: async () => ({
-        columns: new Map([
-          ['id', { type: 'integer', identityAlways: false, generated: false }],
-          ['v', { type: 'text', identityAlways: false, generated: false }],
-        ]),
-        uniqueKey: ['id'],
-      }),
-      skipRequested: async () => false,
-      recordPausedDeadLetter: async () => {},
-      recordErrorConflict: async () => {},
-      hooks: {
-        onTransactionApplied: (tx) => applied.push(tx.endLsn),
-        onTransactionSkipped: () => {},
-        onConflict: () => {},
+  const rows = async (table: string) =>
+    (await admin.query(`SELECT * FROM ${SCHEMA}.${table} ORDER BY id`)).rows as Array<
+      Record<string, unknown>
+    >;
+
+  it('applies a run of transactions of mixed shapes, each its own transaction with the source commit time and origin', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv`);
+    const h = await makeApplier({});
+    await h.init();
+    const txs = [
+      tx([ins(1, ['1', 'a'])]),
+      tx([ins(1, ['2', 'b']), ins(1, ['3', 'c']), ins(1, ['4', null])]),
+      tx([upd(1, ['2', 'B']), del(1, ['3', null]), ins(1, ['5', 'e'])]),
+      tx([upd(1, ['6', 'moved key'], ['4', null])]), // the key changes: 4 → 6
+      tx([upd(1, ['1', 'A']), upd(1, ['1', 'AA'])]), // two changes of one key in one transaction
+      tx([ins(1, ['7', 'g'])]),
+    ];
+    for (const t of txs) h.feed(t.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual([
+      '1=AA',
+      '2=B',
+      '5=e',
+      '6=moved key',
+      '7=g',
+    ]);
+    const { rows: meta } = await admin.query(
+      `SELECT t.id, t.xmin::text AS x, (pg_xact_commit_timestamp_origin(t.xmin)).timestamp AS ts, o.roname
+         FROM ${SCHEMA}.kv t JOIN pg_replication_origin o ON o.roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident ORDER BY id`,
+    );
+    expect(meta.every((r) => r.roname === edge.origin)).toBe(true);
+    // Rows 2 and 5 were written by one source transaction, 7 by another: separate target transactions.
+    const x = new Map(meta.map((r) => [r.id, r.x]));
+    expect(x.get(2)).toBe(x.get(5));
+    expect(x.get(7)).not.toBe(x.get(5));
+    const { rows: ts } = await admin.query(
+      `SELECT (pg_xact_commit_timestamp(xmin) = $1::timestamptz) AS same FROM ${SCHEMA}.kv WHERE id = 7`,
+      [formatPgTimestamp(txs[5]?.ts as bigint)],
+    );
+    expect(ts).toEqual([{ same: true }]);
+    expect(await progress()).toBe(txs[5]?.endLsn);
+    const applied = h.events.filter((e) => e.type === 'applied');
+    expect(applied.reduce((n, e) => n + (e.type === 'applied' ? e.transactions : 0), 0)).toBe(6);
+    expect(h.conflicts()).toEqual([]);
+  });
+
+  it('decides raced rows in SQL, records them with both images, and leaves rows the source had seen alone', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv`);
+    const seen = new SeenTracker(0n, new Set(['s', 'o', 't']), new Map());
+    const h = await makeApplier({ seen });
+    await h.init();
+    // Rows 1 and 2 were last written by o at T0 + 50 (after the floor).
+    await writeAs('pgfleet_o', T0 + 50n, `INSERT INTO ${SCHEMA}.kv VALUES (1, 'o1'), (2, 'o2'), (3, 'o3')`);
+    // s updates row 1 without having seen o's version: a race; s's change is later, it wins.
+    const raced = tx([upd(1, ['1', 's1'])], { ts: T0 + 60n });
+    // s updates row 2 at an earlier time than o's version: a race that s loses.
+    const lost = tx([upd(1, ['2', 's2'])], { ts: T0 + 40n });
+    // s applied o's transaction (the echo), then updated row 3: no race, whatever the times.
+    const echo = tx([ins(1, ['3', 'o3'])], { ts: T0 + 50n, origin: 'pgfleet_o' });
+    const after = tx([upd(1, ['3', 's3'])], { ts: T0 + 45n });
+    const missing = tx([upd(1, ['9', 'x']), del(1, ['8', null])], { ts: T0 + 70n });
+    for (const t of [raced, lost, echo, after, missing]) h.feed(t.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=s1', '2=o2', '3=s3']);
+    const { rows: c } = await admin.query(
+      `SELECT key->>'id' AS id, kind, resolution, reason, local_row, remote_row, local_origin, remote_commit_lsn::text AS lsn
+         FROM pgfleet.conflicts c WHERE edge = $1 ORDER BY c.id`,
+      [edge.id],
+    );
+    expect(c).toEqual([
+      {
+        id: '1',
+        kind: 'update_differs',
+        resolution: 'apply',
+        reason: 'remote change is later',
+        local_row: { id: 1, v: 'o1' },
+        remote_row: { id: '1', v: 's1' },
+        local_origin: 'pgfleet_o',
+        lsn: formatLsn(raced.finalLsn),
       },
-      logger: pino({ level: 'silent' }),
-    });
-  const lsn = (n: number) => (start + BigInt(n)) as Lsn;
-  const tx = (id: number, at: number): PgoutputMessage[] => [
-    { tag: 'begin', finalLsn: lsn(at), commitTs: 800_000_000_000_000n + BigInt(at), xid: at },
-    { tag: 'insert', relationId: 1, newTuple: [String(id), `v${id}`] },
-    { tag: 'commit', commitLsn: lsn(at), endLsn: lsn(at + 8), commitTs: 800_000_000_000_000n + BigInt(at) },
-  ];
-  const relation: PgoutputMessage = {
-    tag: 'relation',
-    relationId: 1,
-    schema: 'public',
-    name: TABLE,
-    replicaIdentity: 'd',
-    columns: [
-      { name: 'id', typeOid: 23, typeMod: -1, isKey: true },
-      { name: 'v', typeOid: 25, typeMod: -1, isKey: false },
-    ],
-  };
+      expect.objectContaining({
+        id: '2',
+        kind: 'update_differs',
+        resolution: 'skip',
+        reason: 'local change is later',
+      }),
+      expect.objectContaining({ id: '9', kind: 'update_missing', resolution: 'skip', local_row: null }),
+      expect.objectContaining({ id: '8', kind: 'delete_missing', resolution: 'skip' }),
+    ]);
+    expect(h.conflicts().map((e) => (e.type === 'conflict' ? `${e.kind}:${e.resolution}` : ''))).toEqual([
+      'update_differs:apply',
+      'update_differs:skip',
+      'update_missing:skip',
+      'delete_missing:skip',
+    ]);
+    // What s had seen is recorded with the transaction that followed the echo.
+    const { rows: s } = await admin.query('SELECT seen FROM pgfleet.edge_seen WHERE edge = $1', [edge.id]);
+    expect(s[0].seen.o).toBe(formatPgTimestamp(T0 + 50n));
+    // Every conflicting transaction still committed on its own, with its position.
+    expect(await progress()).toBe(missing.endLsn);
+  });
 
-  it('a status-timer settle racing the apply loop never drops a transaction whose COMMIT is still running', async () => {
-    const applied: Lsn[] = [];
-    const a = makeApplier(applied, start);
-    await a.handle(relation);
-    // Another session holds key 2, so the second transaction's INSERT (and COMMIT) waits.
-    await blocker.query('BEGIN');
-    await blocker.query(`INSERT INTO public.${TABLE} VALUES (2, 'blocker')`);
-    for (const m of [...tx(1, 100), ...tx(2, 200)]) await a.handle(m);
-    await waitUntil('first transaction committed', async () => {
-      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM public.${TABLE}`);
-      return rows[0].n === 1;
-    });
-    await new Promise((r) => setTimeout(r, 50));
-
-    await Promise.all([a.settle(), a.settle(), a.settle()]);
-    expect(applied).toEqual([lsn(108)]);
-    expect(a.lastAppliedEndLsn).toBe(lsn(108));
-    expect(a.inFlight()).toBe(true); // the second COMMIT has not returned: nothing may be acked past it
-
-    await blocker.query('ROLLBACK');
-    await waitUntil('second transaction confirmed', async () => {
-      await a.settle();
-      return !a.inFlight();
-    });
-    expect(applied).toEqual([lsn(108), lsn(208)]);
-    expect(a.hasFailed()).toBe(false);
-    const { rows } = await admin.query(`SELECT id, v FROM public.${TABLE} ORDER BY id`);
-    expect(rows).toEqual([
-      { id: 1, v: 'v1' },
-      { id: 2, v: 'v2' },
+  it('resolves insert_exists by the policy and overwrites a row whose identity ALWAYS value changes by moving it', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv, ${SCHEMA}.moved`);
+    const h = await makeApplier({ policy: 'first_update_wins' });
+    await h.init();
+    await writeAs('pgfleet_o', T0 + 10n, `INSERT INTO ${SCHEMA}.kv VALUES (1, 'o-early'), (2, 'o-late')`);
+    await writeAs(
+      'pgfleet_o',
+      T0 + 10n,
+      `INSERT INTO ${SCHEMA}.moved (id, v) OVERRIDING SYSTEM VALUE VALUES (10, 'ten')`,
+    );
+    const t1 = tx([ins(1, ['1', 's-late'])], { ts: T0 + 20n });
+    const t2 = tx([ins(1, ['2', 's-early']), ins(1, ['3', 's-new'])], { ts: T0 + 5n });
+    // s moved row 10 to id 11 (UPDATE ... SET id = DEFAULT) after it had applied o's insert.
+    const echo = tx([ins(3, ['10', 'ten'])], { ts: T0 + 10n, origin: 'pgfleet_o' });
+    const move = tx([upd(3, ['11', 'eleven'], ['10', null])], { ts: T0 + 30n });
+    for (const t of [t1, t2, echo, move]) h.feed(t.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    // first_update_wins: the earlier of the two inserts of a key wins.
+    expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=o-early', '2=s-early', '3=s-new']);
+    expect((await rows('moved')).map((r) => `${r.id}=${r.v}`)).toEqual(['11=eleven']);
+    const { rows: c } = await admin.query(
+      `SELECT key->>'id' AS id, kind, resolution FROM pgfleet.conflicts c WHERE edge = $1 AND table_name = 'kv' AND policy = 'first_update_wins' ORDER BY c.id`,
+      [edge.id],
+    );
+    expect(c).toEqual([
+      { id: '1', kind: 'insert_exists', resolution: 'skip' },
+      { id: '2', kind: 'insert_exists', resolution: 'apply' },
     ]);
   });
 
-  it('after a pipelined COMMIT comes back as ROLLBACK, the applier counts as in flight, so no keepalive is acked past it', async () => {
-    // A wrong expected progress makes the guard (an error the pipeline ignores as a
-    // consequence) abort the transaction: its COMMIT answers ROLLBACK with no other error.
-    const applied: Lsn[] = [];
-    const a = makeApplier(applied, lsn(1));
-    await a.handle(relation);
-    for (const m of tx(10, 300)) await a.handle(m);
-    await waitUntil('rollback noticed', async () => {
-      await a.settle();
-      return a.hasFailed();
-    });
-    expect(applied).toEqual([]);
-    expect(a.inFlight()).toBe(true);
-    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM public.${TABLE} WHERE id = 10`);
-    expect(rows).toEqual([{ n: 0 }]);
+  it('streams a large transaction group by group and still decides its conflicts in SQL', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv`);
+    const h = await makeApplier({ batchRows: 5 });
+    await h.init();
+    await writeAs('pgfleet_o', T0 + 100n, `INSERT INTO ${SCHEMA}.kv VALUES (7, 'o7')`);
+    const changes: PgoutputMessage[] = [];
+    for (let i = 1; i <= 30; i++) changes.push(ins(1, [String(i), `s${i}`]));
+    for (let i = 1; i <= 30; i += 3) changes.push(upd(1, [String(i), `u${i}`]));
+    changes.push({ tag: 'truncate', relationIds: [2], cascade: false, restartIdentity: false });
+    const big = tx(changes, { ts: T0 + 200n });
+    h.feed(big.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    const r = await rows('kv');
+    expect(r).toHaveLength(30);
+    expect(r.find((x) => x.id === 7)?.v).toBe('u7'); // insert_exists applied (later), then the update
+    expect(r.find((x) => x.id === 8)?.v).toBe('s8');
+    // One target transaction (its groups ran in subtransactions, which share its commit time).
+    const { rows: xs } = await admin.query(
+      `SELECT count(DISTINCT pg_xact_commit_timestamp(xmin))::int AS n, min(pg_xact_commit_timestamp(xmin)) = $1::timestamptz AS same FROM ${SCHEMA}.kv`,
+      [formatPgTimestamp(big.ts)],
+    );
+    expect(xs).toEqual([{ n: 1, same: true }]);
+    expect(await progress()).toBe(big.endLsn);
   });
-  it('a run of insert-only transactions goes out as one batch, each its own commit; a failing one leaves the ones before it committed and is replayed', async () => {
-    const { rows: prog } = await db.query(
-      `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
-    );
-    const from = parseLsn(prog[0].lsn);
-    const at = (i: number) => Number(from - start) + 1000 + i * 100;
-    // Key 25 exists locally (written by the target itself): its transaction conflicts.
-    await admin.query(`INSERT INTO public.${TABLE} VALUES (25, 'local')`);
-    const applied: Lsn[] = [];
-    const a = makeApplier(applied, from);
-    await a.handle(relation);
-    for (let i = 0; i < 10; i++) for (const m of tx(20 + i, at(i))) await a.handle(m);
-    const failure = await a.failed;
-    expect(failure.kind).toBe('replay');
-    expect(failure.kind === 'replay' && failure.commitLsn).toBe(lsn(at(5)));
-    await a.drain();
 
-    const { rows } = await admin.query(
-      `SELECT id, xmin::text AS x, (pg_xact_commit_timestamp_origin(xmin)).timestamp::text AS ts,
-              (SELECT roname FROM pg_replication_origin WHERE roident = (pg_xact_commit_timestamp_origin(t.xmin)).roident) AS origin
-         FROM public.${TABLE} t WHERE id BETWEEN 20 AND 29 ORDER BY id`,
+  it('stops at a transaction the target refuses, after committing the ones before it, and asks to replay that one', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.checked`);
+    const h = await makeApplier({});
+    await h.init();
+    const ok1 = tx([ins(2, ['1', '1'])]);
+    const ok2 = tx([ins(2, ['2', '2'])]);
+    const bad = tx([ins(2, ['3', '-1'])]); // violates the CHECK constraint
+    const after = tx([ins(2, ['4', '4'])]);
+    for (const t of [ok1, ok2, bad, after]) h.feed(t.msgs);
+    const f: ApplierFailure = await h.a.failed;
+    expect(f.kind).toBe('replay');
+    expect(f.kind === 'replay' && f.commitLsn).toBe(bad.finalLsn);
+    expect((await rows('checked')).map((r) => r.id)).toEqual([1, 2]);
+    expect(await progress()).toBe(ok2.endLsn);
+    // Nothing past the last commit may be acknowledged.
+    expect(h.a.inFlight()).toBe(true);
+    expect(h.a.lastAppliedEndLsn <= ok2.endLsn).toBe(true);
+    await h.a.drain();
+  });
+
+  it('under policy error a raced row fails the transaction for the change-by-change replay (PF003)', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv`);
+    const h = await makeApplier({ policy: 'error' });
+    await h.init();
+    await writeAs('pgfleet_o', T0 + 500n, `INSERT INTO ${SCHEMA}.kv VALUES (1, 'o1')`);
+    const t1 = tx([upd(1, ['1', 's1'])], { ts: T0 + 600n });
+    h.feed(t1.msgs);
+    const f = await h.a.failed;
+    expect(f.kind).toBe('replay');
+    expect((f as { error: { code?: string } }).error.code).toBe('PF003');
+    expect((await rows('kv')).map((r) => r.v)).toEqual(['o1']);
+    await h.a.drain();
+  });
+
+  it('applies rows of a table with more columns than a function takes arguments', async () => {
+    const cols = Array.from({ length: 120 }, (_, i) => `c${i}`);
+    await admin.query(
+      `DROP TABLE IF EXISTS ${SCHEMA}.wide; CREATE TABLE ${SCHEMA}.wide (id int PRIMARY KEY, ${cols.map((c) => `${c} text`).join(', ')})`,
     );
-    expect(rows.map((r) => r.id)).toEqual([20, 21, 22, 23, 24, 25]);
-    const appliedRows = rows.filter((r) => r.id !== 25);
-    // Each source transaction is its own target transaction, with the source's origin and commit time.
-    expect(new Set(appliedRows.map((r) => r.x)).size).toBe(5);
-    expect(appliedRows.map((r) => r.origin)).toEqual(Array(5).fill(ORIGIN));
-    const { rows: expectedTs } = await admin.query(
-      'SELECT ts::timestamptz::text AS ts FROM unnest($1::text[]) AS ts',
-      [[0, 1, 2, 3, 4].map((i) => formatPgTimestamp(800_000_000_000_000n + BigInt(at(i))))],
+    relations.push(
+      rel(9, 'wide', [['id', 23, true], ...cols.map((c) => [c, 25, false] as [string, number, boolean])]),
     );
-    expect(appliedRows.map((r) => r.ts)).toEqual(expectedTs.map((r) => r.ts));
-    // Origin progress names the last committed transaction: a restart resumes at the failing one.
-    const { rows: after } = await admin.query(
-      'SELECT pg_replication_origin_progress($1, false)::text AS lsn',
-      [ORIGIN],
-    );
-    expect(after[0].lsn).toBe(formatLsn(lsn(at(4) + 8)));
-    expect(applied.every((l) => l <= lsn(at(4) + 8))).toBe(true);
+    const h = await makeApplier({});
+    await h.init();
+    const t1 = tx([ins(9, ['1', ...cols.map((c) => `${c}!`)]), ins(9, ['2', ...cols.map(() => null)])]);
+    h.feed(t1.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    const { rows: w } = await admin.query(`SELECT id, c0, c119 FROM ${SCHEMA}.wide ORDER BY id`);
+    expect(w).toEqual([
+      { id: 1, c0: 'c0!', c119: 'c119!' },
+      { id: 2, c0: null, c119: null },
+    ]);
   });
 });

@@ -51,8 +51,12 @@ export interface CarefulApplyContext {
   /** Inside the apply transaction, origin set up, session_replication_role = replica. */
   db: pg.Client;
   edge: Edge;
-  /** Origins through which the source's own changes arrive (its edge, `dead-letters --replay`). */
-  ownOriginIds: ReadonlySet<number>;
+  /**
+   * Whether the source had seen a local row version (commit time µs since 2000, or null when
+   * unknown; origin id, 0 for the target's own writes) before it wrote the change: then the
+   * change does not race with it (README "Conflicts"; versionSeen in seen.ts).
+   */
+  seen(commitTs: bigint | null, originId: number): boolean;
   sourceRank: number;
   /** Rank of the node that made a row's last change, from its replication origin id (0 = the target itself). */
   rankOfOriginId(id: number): number;
@@ -151,7 +155,9 @@ async function decide(
   local: LocalRow | undefined,
 ): Promise<boolean> {
   const roident = local?.roident === null || local?.roident === undefined ? null : Number(local.roident);
-  const own = local !== undefined && (local.mine || (roident !== null && ctx.ownOriginIds.has(roident)));
+  const localTs =
+    local?.commit_us === null || local?.commit_us === undefined ? null : BigInt(local.commit_us);
+  const own = local !== undefined && (local.mine || ctx.seen(localTs, roident ?? 0));
   let kind: ConflictKind | null = null;
   if (msg.tag === 'insert') kind = local ? 'insert_exists' : null;
   else if (msg.tag === 'update') kind = !local ? 'update_missing' : own ? null : 'update_differs';

@@ -1,19 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ApplyTable,
-  callBatchStatement,
   commitStatement,
-  deleteStatement,
-  insertBatchProcedure,
   insertOneStatement,
-  insertStatement,
   keyMatch,
   lastCommand,
   lookupStatement,
   moveRowStatement,
   truncateStatement,
   updateByCtidStatement,
-  updateStatement,
 } from './statements.js';
 
 const t: ApplyTable = {
@@ -29,28 +24,6 @@ const t: ApplyTable = {
 };
 
 describe('apply statements', () => {
-  it('INSERT casts each text[] element to the column type and quotes identifiers', () => {
-    expect(insertStatement(t, [0, 1, 2]).text).toBe(
-      'INSERT INTO "My ""S"""."Tbl" AS t ("id", "Big Text", "mood") OVERRIDING SYSTEM VALUE SELECT c0::integer AS c0, c1::text AS c1, c2::app."Mood" AS c2 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c0, c1, c2)',
-    );
-  });
-
-  it('UPDATE sets only the given columns (unchanged TOAST left out) and checks the row count', () => {
-    const s = updateStatement(t, [2]).text;
-    expect(s).toContain('SET "mood" = v.c0');
-    expect(s).not.toContain('"Big Text" =');
-    expect(s).toContain('t."id" = v.k0');
-    expect(s).toContain('roident = $3::oid');
-    expect(s).toContain('pgfleet.expect_rows(count(*), $4::int8)');
-  });
-
-  it('DELETE matches the key and checks ownership', () => {
-    const s = deleteStatement(t).text;
-    expect(s).toContain('DELETE FROM ONLY "My ""S"""."Tbl" AS t USING v WHERE t."id" = v.c0');
-    expect(s).toContain('$2::oid');
-    expect(s).toContain('$3::int8');
-  });
-
   it('TRUNCATE lists every table and honours restart identity / cascade', () => {
     expect(truncateStatement([t], { cascade: true, restartIdentity: true })).toBe(
       'TRUNCATE ONLY "My ""S"""."Tbl" RESTART IDENTITY CASCADE',
@@ -95,18 +68,6 @@ describe('apply statements', () => {
     unsentColumns: ['note'],
   };
 
-  it('never assigns an identity ALWAYS column in an UPDATE: the fast path requires it unchanged instead', () => {
-    const s = updateStatement(ident, [1, 2, 3]).text;
-    expect(s).toContain('SET "region" = v.c0, "total" = v.c2');
-    expect(s.slice(s.indexOf(' SET '), s.indexOf(' FROM v '))).not.toContain('"seq"');
-    expect(s).toContain('t."seq" = v.c1');
-    // Nothing but identity columns to set: the row is still touched (new version, new commit timestamp).
-    expect(updateStatement(ident, [0]).text).toContain('SET "region" = "region"');
-    expect(updateByCtidStatement(ident, [])).toBe(
-      'UPDATE ONLY "public"."orders" SET "region" = "region" WHERE ctid = $1::tid',
-    );
-  });
-
   it('moves a row whose identity ALWAYS value changed: delete and insert with OVERRIDING SYSTEM VALUE, keeping unsent columns', () => {
     // sent: id, region, seq (total was unchanged TOAST)
     expect(moveRowStatement(ident, [0, 1, 2])).toBe(
@@ -129,23 +90,5 @@ describe('apply statements', () => {
     [[], null],
   ])('lastCommand(%j) is %j', (result, want) => {
     expect(lastCommand(result)).toBe(want);
-  });
-  it('batch procedure: guard once, then per transaction its rows, origin setup, COMMIT, in that order', () => {
-    const p = insertBatchProcedure(t, [0, 1, 2], 'pgf_b_3');
-    expect(p).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_b_3"\(/);
-    expect(p.match(/apply_guard/g)).toHaveLength(1);
-    const loop = p.slice(p.indexOf('FOR pgf_i'));
-    const insert = loop.indexOf(
-      'INSERT INTO "My ""S"""."Tbl" AS t ("id", "Big Text", "mood") OVERRIDING SYSTEM VALUE',
-    );
-    const setup = loop.indexOf('pg_replication_origin_xact_setup(pgf_ends[pgf_i], pgf_tss[pgf_i])');
-    const commit = loop.indexOf('COMMIT;');
-    expect(insert).toBeGreaterThan(-1);
-    expect(setup).toBeGreaterThan(insert);
-    expect(commit).toBeGreaterThan(setup);
-    // Values are cast to the target types; the parameters never clash with column names.
-    expect(p).toContain('pgf_c2[pgf_lo[pgf_i]]::app."Mood"');
-    expect(p).toContain('u.c1::text');
-    expect(callBatchStatement('pgf_b_3', 3)).toBe('CALL pg_temp."pgf_b_3"($1, $2, $3, $4, $5, $6, $7, $8)');
   });
 });

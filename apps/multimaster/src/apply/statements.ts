@@ -19,12 +19,6 @@ export interface ApplyTable {
   unsentColumns?: string[];
 }
 
-export interface BuiltStatement {
-  /** Stable for a given shape, so it can be a named prepared statement. */
-  name: string;
-  text: string;
-}
-
 function qualified(t: ApplyTable): string {
   return `ONLY ${quoteQualified(t.schema, t.name)}`;
 }
@@ -33,91 +27,6 @@ function col(t: ApplyTable, i: number): { name: string; type: string; identityAl
   const c = t.columns[i];
   if (!c) throw new RangeError(`column index ${i} out of range for ${t.schema}.${t.name}`);
   return c;
-}
-
-/** `$n::text[]` unnested into v(c0, c1, ...), each cast from its text form to the column type. */
-function unnestSource(t: ApplyTable, indexes: number[], firstParam: number, alias: string): string {
-  const arrays = indexes.map((_, j) => `$${firstParam + j}::text[]`).join(', ');
-  const names = indexes.map((_, j) => `${alias}${j}`).join(', ');
-  const casts = indexes.map((ci, j) => `${alias}${j}::${col(t, ci).type} AS ${alias}${j}`).join(', ');
-  return `SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`;
-}
-
-/**
- * Condition that a local row `t` may be overwritten without conflict handling: its last
- * change came from the same source origin (`$originParam`), or from this very transaction.
- * `pg_xact_commit_timestamp_origin` needs track_commit_timestamp (checked at init).
- * It must stay an expression on `t` in the UPDATE/DELETE's WHERE: when the statement waits
- * for a concurrent local writer, EvalPlanQual re-evaluates it on the row version it then
- * locks (a joined function scan would not be re-evaluated, see lookupStatement).
- */
-export function ownRowCondition(originParam: number): string {
-  return `((pg_xact_commit_timestamp_origin(t.xmin)).roident = $${originParam}::oid OR t.xmin = pg_current_xact_id()::xid)`;
-}
-
-/**
- * INSERT of n rows (every column present), one text[] parameter per column. A key that
- * already exists raises unique_violation, which sends the transaction to the careful path.
- */
-export function insertStatement(t: ApplyTable, indexes: number[]): BuiltStatement {
-  const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
-  return {
-    name: '',
-    // INSERT takes no ONLY (it never touches inheritance children anyway). OVERRIDING SYSTEM
-    // VALUE: the source's value of a GENERATED ALWAYS identity column must be kept (428C9 otherwise).
-    text: `INSERT INTO ${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE ${unnestSource(t, indexes, 1, 'c')}`,
-  };
-}
-
-/**
- * UPDATE of n rows matched on their old key, setting the columns in `setIndexes` (columns
- * sent as unchanged TOAST are left out by the caller). Params: old key arrays, then new
- * value arrays, then the source origin id, then the expected row count. Raises PF001
- * through pgfleet.expect_rows when a row is missing or was last changed by someone else.
- */
-export function updateStatement(t: ApplyTable, setIndexes: number[]): BuiltStatement {
-  const k = t.keyIndexes.length;
-  // An identity ALWAYS column cannot be assigned: require its value to be unchanged instead,
-  // so a changed one (UPDATE ... SET id = DEFAULT on the source) fails the row count and
-  // goes to the careful path, which moves the row (moveRowStatement).
-  const assigned = setIndexes.flatMap((ci, j) => (col(t, ci).identityAlways ? [] : [[ci, j] as const]));
-  const pinned = setIndexes.flatMap((ci, j) => (col(t, ci).identityAlways ? [[ci, j] as const] : []));
-  const keySrc = t.keyIndexes.map((_, j) => `$${1 + j}::text[]`);
-  const valSrc = setIndexes.map((_, j) => `$${1 + k + j}::text[]`);
-  const names = [...t.keyIndexes.map((_, j) => `k${j}`), ...setIndexes.map((_, j) => `c${j}`)];
-  const casts = [
-    ...t.keyIndexes.map((ci, j) => `k${j}::${col(t, ci).type} AS k${j}`),
-    ...setIndexes.map((ci, j) => `c${j}::${col(t, ci).type} AS c${j}`),
-  ];
-  const originParam = 1 + k + setIndexes.length;
-  const set =
-    assigned.length > 0
-      ? assigned.map(([ci, j]) => `${quoteIdent(col(t, ci).name)} = v.c${j}`).join(', ')
-      : touchAssignment(t);
-  const where = [
-    ...t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.k${j}`),
-    ...pinned.map(([ci, j]) => `t.${quoteIdent(col(t, ci).name)} = v.c${j}`),
-  ].join(' AND ');
-  return {
-    name: '',
-    text:
-      `WITH v AS (SELECT ${casts.join(', ')} FROM unnest(${[...keySrc, ...valSrc].join(', ')}) AS u(${names.join(', ')})), ` +
-      `w AS (UPDATE ${qualified(t)} AS t SET ${set} FROM v WHERE ${where} AND ${ownRowCondition(originParam)} RETURNING 1) ` +
-      `SELECT pgfleet.expect_rows(count(*), $${originParam + 1}::int8) FROM w`,
-  };
-}
-
-/** DELETE of n rows by key; same contract as updateStatement. Params: key arrays, origin, count. */
-export function deleteStatement(t: ApplyTable): BuiltStatement {
-  const k = t.keyIndexes.length;
-  const where = t.keyIndexes.map((ci, j) => `t.${quoteIdent(col(t, ci).name)} = v.c${j}`).join(' AND ');
-  return {
-    name: '',
-    text:
-      `WITH v AS (${unnestSource(t, t.keyIndexes, 1, 'c')}), ` +
-      `w AS (DELETE FROM ${qualified(t)} AS t USING v WHERE ${where} AND ${ownRowCondition(1 + k)} RETURNING 1) ` +
-      `SELECT pgfleet.expect_rows(count(*), $${k + 2}::int8) FROM w`,
-  };
 }
 
 export function truncateStatement(
@@ -260,59 +169,4 @@ export function lastCommand(result: unknown): string | null {
   const last = Array.isArray(result) ? result[result.length - 1] : result;
   const command = (last as { command?: unknown } | null | undefined)?.command;
   return typeof command === 'string' ? command : null;
-}
-
-/** Prefix of the notice an insertBatchProcedure sends after a COMMIT, followed by the end LSN. */
-export const BATCH_COMMITTED_NOTICE = 'pgfleet committed ';
-/**
- * An insertBatchProcedure reports a COMMIT by notice when none was reported for this long
- * (the first COMMIT of a call always): every notice is a flush, too costly per transaction.
- */
-export const BATCH_NOTICE_INTERVAL_MS = 5;
-
-/**
- * A procedure that applies a run of insert-only source transactions of one table shape,
- * each as its OWN target transaction: for transaction i it inserts rows lo[i]..hi[i] of
- * the column arrays, records (ends[i], tss[i]) with pg_replication_origin_xact_setup and
- * COMMITs. Called (CALL, outside any transaction block) once for the whole run, so one
- * protocol message carries many transactions and the plans stay cached in the session.
- *
- * The guard runs once, at the start, inside the first transaction: if anything pipelined
- * before the call failed, nothing of the run commits. Origin setup and COMMIT of a
- * transaction are adjacent statements of one message already received by the server, so
- * they run together or not at all, as with commitStatement. If transaction i fails,
- * transactions before it stay committed and origin progress names the last of them.
- * After the first COMMIT, and after any COMMIT that follows the previous notice by
- * BATCH_NOTICE_INTERVAL_MS, a notice names its end LSN: the client then knows that it and
- * every earlier transaction of the call committed, even while a later one waits on a lock
- * for a long time (at most that interval of apply work stays unconfirmed meanwhile).
- *
- * Lives in pg_temp: per session, never replicated, dropped with the apply connection.
- */
-export function insertBatchProcedure(t: ApplyTable, indexes: number[], name: string): string {
-  const cols = indexes.map((i) => quoteIdent(col(t, i).name)).join(', ');
-  const params = indexes.map((_, j) => `pgf_c${j} text[]`).join(', ');
-  const one = indexes.map((ci, j) => `pgf_c${j}[pgf_lo[pgf_i]]::${col(t, ci).type}`).join(', ');
-  const slices = indexes.map((_, j) => `pgf_c${j}[pgf_lo[pgf_i]:pgf_hi[pgf_i]]`).join(', ');
-  const names = indexes.map((_, j) => `c${j}`).join(', ');
-  const casts = indexes.map((ci, j) => `u.c${j}::${col(t, ci).type}`).join(', ');
-  const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;
-  return (
-    `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(pgf_expected pg_lsn, pgf_ends pg_lsn[], pgf_tss timestamptz[], pgf_lo int[], pgf_hi int[], ${params}) ` +
-    'LANGUAGE plpgsql AS $pgf$ DECLARE pgf_i int; pgf_noticed timestamptz; BEGIN ' +
-    'PERFORM pgfleet.apply_guard(pgf_expected); ' +
-    'FOR pgf_i IN 1..array_length(pgf_ends, 1) LOOP ' +
-    `IF pgf_lo[pgf_i] = pgf_hi[pgf_i] THEN INSERT INTO ${target} VALUES (${one}); ` +
-    `ELSE INSERT INTO ${target} SELECT ${casts} FROM unnest(${slices}) AS u(${names}); END IF; ` +
-    'PERFORM pg_replication_origin_xact_setup(pgf_ends[pgf_i], pgf_tss[pgf_i]); ' +
-    'COMMIT; ' +
-    `IF pgf_noticed IS NULL OR clock_timestamp() - pgf_noticed >= interval '${BATCH_NOTICE_INTERVAL_MS} ms' THEN pgf_noticed := clock_timestamp(); RAISE NOTICE '${BATCH_COMMITTED_NOTICE}%', pgf_ends[pgf_i]; END IF; ` +
-    'END LOOP; END $pgf$'
-  );
-}
-
-/** CALL of an insertBatchProcedure with `columns` column arrays. */
-export function callBatchStatement(name: string, columns: number): string {
-  const args = Array.from({ length: 5 + columns }, (_, i) => `$${i + 1}`);
-  return `CALL pg_temp.${quoteIdent(name)}(${args.join(', ')})`;
 }

@@ -1,4 +1,4 @@
-import { connect } from '@pgfleet/connection';
+import { connect, sqlStateOf } from '@pgfleet/connection';
 import { parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -136,7 +136,9 @@ export async function replayDeadLetter(
     const ctx: CarefulApplyContext = {
       db,
       edge,
-      ownOriginIds: own,
+      // The source's view when it wrote the transaction is long gone: every row last written
+      // by another node counts as a conflict, resolved with the source's commit time and rank.
+      seen: (_ts, originId) => own.has(originId),
       sourceRank: ranks.get(edge.source) ?? Number.MAX_SAFE_INTEGER,
       rankOfOriginId: (oid) => {
         if (oid === 0) return node.rank;
@@ -233,7 +235,7 @@ export async function replayDeadLetter(
             if (err instanceof ReplayError) throw err;
             throw new ReplayError(
               `dead letter ${nodeName}:${id}, change ${c.seq} (${c.kind} on ${c.table_schema}.${c.table_name}) was refused again, nothing was replayed: ${(err as Error).message}`,
-              { node: nodeName, id, seq: c.seq, sqlState: (err as { code?: unknown }).code },
+              { node: nodeName, id, seq: c.seq, sqlState: sqlStateOf(err) },
               { cause: err },
             );
           }

@@ -13,6 +13,17 @@ export interface RowOutcomes {
   failed: number;
 }
 
+/**
+ * The careful apply's context for a re-sync. `ownOriginIds`: the origins through which the
+ * source's own changes arrive on the peer (its edge, `dead-letters --replay`); a peer row
+ * last changed through them is the source's own older version. The source's view of
+ * other nodes' rows when it wrote a window transaction is not known here, so `seen`
+ * answers from these origins alone: any other row version is a conflict for the policy.
+ */
+export interface ResyncApplyContext extends CarefulApplyContext {
+  ownOriginIds: ReadonlySet<number>;
+}
+
 function col(t: ApplyTable, i: number) {
   const c = t.columns[i];
   if (!c) throw new RangeError(`column ${i} of ${t.schema}.${t.name}`);
@@ -25,7 +36,7 @@ function col(t: ApplyTable, i: number) {
  * insert go on to the careful path, which locks).
  */
 async function peerVersions(
-  ctx: CarefulApplyContext,
+  ctx: ResyncApplyContext,
   t: ApplyTable,
   rows: WindowRow[],
 ): Promise<Map<number, { commitUs: bigint | null; roident: number | null }>> {
@@ -56,7 +67,7 @@ async function peerVersions(
  * Inserts rows whose key the peer lacks, in one statement; returns how many it inserted
  * (fewer when a local insert of the same key won the race: the careful path sorts it out).
  */
-async function insertMissing(ctx: CarefulApplyContext, t: ApplyTable, rows: WindowRow[]): Promise<number> {
+async function insertMissing(ctx: ResyncApplyContext, t: ApplyTable, rows: WindowRow[]): Promise<number> {
   const idx = t.columns.map((_, i) => i);
   const names = idx.map((i) => `c${i}`);
   const arrays = idx.map((i) => `$${i + 1}::text[]`);
@@ -78,7 +89,7 @@ async function insertMissing(ctx: CarefulApplyContext, t: ApplyTable, rows: Wind
  * resolved by the table's policy and recorded exactly as the stream does).
  */
 export async function applyWindowRows(
-  ctx: CarefulApplyContext,
+  ctx: ResyncApplyContext,
   t: ApplyTable,
   rows: WindowRow[],
   tx: { finalLsn: Lsn; commitTs: bigint; xid: number },
@@ -126,7 +137,7 @@ export async function applyWindowRows(
  * counted and logged, not allowed to stop the others.
  */
 async function applyRowCarefully(
-  ctx: CarefulApplyContext,
+  ctx: ResyncApplyContext,
   t: ApplyTable,
   row: WindowRow,
   tx: { finalLsn: Lsn; commitTs: bigint; xid: number },

@@ -2,7 +2,7 @@ import { connect, quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/conn
 import { dropSlot, formatLsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { type CarefulApplyContext, ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
+import { ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
 import { type ApplyTable, commitStatement } from '../apply/statements.js';
 import { applyTableFor, loadTargetTable } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
@@ -16,7 +16,7 @@ import { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from '../session-settings
 import { claimEdge } from './claim.js';
 import { HaError } from './errors.js';
 import type { PrimaryTarget } from './primary.js';
-import { applyWindowRows } from './resync-apply.js';
+import { applyWindowRows, type ResyncApplyContext } from './resync-apply.js';
 import { groupByCommit, type WindowRow, windowStart } from './resync-plan.js';
 
 export interface ResyncOptions {
@@ -262,10 +262,11 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
       };
       applyTables.set(i, applyTableFor(edge, rel, await loadTargetTable(peerCtl, t.schema, t.name)));
     }
-    const ctx: CarefulApplyContext = {
+    const ctx: ResyncApplyContext = {
       db,
       edge,
       ownOriginIds: own,
+      seen: (_commitTs, originId) => own.has(originId),
       sourceRank: sourceNode.rank,
       rankOfOriginId: (id) => {
         if (id === 0) return peerNode.rank;

@@ -1,3 +1,4 @@
+import { SqlState, sqlStateOf } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import { edgeSlotName, originName } from '../naming.js';
@@ -49,7 +50,7 @@ async function pendingOwnTransactions(
     return own;
   } catch (err) {
     // Someone (the replicator) took the slot between our look and the peek.
-    if ((err as { code?: string }).code === '55006') return null;
+    if (sqlStateOf(err) === SqlState.OBJECT_IN_USE) return null;
     throw err;
   }
 }

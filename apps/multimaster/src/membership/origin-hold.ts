@@ -1,4 +1,4 @@
-import { connect, SqlState } from '@pgfleet/connection';
+import { connect, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -54,10 +54,9 @@ export async function holdOrigins(
           await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
           break;
         } catch (err) {
-          const e = err as { code?: string; message?: string };
-          if (e.code !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
+          if (sqlStateOf(err) !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
           // "replication origin with ID n is already active for PID p" (origin.c).
-          const pid = /PID (\d+)/.exec(e.message ?? '')?.[1];
+          const pid = /PID (\d+)/.exec((err as Error).message ?? '')?.[1];
           if (pid) {
             opts.logger?.info({ origin, pid: Number(pid) }, 'pausing apply session that holds the origin');
             await c.query('SELECT pg_terminate_backend($1)', [Number(pid)]);

@@ -1,4 +1,4 @@
-import { connect, quoteIdent, SqlState, toPgfleetError } from '@pgfleet/connection';
+import { connect, quoteIdent, SqlState, sqlStateOf, toPgfleetError } from '@pgfleet/connection';
 import { dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -46,11 +46,11 @@ export async function dropOriginForce(client: pg.Client, name: string, timeoutMs
       await client.query('SELECT pg_replication_origin_drop($1)', [name]);
       return true;
     } catch (err) {
-      const e = err as { code?: string; message?: string };
-      if (e.code === SqlState.UNDEFINED_OBJECT) return false;
-      if (e.code !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
+      const state = sqlStateOf(err);
+      if (state === SqlState.UNDEFINED_OBJECT) return false;
+      if (state !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
       // "could not drop replication origin with ID n, in use by PID p" (origin.c).
-      const pid = /PID (\d+)/.exec(e.message ?? '')?.[1];
+      const pid = /PID (\d+)/.exec((err as Error).message ?? '')?.[1];
       if (pid) await client.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
       await sleep(50);
     }

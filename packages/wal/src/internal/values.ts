@@ -2,15 +2,6 @@
 // strings and float8/int4 as numbers by default, but a caller may have installed other type
 // parsers, so accept both spellings.
 
-/** SQLSTATE of an error thrown by node-postgres (`code`) or by @pgfleet/connection (`sqlState`). */
-export function sqlStateOf(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { sqlState?: unknown; code?: unknown };
-  if (typeof e.sqlState === 'string') return e.sqlState;
-  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
-  return undefined;
-}
-
 export function toNumberOrNull(value: unknown): number | null {
   if (value === null || value === undefined) return null;
   const n = typeof value === 'number' ? value : Number(value);

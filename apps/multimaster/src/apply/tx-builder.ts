@@ -1,0 +1,208 @@
+import type { Lsn } from '@pgfleet/wal';
+import { type ChangeSpans, COL_TEXT, COL_UNCHANGED_TOAST, type TupleSpans } from '../decode/change-reader.js';
+import { type GroupShape, groupColumns } from './group-sql.js';
+import type { ApplyTable } from './statements.js';
+import { OID } from './wire-arrays.js';
+
+/** A relation as the applier knows it: `version` changes with every Relation message for its id. */
+export interface ApplyRelation {
+  id: number;
+  version: number;
+  table: ApplyTable;
+  /** Every column index (an insert's columns), computed once. */
+  all?: number[];
+}
+
+/**
+ * Rows of one transaction that one set-based statement applies: consecutive changes of one
+ * table, one kind and the same columns, never two of one key (a second change of a key
+ * must see the first, so it starts a new group), at most `maxRows` of them. The values
+ * live in the transaction's buffer; `at` holds, per row, the offset of each parameter's
+ * element (int32 length, -1 for NULL, then the text bytes: the binary array element).
+ */
+export class TxGroup {
+  rows = 0;
+  readonly width: number;
+  readonly at: number[] = [];
+  /** Keys (old, and new when an update changes it) of an update or delete group. */
+  private readonly keys: Set<string> | null;
+
+  constructor(
+    readonly shape: GroupShape,
+    readonly shapeKey: string,
+  ) {
+    this.width = groupColumns(shape).length;
+    this.keys = shape.kind === 'insert' ? null : new Set();
+  }
+
+  /** Whether a change with these keys may join the group. */
+  accepts(shapeKey: string, keys: readonly string[], maxRows: number): boolean {
+    if (shapeKey !== this.shapeKey || this.rows >= maxRows) return false;
+    if (this.keys) for (const k of keys) if (this.keys.has(k)) return false;
+    return true;
+  }
+
+  addKeys(keys: readonly string[]): void {
+    if (this.keys) for (const k of keys) this.keys.add(k);
+  }
+}
+
+function keyString(buf: Buffer, spans: TupleSpans, keyIndexes: readonly number[]): string {
+  if (keyIndexes.length === 1) return spans.keyText(buf, keyIndexes[0] as number);
+  return keyIndexes.map((i) => spans.keyText(buf, i)).join('\u0000,');
+}
+
+/** A source transaction being received, grouped for set-based apply. */
+export class PendingTx {
+  groups: TxGroup[] = [];
+  rows = 0;
+  bytes = 0;
+  /** Every group's values, copied out of the stream's messages. */
+  data: Buffer;
+  private used = 0;
+
+  constructor(
+    readonly finalLsn: Lsn,
+    readonly commitTs: bigint,
+    readonly xid: number,
+    /** SeenTracker version at the transaction's start. */
+    readonly seenVersion: number,
+  ) {
+    this.data = Buffer.allocUnsafe(256);
+  }
+
+  private room(n: number): void {
+    if (this.used + n <= this.data.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.used + n));
+    this.data.copy(next, 0, 0, this.used);
+    this.data = next;
+  }
+
+  private put(g: TxGroup, buf: Buffer, spans: TupleSpans, i: number): void {
+    g.at.push(this.used);
+    if (spans.kinds[i] === COL_TEXT) {
+      const at = spans.at[i] as number;
+      const n = 4 + buf.readInt32BE(at);
+      this.room(n);
+      this.used += buf.copy(this.data, this.used, at, at + n);
+    } else {
+      this.room(4);
+      this.used = this.data.writeInt32BE(-1, this.used);
+    }
+  }
+
+  /**
+   * Drops every group but `keep` (streamed transactions send groups as they fill), and the
+   * values of the dropped ones, so a large transaction holds at most a group at a time.
+   */
+  keepOnly(keep: TxGroup | undefined): void {
+    this.groups = keep ? [keep] : [];
+    if (!keep || keep.at.length === 0) {
+      this.used = 0;
+      return;
+    }
+    const from = keep.at[0] as number;
+    this.data.copy(this.data, 0, from, this.used);
+    this.used -= from;
+    for (let i = 0; i < keep.at.length; i++) keep.at[i] = (keep.at[i] as number) - from;
+  }
+
+  /** Appends one change; its values are copied out of `buf`, which may be reused afterwards. */
+  add(rel: ApplyRelation, c: ChangeSpans, buf: Buffer, maxGroupRows: number): void {
+    const t = rel.table;
+    let setIndexes: number[];
+    let keySource: TupleSpans;
+    const keys: string[] = [];
+    if (c.kind === 'insert') {
+      const neu = c.new as TupleSpans;
+      rel.all ??= t.columns.map((_, i) => i);
+      setIndexes = rel.all;
+      keySource = neu;
+    } else if (c.kind === 'update') {
+      const neu = c.new as TupleSpans;
+      keySource = c.old ?? neu;
+      const changed =
+        c.old !== null &&
+        t.keyIndexes.some(
+          (i) => neu.kinds[i] !== COL_UNCHANGED_TOAST && !neu.sameValue(buf, i, c.old as TupleSpans),
+        );
+      setIndexes = [];
+      for (let i = 0; i < neu.n; i++) {
+        if (neu.kinds[i] === COL_UNCHANGED_TOAST) continue;
+        if (!changed && t.columns[i]?.isKey) continue;
+        setIndexes.push(i);
+      }
+      keys.push(keyString(buf, keySource, t.keyIndexes));
+      if (changed) keys.push(keyString(buf, neu, t.keyIndexes));
+    } else {
+      keySource = c.old as TupleSpans;
+      setIndexes = [];
+      keys.push(keyString(buf, keySource, t.keyIndexes));
+    }
+    const shapeKey = `${rel.id}.${rel.version}:${c.kind[0]}:${c.kind === 'insert' ? '' : setIndexes.join(',')}`;
+    let g = this.groups[this.groups.length - 1];
+    if (!g?.accepts(shapeKey, keys, maxGroupRows)) {
+      g = new TxGroup({ table: t, kind: c.kind, setIndexes }, shapeKey);
+      this.groups.push(g);
+    }
+    g.addKeys(keys);
+    if (c.kind === 'insert') {
+      const neu = c.new as TupleSpans;
+      for (const i of setIndexes) this.put(g, buf, neu, i);
+    } else {
+      for (const i of t.keyIndexes) this.put(g, buf, keySource, i);
+      if (c.kind === 'update') for (const i of setIndexes) this.put(g, buf, c.new as TupleSpans, i);
+    }
+    g.rows++;
+    this.rows++;
+    this.bytes += buf.length;
+  }
+}
+
+/**
+ * The 2-dimensional text[] parameter (binary) of a group over several transactions' rows:
+ * element [j][r] is parameter j of row r, rows in order. PostgreSQL stores it row-major,
+ * so the elements go column by column: one pass to size it, one to copy.
+ */
+export function columnMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>, width: number): Buffer {
+  let size = 28;
+  let rows = 0;
+  let nulls = 0;
+  for (const { tx, g } of parts) {
+    const d = tx.data;
+    rows += g.rows;
+    for (let k = 0; k < g.at.length; k++) {
+      const len = d.readInt32BE(g.at[k] as number);
+      if (len < 0) {
+        nulls++;
+        size += 4;
+      } else size += 4 + len;
+    }
+  }
+  if (rows === 0 || width === 0) {
+    const b = Buffer.allocUnsafe(12);
+    b.writeInt32BE(0, 0);
+    b.writeInt32BE(0, 4);
+    b.writeInt32BE(OID.text, 8);
+    return b;
+  }
+  const out = Buffer.allocUnsafe(size);
+  out.writeInt32BE(2, 0);
+  out.writeInt32BE(nulls > 0 ? 1 : 0, 4);
+  out.writeInt32BE(OID.text, 8);
+  out.writeInt32BE(width, 12);
+  out.writeInt32BE(1, 16);
+  out.writeInt32BE(rows, 20);
+  out.writeInt32BE(1, 24);
+  let o = 28;
+  for (let j = 0; j < width; j++)
+    for (const { tx, g } of parts) {
+      const d = tx.data;
+      for (let r = 0; r < g.rows; r++) {
+        const at = g.at[r * g.width + j] as number;
+        const len = d.readInt32BE(at);
+        o += d.copy(out, o, at, at + 4 + Math.max(len, 0));
+      }
+    }
+  return out;
+}
