@@ -1,4 +1,4 @@
-import { backoffDelay, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
+import { backoffDelay, NodeUnreachableError, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -327,6 +327,13 @@ export class EdgeRunner {
       const streamEnded = new Promise<Error | null>((resolve) => {
         endStream = resolve;
       });
+      // A target (or gated source) that dies while nothing is applied would otherwise go
+      // unnoticed until the next transaction: end the session at once and find the primary.
+      const lost = (what: string, node: string) => () =>
+        endStream(new NodeUnreachableError(`${what} connection to ${node} closed`, { edge: edge.id, node }));
+      control.once('end', lost('control', edge.target));
+      db.once('end', lost('apply', edge.target));
+      sourceClient?.once('end', lost('standby gate', edge.source));
       let replyNow: (() => void) | null = null;
       // The applier (backlog) and the standby gate each may hold the stream; it flows when neither does.
       const holds = new Set<'applier' | 'gate'>();
