@@ -18,13 +18,16 @@ export const KEEPER_HELP: ProgramHelp = {
     {
       name: 'run',
       summary: 'run the keeper (node or witness mode) until SIGINT/SIGTERM',
-      usage: ['run --config <file.yaml> [--<key> <value>...]'],
+      usage: ['run --config <file.yaml> [--force] [--<key> <value>...]'],
       description:
         'Runs beside one PostgreSQL node (or as the witness with --mode witness). The keeper learns\n' +
         "its role from the server (pg_is_in_recovery()), never from config, and serves Patroni's\n" +
-        'health endpoints (/primary, /replica, /health...) on http.listen.',
+        'health endpoints (/primary, /replica, /health...) on http.listen. Refuses to start on the\n' +
+        'configuration problems check reports (credentials refused, no password, no such host, a\n' +
+        'peer.conninfo that misses the server this node replicates with).',
       options: [
         { flag: '-c, --config <file>', text: 'YAML config (or PGFLEET_KEEPER_CONFIG)' },
+        { flag: '--force', text: 'start despite configuration problems (each is logged)' },
         { flag: '--<key> <value>', text: 'any configuration key, dotted or kebab-case (--interval 500ms)' },
       ],
       examples: [

@@ -130,6 +130,8 @@ describe('status', () => {
     lsn: '0/3000060',
     fenced: false,
     fenceReason: null,
+    writable: false,
+    lease: 'not held: not a primary yet',
     paused: false,
     healthy: true,
     streaming: true,
@@ -140,7 +142,7 @@ describe('status', () => {
     decision: { kind: 'wait', reason: 'primary reachable', at: '2024-01-01T00:00:01.000Z' },
     lastIterationAt: '2024-01-01T00:00:01.000Z',
     lastError: null,
-    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
   };
 
   it('formats a readable table', () => {

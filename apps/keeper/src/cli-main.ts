@@ -8,11 +8,11 @@ import {
   renderProgramHelp,
 } from '@pgfleet/cli';
 import { PgfleetError, redactConninfo } from '@pgfleet/connection';
-import { detectRole } from '@pgfleet/roles';
 import type { Logger } from 'pino';
 import { KEEPER_HELP } from './cli-help.js';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { startKeeper } from './keeper.js';
+import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
 import type { KeeperStatus } from './state.js';
 import { formatBytes } from './units.js';
@@ -76,7 +76,10 @@ export function formatStatusTable(s: KeeperStatus): string {
       ['replay', s.replayPaused ? 'PAUSED' : 'running'],
     );
   if (s.role === 'primary')
-    rows.push(['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)]);
+    rows.push(
+      ['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)],
+      ['write lease', s.lease],
+    );
   if (s.mode === 'node') {
     rows.push(
       [
@@ -188,9 +191,6 @@ async function cmdPost(
   return res.ok ? EXIT_OK : EXIT_RUNTIME;
 }
 
-/** Causes that mean the configuration is wrong (not "the server is not up yet"). */
-const CONFIG_CAUSES = new Set(['auth_failed', 'host_not_found', 'error']);
-
 export interface NodeCheck {
   /** Config key of the conninfo checked, e.g. `peer.conninfo`. */
   key: string;
@@ -198,37 +198,32 @@ export interface NodeCheck {
   role: string;
   /** Never holds a password. */
   reason: string;
-  /** Why this line makes the check fail, if it does. */
+  /** ok, down (the keeper waits for it), config (only the operator can fix it). */
+  severity: 'ok' | 'down' | 'config';
+  /** What was found, naming the key (never a password). */
+  line: string;
+  /** Why this line makes the command fail, if it does. */
   problem: string | null;
 }
 
+/**
+ * `check` fails on any problem; `run` only on configuration problems (a node that is merely
+ * down is what the keeper is there for), and not at all with --force.
+ */
 async function checkNodes(c: KeeperConfig, strict: boolean): Promise<NodeCheck[]> {
-  const nodes: Array<[string, string, string]> =
-    c.mode === 'witness'
-      ? Object.entries(c.members).map(([name, conninfo]) => [`members.${name}`, name, conninfo])
-      : [
-          ['node.conninfo', c.node.name, c.node.conninfo],
-          ['peer.conninfo', c.peer.name, c.peer.conninfo],
-        ];
-  const out: NodeCheck[] = [];
-  for (const [key, name, conninfo] of nodes) {
-    const info = await detectRole(conninfo, { timeoutMs: Math.max(c.connectTimeoutMs, 1000) });
-    const bad =
-      info.role === 'down' &&
-      (strict || (key === 'node.conninfo' && CONFIG_CAUSES.has(info.downCause ?? '')));
-    out.push({
-      key,
-      node: name,
-      role: info.role,
-      reason: redactConninfo(info.reason),
-      problem: bad ? (info.downCause ?? 'down') : null,
-    });
-  }
-  return out;
+  return (await preflight(c)).map((f) => ({
+    key: f.key,
+    node: f.node,
+    role: f.role,
+    reason: f.reason,
+    severity: f.severity,
+    line: f.line,
+    problem: f.severity === 'config' || (strict && f.severity === 'down') ? f.severity : null,
+  }));
 }
 
 function checkLine(n: NodeCheck): string {
-  return `${n.key}: node ${n.node} is ${n.role}: ${n.reason}`;
+  return n.line;
 }
 
 async function cmdCheck(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
@@ -248,12 +243,15 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const config = configFrom(args.flags, env);
   const logger = loggerFor(config);
   const log = logger.child({ component: 'keeper', node: config.node.name });
+  const force = args.bools.has('force');
   let pre = EXIT_OK;
   for (const n of await checkNodes(config, false)) {
-    if (n.problem) {
-      write(process.stderr, `pgfleet-keeper: ${checkLine(n)}`);
+    if (n.problem && !force) {
+      write(process.stderr, `pgfleet-keeper: ${checkLine(n)} (fix it, or start anyway with --force)`);
       pre = EXIT_USAGE;
-    } else if (n.role === 'down')
+    } else if (n.problem)
+      log.error({ key: n.key, peer: n.node, forced: true }, `${checkLine(n)}; started anyway (--force)`);
+    else if (n.severity === 'down')
       log.warn({ key: n.key, peer: n.node }, `${checkLine(n)}; the keeper waits for it`);
   }
   if (pre !== EXIT_OK) return pre;

@@ -76,6 +76,8 @@ const schema = z
     node: z.strictObject({
       name: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 letters, digits, _ . -'),
       conninfo: conninfo.optional(),
+      /** The local server's data directory: lets the keeper fence it without SQL (signals). */
+      pgdata: z.string().regex(/^\//, 'must be an absolute path').optional(),
     }),
     peer: z
       .strictObject({
@@ -139,7 +141,7 @@ const schema = z
     if (connectTimeout > c.interval)
       ctx.addIssue({ code: 'custom', path: ['connectTimeout'], message: 'must not exceed interval' });
     const fenceAfter = c.fenceAfter ?? defaultFenceAfter(c.interval, c.failures);
-    if (c.witness && fenceAfter >= c.failures * c.interval)
+    if (fenceAfter >= c.failures * c.interval)
       ctx.addIssue({
         code: 'custom',
         path: ['fenceAfter'],
@@ -158,7 +160,7 @@ function defaultConnectTimeout(interval: number): number {
 }
 
 function defaultFenceAfter(interval: number, failures: number): number {
-  return Math.max(interval, (failures - 1) * interval);
+  return Math.max(Math.round(interval / 2), (failures - 1) * interval);
 }
 
 type Parsed = z.output<typeof schema>;
@@ -166,7 +168,7 @@ type Parsed = z.output<typeof schema>;
 /** The resolved keeper configuration: every duration in ms, every size in bytes. */
 export interface KeeperConfig {
   mode: 'node' | 'witness';
-  node: { name: string; conninfo: string };
+  node: { name: string; conninfo: string; pgdata?: string };
   /** The other data node. In witness mode: empty name and conninfo. */
   peer: { name: string; conninfo: string; keeperUrl?: string };
   witness?: { url: string };
@@ -197,7 +199,11 @@ export interface KeeperConfig {
 function resolve(p: Parsed): KeeperConfig {
   return {
     mode: p.mode,
-    node: { name: p.node.name, conninfo: p.node.conninfo ?? '' },
+    node: {
+      name: p.node.name,
+      conninfo: p.node.conninfo ?? '',
+      ...(p.node.pgdata ? { pgdata: p.node.pgdata } : {}),
+    },
     peer: p.peer ? { ...p.peer } : { name: '', conninfo: '' },
     ...(p.witness ? { witness: p.witness } : {}),
     members: p.members ?? {},
@@ -229,6 +235,7 @@ export const CONFIG_KEYS = [
   'mode',
   'node.name',
   'node.conninfo',
+  'node.pgdata',
   'peer.name',
   'peer.conninfo',
   'peer.keeperUrl',

@@ -2,7 +2,9 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { KeeperConfig } from './config.js';
 import type { HookEvent, HookRunner } from './hooks.js';
+import type { LocalSession } from './local-session.js';
 import type { KeeperMetrics } from './metrics.js';
+import type { PrimaryGuard } from './primary-guard.js';
 import type { KeeperState } from './state.js';
 
 /** What the mode loops share: config, injected services, and the keeper's memory. */
@@ -14,8 +16,15 @@ export interface LoopContext {
   metrics: KeeperMetrics;
   hooks: HookRunner;
   state: KeeperState;
-  /** Records a decision; logs it when its kind or reason changed since the last one. */
-  record(kind: string, reason: string, fields?: Record<string, unknown>): void;
+  /**
+   * Records a decision; logs it when its kind or key changed since the last one (`key`
+   * defaults to the reason; give a stable one when the reason carries a countdown).
+   */
+  record(kind: string, reason: string, fields?: Record<string, unknown>, key?: string): void;
+  /** The write lease and the fence of the local primary (node mode). */
+  guard?: PrimaryGuard;
+  /** The keeper's long-lived session to its own server (node mode). */
+  session?: LocalSession;
   /** Runs a hook for `event` with the current role/timeline (queued, not awaited). */
   hook(event: HookEvent, reason: string, extra?: { oldRole?: string }): void;
   /** Start the next iteration now instead of at the next tick. */

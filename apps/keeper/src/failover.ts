@@ -1,7 +1,7 @@
 import type { LoopContext } from './context.js';
 import type { PostResult } from './http-server.js';
 import { decideStandby } from './standby-decision.js';
-import { probePrimary, promoteLocal } from './standby-loop.js';
+import { probePrimary, promoteLocal, standbyPolicy } from './standby-loop.js';
 
 /**
  * Manual failover (`pgfleet-keeper failover [--force]`), run by the standby's keeper: the
@@ -23,13 +23,24 @@ export async function manualFailover(ctx: LoopContext, body: unknown): Promise<P
   const probe = await probePrimary(ctx);
   if (probe.ok && probe.role === 'primary')
     return refuse(409, `primary ${c.peer.name} answers: use switchover (failover would leave two writers)`);
+  if (probe.outcome.kind === 'answered' && !force)
+    return refuse(
+      409,
+      `primary ${c.peer.name} answered: ${probe.outcome.message}: it is alive (--force promotes anyway, leaving two writers unless you stopped it)`,
+    );
 
   const action = decideStandby(
     {
       now: ctx.clock.now(),
       startedAt: s.startedAt,
-      primaryReachable: false,
-      watch: { ...s.primaryWatch, consecutiveFailures: c.failures, primarySeenOnce: true },
+      probe: { kind: 'silent', error: 'operator says the primary is gone' },
+      watch: {
+        ...s.primaryWatch,
+        consecutiveFailures: c.failures,
+        primarySeenOnce: true,
+        lastSeenAt: Number.NEGATIVE_INFINITY,
+      },
+      receiver: null,
       lagBytes: s.lagBytes,
       replayPaused: s.replayPaused,
       keeperPaused: false,
@@ -37,14 +48,7 @@ export async function manualFailover(ctx: LoopContext, body: unknown): Promise<P
       sync: s.sync,
       witness: 'none',
     },
-    {
-      failures: c.failures,
-      intervalMs: c.intervalMs,
-      startupGraceMs: c.startupGraceMs,
-      maxLagOnFailover: c.maxLagOnFailover,
-      fenceAfterMs: c.fenceAfterMs,
-      syncRequired: c.syncStandbyNames !== '',
-    },
+    standbyPolicy(ctx),
   );
   let reason: string;
   if (action.kind === 'blocked') {

@@ -1,11 +1,13 @@
 import { formatDuration } from './units.js';
 
 /**
- * "Never two writers", from the primary's side. A primary fences itself (read-only + client
- * backends terminated) when its peer was promoted on a newer timeline, when the witness
- * granted its vote to the peer, or, with a witness, when it reached neither the standby nor
- * the witness for fenceAfter (shorter than the standby's promotion deadline, so an isolated
- * primary is read-only before the other side may promote). Pure: facts in, action out.
+ * "Never two writers", from the primary's side: when to fence with SQL. A primary fences
+ * itself (read-only + client backends terminated) when its peer was promoted on a newer
+ * timeline, when the witness granted its vote to the peer, or, with a witness, when it
+ * reached neither the standby nor the witness for fenceAfter (shorter than the standby's
+ * promotion deadline, so an isolated primary is read-only before the other side may promote).
+ * How: primary-guard.ts (lease first, escalation when SQL cannot be confirmed); a server that
+ * takes no new connection at all is server-watch-decision.ts's. Pure: facts in, action out.
  */
 
 export type PeerRole = 'primary' | 'standby' | 'down' | 'unknown';

@@ -16,6 +16,8 @@ function status(over: Partial<KeeperStatus> = {}): KeeperStatus {
     lsn: '0/3000060',
     fenced: false,
     fenceReason: null,
+    writable: true,
+    lease: 'held for 1s: b answers as a standby',
     paused: false,
     healthy: true,
     streaming: false,
@@ -26,7 +28,7 @@ function status(over: Partial<KeeperStatus> = {}): KeeperStatus {
     decision: null,
     lastIterationAt: null,
     lastError: null,
-    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
     ...over,
   };
 }
@@ -65,25 +67,69 @@ describe('keeper HTTP API over real HTTP', () => {
 
   it.each<[string, Partial<KeeperStatus>, Record<string, number>]>([
     [
-      'unfenced primary',
+      'primary holding its write lease',
       {},
       {
+        '/': 200,
         '/primary': 200,
+        '/master': 200,
+        '/leader': 200,
         '/read-write': 200,
         '/replica': 503,
+        '/sync': 503,
+        '/async': 503,
         '/read-only': 200,
+        '/read-only-sync': 200,
         '/health': 200,
         '/readiness': 200,
       },
     ],
     [
-      'fenced primary',
-      { fenced: true },
-      { '/primary': 503, '/replica': 503, '/read-only': 503, '/health': 200 },
+      'primary without its lease (fenced, fencing, lapsed, rival): never a write target',
+      { writable: false, lease: 'not held: the local postmaster takes no new connections' },
+      { '/': 503, '/primary': 503, '/master': 503, '/read-write': 503, '/read-only': 503, '/health': 200 },
+    ],
+    [
+      'synchronous streaming standby',
+      {
+        role: 'standby',
+        streaming: true,
+        writable: false,
+        lagBytes: 0,
+        sync: { configured: 'ANY 1 (a, b)', current: null, degraded: false, observation: 'sync' },
+      },
+      {
+        '/': 503,
+        '/primary': 503,
+        '/replica': 200,
+        '/replica?replication_state=streaming': 200,
+        '/replica?replication_state=catchup': 503,
+        '/sync': 200,
+        '/synchronous': 200,
+        '/async': 503,
+        '/read-only-sync': 200,
+      },
+    ],
+    [
+      'asynchronous streaming standby',
+      {
+        role: 'standby',
+        streaming: true,
+        writable: false,
+        lagBytes: 100,
+        sync: { configured: '', current: null, degraded: false, observation: 'async' },
+      },
+      {
+        '/sync': 503,
+        '/async': 200,
+        '/asynchronous?lag=1kB': 200,
+        '/async?lag=10': 503,
+        '/read-only-sync': 503,
+      },
     ],
     [
       'streaming standby',
-      { role: 'standby', streaming: true, lagBytes: 2048 },
+      { role: 'standby', streaming: true, writable: false, lagBytes: 2048 },
       {
         '/primary': 503,
         '/replica': 200,
@@ -96,15 +142,32 @@ describe('keeper HTTP API over real HTTP', () => {
     ],
     [
       'standby not streaming',
-      { role: 'standby', streaming: false, lagBytes: 0 },
+      { role: 'standby', streaming: false, writable: false, lagBytes: 0 },
       { '/replica': 503, '/readiness': 503, '/health': 200 },
     ],
-    ['server down', { role: 'down' }, { '/primary': 503, '/replica': 503, '/health': 503, '/liveness': 200 }],
+    [
+      'server down',
+      { role: 'down', writable: false },
+      { '/primary': 503, '/replica': 503, '/health': 503, '/liveness': 200 },
+    ],
   ])('%s', async (_name, over, expected) => {
     current = status(over);
     for (const [path, want] of Object.entries(expected))
       expect([path, await code(path)]).toEqual([path, want]);
   });
+
+  it.each(['GET', 'HEAD', 'OPTIONS'])(
+    '%s / answers like /primary (HAProxy’s plain option httpchk sends OPTIONS /)',
+    async (method) => {
+      current = status();
+      expect(await code('/', { method })).toBe(200);
+      current = status({ role: 'standby', streaming: true, writable: false });
+      const res = await fetch(`${server.url}/`, { method });
+      expect(res.status).toBe(503);
+      expect(await code('/replica', { method })).toBe(200);
+      if (method !== 'GET') expect(await res.text()).toBe('');
+    },
+  );
 
   it('serves /status as JSON and unknown paths as 404', async () => {
     current = status({ role: 'standby', streaming: true });

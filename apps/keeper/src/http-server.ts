@@ -6,22 +6,24 @@ import type { KeeperStatus } from './state.js';
 import { parseSize } from './units.js';
 
 /**
- * The keeper's HTTP API on node:http. Read-only endpoints follow Patroni's health checks so
- * existing HAProxy configs work unchanged:
+ * The keeper's HTTP API on node:http. Health endpoints follow Patroni's (docs/rest_api.rst),
+ * for GET, HEAD and OPTIONS alike, so HAProxy configs written for Patroni work unchanged,
+ * including HAProxy's plain `option httpchk`, which sends `OPTIONS /`:
  *
- * | endpoint                     | 200 when                                                 |
- * |------------------------------|----------------------------------------------------------|
- * | GET /primary (/read-write)   | the local server is an unfenced primary                  |
- * | GET /replica?lag=<size>      | the local server is a standby streaming from its primary |
- * |                              | (and its lag is at most `lag`, e.g. 1048576 or 1MB)      |
- * | GET /read-only               | unfenced primary or streaming standby                    |
- * | GET /health                  | PostgreSQL answers (any role)                            |
- * | GET /liveness                | the keeper loop ran recently                             |
- * | GET /readiness               | like /read-only                                          |
- * | GET /status                  | always: JSON status                                      |
- * | GET /metrics                 | always: Prometheus text                                  |
+ * | endpoint                                   | 200 when                                        |
+ * |--------------------------------------------|-------------------------------------------------|
+ * | / /primary /master /read-write /leader     | this keeper holds the write lease (writable)    |
+ * | /replica[?lag=][&replication_state=]       | a standby streaming from its primary            |
+ * | /sync /synchronous                         | a streaming standby the primary counts as sync  |
+ * | /async /asynchronous [?lag=]               | a streaming standby that is not synchronous     |
+ * | /read-only /readiness                      | writable primary or streaming standby           |
+ * | /read-only-sync                            | writable primary or synchronous standby         |
+ * | /health                                    | PostgreSQL answers (any role)                   |
+ * | /liveness                                  | the keeper loop ran recently                    |
+ * | /status                                    | always: JSON status                             |
+ * | /metrics                                   | always: Prometheus text                         |
  *
- * otherwise 503 (404 for unknown paths). Health responses carry the status JSON as body.
+ * otherwise 503 (404 for unknown paths). GET health responses carry the status JSON.
  * POST endpoints (`/switchover`, `/pause`, `/resume`, `/peer/notify`, `/witness/*`) need
  * `Authorization: Bearer <http.token>`; without a configured token they are refused (403).
  */
@@ -81,24 +83,38 @@ export function healthCode(
   alive: boolean,
   query: URLSearchParams,
 ): number | null {
-  const primary = s.role === 'primary' && !s.fenced;
+  const primary = s.role === 'primary' && s.writable;
   const lagParam = query.get('lag');
   const maxLag = lagParam === null ? undefined : parseSize(lagParam);
+  if (lagParam !== null && maxLag === undefined) return 400;
+  const wantState = query.get('replication_state');
+  const streaming = s.role === 'standby' && s.streaming;
   const replica =
-    s.role === 'standby' &&
-    s.streaming &&
-    (maxLag === undefined || (s.lagBytes !== null && s.lagBytes <= maxLag));
+    streaming &&
+    (maxLag === undefined || (s.lagBytes !== null && s.lagBytes <= maxLag)) &&
+    (wantState === null || wantState === 'streaming');
+  const sync = replica && s.sync.observation === 'sync';
+  const async = replica && s.sync.observation !== 'sync';
   switch (path) {
+    case '/':
     case '/primary':
+    case '/master':
     case '/read-write':
     case '/leader':
       return primary ? 200 : 503;
     case '/replica':
-      if (lagParam !== null && maxLag === undefined) return 400;
       return replica ? 200 : 503;
+    case '/sync':
+    case '/synchronous':
+      return sync ? 200 : 503;
+    case '/async':
+    case '/asynchronous':
+      return async ? 200 : 503;
     case '/read-only':
     case '/readiness':
       return primary || replica ? 200 : 503;
+    case '/read-only-sync':
+      return primary || sync ? 200 : 503;
     case '/health':
       return s.role === 'primary' || s.role === 'standby' || s.role === 'witness' ? 200 : 503;
     case '/liveness':
@@ -123,11 +139,17 @@ export function startHttpServer(
         return;
       }
       const status = api.status();
-      if (path === '/status' || path === '/') return sendJson(res, 200, status);
+      if (path === '/status') return sendJson(res, 200, status);
       const code = healthCode(path, status, api.alive(), url.searchParams);
       if (code === null) return sendJson(res, 404, { error: `no such endpoint ${path}` });
       if (code === 400)
         return sendJson(res, 400, { error: 'lag must be a size in bytes, e.g. 1048576 or 1MB' });
+      // Like Patroni: HEAD and OPTIONS get the code without the document.
+      if (req.method !== 'GET') {
+        res.writeHead(code, { 'content-length': '0', 'cache-control': 'no-store' });
+        res.end();
+        return;
+      }
       return sendJson(res, code, status);
     }
     if (req.method !== 'POST') return sendJson(res, 405, { error: `method ${req.method} not allowed` });

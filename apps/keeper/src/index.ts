@@ -19,6 +19,7 @@ export {
   type PrimaryFacts,
   type PrimaryPolicy,
 } from './primary-decision.js';
+export { decideServerWatch, type ServerWatchVerdict } from './server-watch-decision.js';
 export {
   decideStandby,
   observePrimaryProbe,
@@ -27,4 +28,6 @@ export {
   type StandbyPolicy,
 } from './standby-decision.js';
 export type { KeeperStatus } from './state.js';
+export { type KeeperTiming, keeperTiming } from './timing.js';
 export { decideVote, recordHeartbeat, type VoteDecision, type WitnessState } from './witness.js';
+export { judgeLease, type LeaseEvidence, type LeaseVerdict } from './write-lease.js';

@@ -32,7 +32,14 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
     const pair = await createPair({ name: 'keeper-ops', setupSql: 'CREATE TABLE t (id int PRIMARY KEY)' });
     ({ sb, a, b } = pair);
     const opts = {
-      common: { ...timing, syncStandbyNames: SYNC, startupGrace: '5s', http: { token: TOKEN } },
+      // fenceAfter above the freeze below: a primary silent for fenceAfter is stopped by its keeper.
+      common: {
+        ...timing,
+        fenceAfter: '800ms',
+        syncStandbyNames: SYNC,
+        startupGrace: '5s',
+        http: { token: TOKEN },
+      },
       ports: await keeperPorts(),
     };
     configA = pairConfig(pair, 'a', opts);
@@ -47,7 +54,7 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
 
   afterAll(() => teardown(sb, [ka, kb]));
 
-  it('rides out a primary freeze shorter than (failures - 1) × interval: no promotion, no degrade', async () => {
+  it('rides out a primary freeze shorter than fenceAfter: no promotion, no degrade, no stop', async () => {
     let maxFailures = 0;
     const watch = setInterval(() => {
       maxFailures = Math.max(maxFailures, kb.status().peer.consecutiveFailures);
@@ -66,6 +73,7 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
       counters: { promotions: 0 },
       peer: { consecutiveFailures: 0 },
     });
+    expect(ka.status()).toMatchObject({ role: 'primary', writable: true, counters: { serverStops: 0 } });
     expect(ka.status()).toMatchObject({ role: 'primary', fenced: false, counters: { degrades: 0 } });
     await a.query('INSERT INTO t VALUES (1)');
   });

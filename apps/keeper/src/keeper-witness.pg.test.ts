@@ -67,7 +67,9 @@ describe('keepers with a witness on real servers (partitions through the sandbox
     const blocked = await until('kb asks and is denied', () =>
       /witness denied its vote/.test(kb.status().decision?.reason ?? '') ? kb.status().decision : undefined,
     );
-    expect(blocked?.reason).toMatch(/witness reaches primary a/);
+    // Either ground is right: the witness reaches a, or (its probe of a slow on a loaded
+    // machine) a's keeper still holds its write lease. Both deny; neither grants.
+    expect(blocked?.reason).toMatch(/witness reaches primary a|primary a's keeper holds its write lease/);
     await sleep(INTERVAL * FAILURES + 1000);
     expect(kb.status()).toMatchObject({ role: 'standby', counters: { promotions: 0 } });
     expect(ka.status()).toMatchObject({ role: 'primary', fenced: false });

@@ -1,3 +1,4 @@
+import { ConfigError } from '@pgfleet/connection';
 import type { RoleInfo } from '@pgfleet/roles';
 import { formatLsn } from '@pgfleet/wal';
 import pino, { type Logger } from 'pino';
@@ -12,12 +13,15 @@ import { LocalSession } from './local-session.js';
 import { KeeperMetrics } from './metrics.js';
 import type { PeerNotice } from './peer-client.js';
 import { INITIAL_STANDBY_WATCH } from './primary-decision.js';
-import { primaryIteration, tellPeer } from './primary-loop.js';
+import { PrimaryGuard } from './primary-guard.js';
+import { announceDown, primaryIteration } from './primary-loop.js';
 import { INITIAL_WATCH } from './standby-decision.js';
 import { standbyIteration } from './standby-loop.js';
 import { initialState, type KeeperState, type KeeperStatus } from './state.js';
 import { acceptSwitchover, switchover } from './switchover.js';
+import { keeperTiming } from './timing.js';
 import { startWitness } from './witness-service.js';
+import { describeLease } from './write-lease.js';
 
 /**
  * The keeper daemon: one loop that re-learns the local server's role every iteration and runs
@@ -43,10 +47,16 @@ export interface KeeperHandle {
 
 /** Re-probe period while the peer says it restored sync and our probes do not see it yet. */
 const SYNC_RECHECK_MS = 100;
+/** Re-check period of a standby told its primary is gone while a gate still blocks it. */
+const FAST_PATH_RECHECK_MS = 50;
 
-/** Causes for which the keeper beside a dead primary tells the standby's keeper at once. */
-// Not 'shutting_down': a clean stop is an operator's act (pause the keeper for planned restarts).
-const FAST_PATH_CAUSES = new Set(['refused', 'reset', 'crash_recovery']);
+/**
+ * Causes for which the keeper beside a dead primary tells the standby's keeper at once: the
+ * postmaster is gone. Not 'shutting_down' (a clean stop is an operator's act: pause the
+ * keepers for planned restarts), not 'crash_recovery' (PostgreSQL restarts itself; if that
+ * takes longer than fenceAfter the server watch stops it and then tells the peer).
+ */
+const FAST_PATH_CAUSES = new Set(['refused', 'reset']);
 
 export async function startKeeper(config: KeeperConfig, opts: KeeperOptions = {}): Promise<KeeperHandle> {
   const base = opts.logger ?? pino({ level: config.logLevel });
@@ -80,11 +90,11 @@ async function startNodeKeeper(
     metrics,
     hooks,
     state,
-    record(kind, reason, fields = {}) {
+    record(kind, reason, fields = {}, key = reason) {
       const last = state.decision;
-      state.decision = { kind, reason, at: clock.now() };
-      if (last && last.kind === kind && last.reason === reason) return;
-      const level = ['promote', 'degrade', 'fence', 'blocked'].includes(kind) ? 'warn' : 'info';
+      state.decision = { kind, reason, key, at: clock.now() };
+      if (last && last.kind === kind && last.key === key) return;
+      const level = ['promote', 'degrade', 'fence', 'stop', 'blocked'].includes(kind) ? 'warn' : 'info';
       logger[level]({ decision: kind, role: state.role, ...fields }, reason);
     },
     hook(event, reason, extra = {}) {
@@ -104,17 +114,25 @@ async function startNodeKeeper(
 
   if (c.restartBudgetMs !== undefined)
     logger.warn({ restartBudgetMs: c.restartBudgetMs }, 'restartBudget is not implemented yet: ignored');
+  const timing = keeperTiming(c);
   if (!c.witness)
     logger.warn(
       { twoNodeMode: true },
-      'no witness configured: 2-node mode. A partition between the nodes can leave two writers; ' +
-        'use hooks.onPromote to fence the old primary (STONITH) or add a witness',
+      'no witness configured: 2-node mode. If the network between the two nodes breaks while both ' +
+        `servers live, the standby promotes after failures × interval (and ${timing.promoteAfterMs} ms ` +
+        'without an answer) while the old primary keeps its clients: two writers, diverging data. ' +
+        'Likewise a standby keeper whose peer.conninfo reaches nothing promotes once startupGrace ' +
+        'runs out unless its walreceiver streams. Add a witness (witness.url), or make ' +
+        'hooks.onPromote fence the old primary (STONITH)',
     );
 
   function learnRole(local: RoleInfo): void {
     const now = clock.now();
     const old = state.role;
     state.roleReason = local.reason;
+    if (local.role === 'down' && local.downCause) state.downCause = local.downCause;
+    else delete state.downCause;
+    guard.noteLocal(local);
     if (local.role !== 'down') {
       if (local.timeline !== undefined) state.timeline = local.timeline;
       state.lsn = local.lsn ?? null;
@@ -150,19 +168,13 @@ async function startNodeKeeper(
     // Fast path: our primary's postmaster is gone while this host lives. The standby's
     // keeper confirms with one probe and promotes without waiting for failures × interval.
     const dead = local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause);
-    if (
-      state.lastServingRole === 'primary' &&
-      dead &&
-      !state.notifiedPeerDown &&
-      !state.paused &&
-      c.peer.keeperUrl
-    ) {
+    if (state.lastServingRole === 'primary' && dead && !state.notifiedPeerDown && !state.paused) {
       state.notifiedPeerDown = true;
       logger.warn(
         { event: 'peer_notified' },
-        `local primary is down (${local.downCause}): telling the standby's keeper`,
+        `local primary is down (${local.downCause}): telling the witness and the standby's keeper`,
       );
-      tellPeer(ctx, 'primary-down', local.reason);
+      void announceDown(ctx, local.reason);
     }
   }
 
@@ -170,6 +182,7 @@ async function startNodeKeeper(
     const local = await readLocal(ctx, session);
     if (signal.aborted) return; // a session cut by shutdown says nothing about the server
     learnRole(local.info);
+    if (local.info.role !== 'down' && !guard.knowsDataDirectory) await learnDataDirectory();
     if (local.info.role === 'standby') await standbyIteration(ctx, local);
     else if (local.info.role === 'primary') await primaryIteration(ctx, local);
     else downIteration(local.info);
@@ -179,6 +192,15 @@ async function startNodeKeeper(
   function period(): number {
     if (state.role === 'standby' && state.syncRecheckUntil !== null)
       return Math.min(c.intervalMs, SYNC_RECHECK_MS);
+    // Fast path under way and still blocked (the witness may not have heard from the dead
+    // primary's keeper yet): look again soon rather than an interval later.
+    if (
+      state.role === 'standby' &&
+      state.peerReportedDownAt !== null &&
+      clock.now() - state.peerReportedDownAt < c.failures * c.intervalMs &&
+      state.decision?.kind === 'blocked'
+    )
+      return Math.min(c.intervalMs, FAST_PATH_RECHECK_MS);
     return c.intervalMs;
   }
 
@@ -190,6 +212,31 @@ async function startNodeKeeper(
     () => ctx.wake(),
     logger,
   );
+  const guard = new PrimaryGuard(ctx, session, timing);
+  ctx.guard = guard;
+  ctx.session = session;
+
+  /** node.pgdata when not configured: the server's data_directory, if it is on this host. */
+  async function learnDataDirectory(): Promise<void> {
+    try {
+      const dir = await session.run('data directory', async (q) => {
+        const { rows } = await q.query("SELECT current_setting('data_directory') AS dir");
+        return String(rows[0]?.dir ?? '');
+      });
+      if (dir) guard.learnDataDirectory(dir);
+      if (!guard.knowsDataDirectory && !warnedNoDataDir) {
+        warnedNoDataDir = true;
+        logger.warn(
+          { event: 'no_pgdata', dataDirectory: dir },
+          `the server's data directory ${dir} is not a running server on this host (a container?): ` +
+            'the keeper cannot stop a server whose postmaster hangs; set node.pgdata or run the keeper beside the server',
+        );
+      }
+    } catch (err) {
+      logger.debug({ err: errorText(err) }, 'could not read data_directory');
+    }
+  }
+  let warnedNoDataDir = false;
 
   async function loop(): Promise<void> {
     while (!signal.aborted) {
@@ -223,7 +270,8 @@ async function startNodeKeeper(
   }
 
   function status(): KeeperStatus {
-    return buildStatus(c, state, clock.now(), alive());
+    const now = clock.now();
+    return buildStatus(c, state, now, alive(), guard.writable(now));
   }
 
   function alive(): boolean {
@@ -259,11 +307,18 @@ async function startNodeKeeper(
     ...(c.http.token ? { token: c.http.token } : {}),
     post,
   };
-  const http: HttpServerHandle = await startHttpServer(api, {
-    host: c.http.host,
-    port: c.http.port,
-    logger: opts.logger.child({ component: 'http' }),
-  });
+  let http: HttpServerHandle;
+  try {
+    http = await startHttpServer(api, {
+      host: c.http.host,
+      port: c.http.port,
+      logger: opts.logger.child({ component: 'http' }),
+    });
+  } catch (err) {
+    session.close();
+    throw httpListenError(c, err);
+  }
+  guard.start();
   logger.info(
     {
       event: 'started',
@@ -285,6 +340,7 @@ async function startNodeKeeper(
       // Yield first: aborting below re-enters stop() through the signal listener.
       await null;
       stopCtl.abort();
+      guard.stop();
       await running;
       session.close();
       await http.close();
@@ -331,9 +387,30 @@ async function handleNotice(ctx: LoopContext, body: unknown): Promise<PostResult
   }
 }
 
+/** A listen failure names the key to change: `http.listen 127.0.0.1:8008: address already in use`. */
+export function httpListenError(c: Pick<KeeperConfig, 'http'>, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const where = `${c.http.host.includes(':') ? `[${c.http.host}]` : c.http.host}:${c.http.port}`;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'address already in use (another keeper, or another program, listens there)'
+      : code === 'EADDRNOTAVAIL'
+        ? 'no such address on this host'
+        : code === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : errorText(err);
+  return new ConfigError(`http.listen ${where}: ${why}`, { key: 'http.listen', errno: code }, { cause: err });
+}
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function buildStatus(c: KeeperConfig, s: KeeperState, _now: number, alive: boolean): KeeperStatus {
+export function buildStatus(
+  c: KeeperConfig,
+  s: KeeperState,
+  now: number,
+  alive: boolean,
+  writable = false,
+): KeeperStatus {
   const primary = s.role === 'primary';
   const lag = primary ? s.standbyLagBytes : s.lagBytes;
   return {
@@ -346,6 +423,8 @@ export function buildStatus(c: KeeperConfig, s: KeeperState, _now: number, alive
     lsn: s.lsn === null ? null : formatLsn(s.lsn),
     fenced: s.fenced,
     fenceReason: s.fenced ? (s.fenceReason ?? 'fenced before this keeper started') : null,
+    writable,
+    lease: describeLease(s.lease, now),
     paused: s.paused,
     healthy: alive && (s.role === 'primary' || s.role === 'standby'),
     streaming: s.role === 'standby' && s.replicaStreaming,

@@ -36,21 +36,26 @@ export class LocalSession {
    * session drop it and are thrown as LocalSessionBroken with the original as cause, except a
    * deadline overrun, which is a NodeUnreachableError (timeout) either way.
    */
-  async run<T>(action: string, fn: (client: Client) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async run<T>(
+    action: string,
+    fn: (client: Client) => Promise<T>,
+    signal?: AbortSignal,
+    timeoutMs = this.timeoutMs,
+  ): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     let established = this.client !== null;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         this.drop();
         reject(
-          new NodeUnreachableError(`${action} on ${this.node} got no answer within ${this.timeoutMs} ms`, {
+          new NodeUnreachableError(`${action} on ${this.node} got no answer within ${timeoutMs} ms`, {
             node: this.node,
             action,
             reason: 'timeout',
-            timeoutMs: this.timeoutMs,
+            timeoutMs,
           }),
         );
-      }, this.timeoutMs);
+      }, timeoutMs);
     });
     const work = (async () => {
       if (!this.client) {

@@ -20,6 +20,8 @@ export class KeeperMetrics {
   readonly fenced: Gauge;
   readonly syncDegraded: Gauge;
   readonly iterationErrors: Counter;
+  readonly serverStops: Counter;
+  readonly writeLease: Gauge;
 
   constructor(node: string) {
     this.registry.setDefaultLabels({ node });
@@ -83,6 +85,16 @@ export class KeeperMetrics {
     this.iterationErrors = new Counter({
       name: 'pgfleet_keeper_iteration_errors_total',
       help: 'Loop iterations that failed with an unexpected error (logged, loop continued)',
+      registers,
+    });
+    this.serverStops = new Counter({
+      name: 'pgfleet_keeper_server_stops_total',
+      help: 'Times this keeper stopped its own server hard because it could not be fenced otherwise',
+      registers,
+    });
+    this.writeLease = new Gauge({
+      name: 'pgfleet_keeper_write_lease',
+      help: '1 while this keeper holds the write lease (/primary answers 200)',
       registers,
     });
     this.setRole('unknown');

@@ -21,6 +21,10 @@ export interface HeartbeatBody {
   timeline: number | null;
   standbyPromotable: boolean;
   fenced: boolean;
+  /** The sender holds its write lease: the witness grants no vote against it until it lapses. */
+  writable: boolean;
+  /** How long that lease lasts from this heartbeat. */
+  leaseMs: number;
 }
 
 export interface HeartbeatReply {

@@ -127,6 +127,13 @@ describe('decidePrimary', () => {
       /degraded, not restoring: standby server unreachable/,
     ],
     [
+      'the peer was promoted: never degrade (it would acknowledge commits the new primary never sees)',
+      times(5, healthy({ standbyReachable: false, peerIsPrimary: true, row: null, standby: null })),
+      sync,
+      'none',
+      /peer answers as a primary: never degrading/,
+    ],
+    [
       'degraded + replay paused: keep degraded',
       [
         healthy({

@@ -31,6 +31,8 @@ export interface PrimaryFacts {
   /** synchronous_standby_names as the server has it now; '' after a degrade. */
   currentSyncNames: string;
   standbyReachable: boolean;
+  /** The peer answers as a primary (promoted): releasing waiting commits would ack writes it never sees. */
+  peerIsPrimary?: boolean;
   standbyError?: string;
   row: ReplicationRowFacts | null;
   standby: StandbyReplayFacts | null;
@@ -97,6 +99,10 @@ export function observeStandby(watch: StandbyWatch, f: PrimaryFacts, policy: Pri
 export function decidePrimary(f: PrimaryFacts, watch: StandbyWatch, p: PrimaryPolicy): PrimaryAction {
   if (p.syncStandbyNames === '') return { kind: 'none', reason: 'asynchronous pair: nothing to degrade' };
   if (f.keeperPaused) return { kind: 'none', reason: 'keeper paused by operator' };
+  if (f.peerIsPrimary)
+    // Degrading now would release commits waiting for a standby that is gone for good: they
+    // would be acknowledged on this server while another one takes the writes.
+    return { kind: 'none', reason: 'peer answers as a primary: never degrading synchronous replication now' };
   const degraded = isDegraded(p, f.currentSyncNames);
   if (!degraded) {
     if (watch.consecutiveFailures >= p.failures)

@@ -1,9 +1,8 @@
 import type { Queryable } from '@pgfleet/connection';
 import {
   detectRoleOn,
-  fence,
+  downReasonFromError,
   type NodeRole,
-  type RoleInfo,
   replayStatus,
   setSyncStandbyNames,
   unfence,
@@ -19,7 +18,9 @@ import {
   type PrimaryAction,
   type PrimaryFacts,
 } from './primary-decision.js';
-import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
+import { withSession } from './session.js';
+import { keeperTiming } from './timing.js';
+import { judgeLease, type WitnessView } from './write-lease.js';
 
 /**
  * Primary mode, one iteration: look at the standby both ways (its server answers and replays;
@@ -29,8 +30,12 @@ import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
 
 interface PeerFacts {
   reachable: boolean;
+  /** The probe failed but the server replied (wrong password...): it is alive. */
+  answered: boolean;
   error?: string;
   role: NodeRole | 'unknown';
+  /** A primary peer runs with default_transaction_read_only (fenced). */
+  fenced: boolean;
   timeline: number | null;
   replay: { replayLsn: bigint | null; receiveLsn: bigint | null; paused: boolean } | null;
   latencyMs: number;
@@ -52,7 +57,9 @@ async function peerFacts(ctx: LoopContext): Promise<PeerFacts> {
         }
         return {
           reachable: true,
+          answered: true,
           role: info.role,
+          fenced: info.fenced ?? false,
           timeline: info.timeline ?? null,
           replay,
           latencyMs: ctx.clock.now() - started,
@@ -62,8 +69,10 @@ async function peerFacts(ctx: LoopContext): Promise<PeerFacts> {
   } catch (err) {
     return {
       reachable: false,
+      answered: downReasonFromError(err).answered,
       error: errorText(err),
       role: 'down',
+      fenced: false,
       timeline: null,
       replay: null,
       latencyMs: ctx.clock.now() - started,
@@ -77,26 +86,44 @@ function standbyRow(ctx: LoopContext, local: LocalFacts) {
   return rows.find((r) => r.state === 'streaming') ?? rows[0] ?? null;
 }
 
-async function heartbeatWitness(ctx: LoopContext, local: RoleInfo, promotable: boolean): Promise<void> {
+async function heartbeatWitness(
+  ctx: LoopContext,
+  role: 'primary' | 'down',
+  timeline: number | null,
+): Promise<void> {
   const { config: c, state: s } = ctx;
   if (!c.witness) return;
+  s.witnessAnswered = false;
   try {
     const reply = await sendHeartbeat(
       c.witness.url,
       {
         node: c.node.name,
-        role: 'primary',
-        timeline: local.timeline ?? null,
-        standbyPromotable: promotable,
+        role,
+        timeline,
+        standbyPromotable: s.standbyPromotable,
         fenced: s.fenced,
+        writable: role === 'primary' && (ctx.guard?.writable(ctx.clock.now()) ?? false),
+        leaseMs: keeperTiming(c).leaseMs,
       },
       { ...(c.http.token ? { token: c.http.token } : {}), timeoutMs: c.connectTimeoutMs },
     );
     s.lastWitnessContactAt = ctx.clock.now();
+    s.witnessAnswered = true;
     s.witnessGrantedToPeer = reply.grantedTo === c.peer.name;
   } catch (err) {
     ctx.logger.debug({ err: errorText(err) }, 'witness heartbeat failed');
   }
+}
+
+/**
+ * The local primary is gone (or was stopped by this keeper): tell the standby's keeper (fast
+ * path) and the witness (so it no longer counts our write lease).
+ */
+export async function announceDown(ctx: LoopContext, reason: string): Promise<void> {
+  // Both at once: the standby re-asks the witness quickly if it asks before our word arrived.
+  tellPeer(ctx, 'primary-down', reason);
+  await heartbeatWitness(ctx, 'down', ctx.state.timeline);
 }
 
 /** Best-effort notice to the peer keeper; its own probes stay the source of truth. */
@@ -124,35 +151,20 @@ async function onLocal<T>(ctx: LoopContext, action: string, fn: (q: Queryable) =
 async function executeFence(ctx: LoopContext, action: FenceAction): Promise<void> {
   const { config: c, state: s } = ctx;
   if (action.kind === 'none') return;
+  if (action.kind === 'fence') {
+    await ctx.guard?.fence(action.reason);
+    return;
+  }
   ctx.record(action.kind, action.reason);
   try {
-    if (action.kind === 'fence') {
-      const res = await onLocal(ctx, 'fence', (q) =>
-        fence(q, {
-          reason: action.reason,
-          node: c.node.name,
-          keepApplicationNames: [KEEPER_APPLICATION_NAME],
-        }),
-      );
-      s.fenced = true;
-      s.fenceReason = action.reason.replace(/^fencing: /, '');
-      s.counters.fences++;
-      ctx.metrics.fences.inc();
-      ctx.logger.warn(
-        { terminated: res.terminated, event: 'fenced' },
-        `fenced: ${res.terminated} client sessions terminated`,
-      );
-      ctx.hook('fence', action.reason);
-    } else {
-      await onLocal(ctx, 'unfence', (q) => unfence(q, { node: c.node.name }));
-      s.fenced = false;
-      s.fenceReason = null;
-      ctx.logger.warn({ event: 'unfenced' }, 'unfenced');
-      ctx.hook('unfence', action.reason);
-    }
-    ctx.metrics.fenced.set(s.fenced ? 1 : 0);
+    await onLocal(ctx, 'unfence', (q) => unfence(q, { node: c.node.name }));
+    s.fenced = false;
+    s.fenceReason = null;
+    ctx.metrics.fenced.set(0);
+    ctx.logger.warn({ event: 'unfenced' }, 'unfenced');
+    ctx.hook('unfence', action.reason);
   } catch (err) {
-    ctx.logger.error({ err: errorText(err) }, `${action.kind} failed: ${errorText(err)}`);
+    ctx.logger.error({ err: errorText(err) }, `unfence failed: ${errorText(err)}`);
   }
 }
 
@@ -195,15 +207,36 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
     row: row ? { state: row.state, syncState: row.syncState } : null,
     standbyLagBytes: row?.replayLagBytes ?? null,
   };
+  const evidenceSince = ctx.clock.now();
   const peer = await peerFacts(ctx);
   const now = ctx.clock.now();
+  // A server that answered our probe with an error (a wrong password in peer.conninfo) and
+  // streams from us is a standby. The walsender row alone proves nothing: it stays
+  // 'streaming' for wal_sender_timeout after the standby vanished (partition, frozen host).
+  const rowStreaming = peer.answered && row?.state === 'streaming';
+  if (!peer.reachable && rowStreaming && row) {
+    peer.role = 'standby';
+    peer.replay = { replayLsn: row.replayLsn, receiveLsn: row.flushLsn, paused: false };
+  }
+  // For synchronous replication only: a standby whose server we cannot query (a wrong port in
+  // peer.conninfo) but whose walreceiver keeps replying, or has nothing left to reply to, is
+  // replicating fine: no reason to degrade. A frozen or cut-off standby stops replying while
+  // commits wait, and counts as failing as before.
+  const replyTime = row?.replyTime?.getTime() ?? null;
+  const replying =
+    row?.state === 'streaming' &&
+    ((replyTime !== null && s.lastStandbyReplyAt !== null && replyTime > s.lastStandbyReplyAt) ||
+      (row.flushLsn !== null && local.lsn !== undefined && row.flushLsn >= local.lsn));
+  s.lastStandbyReplyAt = replyTime;
+  if (!peer.reachable && replying && row && !peer.replay)
+    peer.replay = { replayLsn: row.replayLsn, receiveLsn: row.flushLsn, paused: false };
 
   s.lastProbeLatencyMs = Math.round(peer.latencyMs);
   m.probeLatency.set(peer.latencyMs / 1000);
   if (!peer.reachable) m.probeFailures.inc();
   s.peerRole = peer.role;
   s.peerTimeline = peer.timeline;
-  if (peer.reachable) s.lastStandbyContactAt = now;
+  if (peer.reachable || peer.answered || rowStreaming) s.lastStandbyContactAt = now;
   s.currentSyncNames = mine.syncNames;
   const policy = {
     failures: c.failures,
@@ -216,7 +249,8 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
   const facts: PrimaryFacts = {
     keeperPaused: s.paused,
     currentSyncNames: mine.syncNames,
-    standbyReachable: peer.reachable && peer.role === 'standby',
+    standbyReachable: peer.role === 'standby' || (!peer.reachable && replying),
+    peerIsPrimary: peer.role === 'primary',
     ...(peer.error
       ? { standbyError: peer.error }
       : peer.role !== 'standby'
@@ -237,12 +271,31 @@ export async function primaryIteration(ctx: LoopContext, localFacts: LocalFacts)
       : mine.standbyLagBytes;
   if (s.standbyLagBytes !== null) m.lagBytes.set(Number(s.standbyLagBytes));
 
-  const promotable =
+  s.standbyPromotable =
     c.syncStandbyNames === '' ||
     (!s.degraded &&
       mine.row?.state === 'streaming' &&
       (mine.row.syncState === 'sync' || mine.row.syncState === 'quorum'));
-  await heartbeatWitness(ctx, local, promotable);
+  await heartbeatWitness(ctx, 'primary', local.timeline ?? null);
+  const witness: WitnessView = !c.witness
+    ? 'none'
+    : !s.witnessAnswered
+      ? 'unreachable'
+      : s.witnessGrantedToPeer
+        ? 'granted-to-peer'
+        : 'ok';
+  const guard = ctx.guard;
+  if (guard)
+    guard.judge(
+      judgeLease({
+        localPrimary: local.role === 'primary' && !local.fenced && !s.fenced,
+        localAccepting: await guard.checkAccepting(ctx.clock.now()),
+        myTimeline: local.timeline ?? null,
+        peers: [{ name: c.peer.name, role: peer.role, fenced: peer.fenced, timeline: peer.timeline }],
+        witness,
+      }),
+      evidenceSince,
+    );
 
   const fenceAction = decideFence(
     {

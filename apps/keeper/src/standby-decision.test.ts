@@ -12,17 +12,18 @@ const policy: StandbyPolicy = {
   intervalMs: 1000,
   startupGraceMs: 30_000,
   maxLagOnFailover: 1024 * 1024,
-  fenceAfterMs: 2000,
+  promoteAfterMs: 3500,
   syncRequired: false,
 };
 
-const seen = { consecutiveFailures: 3, primarySeenOnce: true, lastSeenAt: 96_000 };
+const seen = { consecutiveFailures: 3, primarySeenOnce: true, lastSeenAt: 95_000 };
 
 const facts = (over: Partial<StandbyFacts> = {}): StandbyFacts => ({
   now: 100_000,
   startedAt: 0,
-  primaryReachable: false,
+  probe: { kind: 'silent', error: 'connection refused' },
   watch: seen,
+  receiver: null,
   lagBytes: 0n,
   replayPaused: false,
   keeperPaused: false,
@@ -36,10 +37,49 @@ describe('decideStandby', () => {
   it.each<[string, Partial<StandbyFacts>, Partial<StandbyPolicy>, string, RegExp]>([
     [
       'waits while the primary answers',
-      { primaryReachable: true, watch: INITIAL_WATCH },
+      { probe: { kind: 'ok' }, watch: INITIAL_WATCH },
       {},
       'wait',
       /primary reachable/,
+    ],
+    [
+      'a wrong password is an answer: alive, never a failure',
+      { probe: { kind: 'answered', message: 'password authentication failed for user "postgres" (28P01)' } },
+      {},
+      'wait',
+      /^primary answered: password authentication failed for user "postgres" \(28P01\); a server that answers is alive/,
+    ],
+    [
+      'silent to probes but streaming WAL to us a moment ago: alive',
+      { receiver: { streaming: true, lastMsgAgeMs: 120, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
+      {},
+      'wait',
+      /streams WAL to this standby \(last message 120 ms ago\): alive/,
+    ],
+    [
+      'a message from before the probe proves nothing (the whole server froze after sending it)',
+      { receiver: { streaming: true, lastMsgAgeMs: 410, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
+      {},
+      'promote',
+      /gates passed/,
+    ],
+    [
+      'a walreceiver that heard nothing for an interval proves nothing (frozen host)',
+      { receiver: { streaming: true, lastMsgAgeMs: 1500, probeAgeMs: 400, sender: '127.0.0.1:5432' } },
+      {},
+      'promote',
+      /gates passed/,
+    ],
+    [
+      'the fast path trusts the primary keeper over a walreceiver that has not noticed yet',
+      {
+        peerReportedDown: true,
+        watch: { ...seen, consecutiveFailures: 1, lastSeenAt: 99_900 },
+        receiver: { streaming: true, lastMsgAgeMs: 5, probeAgeMs: 400, sender: '127.0.0.1:5432' },
+      },
+      {},
+      'promote',
+      /its keeper reported it down/,
     ],
     [
       'waits below the failure count',
@@ -78,11 +118,29 @@ describe('decideStandby', () => {
       /never seen since start \(startupGrace 30s, 20s left\)/,
     ],
     [
-      'never-seen primary after startupGrace may promote',
+      'never-seen primary after startupGrace may promote in 2-node mode, and the reason says the risk',
       { now: 31_000, watch: { consecutiveFailures: 9, primarySeenOnce: false }, sync: 'unknown' },
       { syncRequired: true },
       'promote',
-      /gates passed/,
+      /gates passed \(no witness: 2-node mode, primary never seen since start and startupGrace ran out: if peer.conninfo is wrong this makes two primaries\)/,
+    ],
+    [
+      'never-seen primary, 2-node mode, but our walreceiver streams: peer.conninfo is wrong, no promotion',
+      {
+        now: 31_000,
+        watch: { consecutiveFailures: 9, primarySeenOnce: false },
+        receiver: { streaming: true, lastMsgAgeMs: 20_000, probeAgeMs: 400, sender: '127.0.0.1:5432' },
+      },
+      {},
+      'blocked',
+      /never answered since start, yet this standby's walreceiver streams from 127.0.0.1:5432: peer.conninfo does not reach/,
+    ],
+    [
+      'never-seen primary with a witness: startupGrace does not replace the vote',
+      { now: 31_000, watch: { consecutiveFailures: 9, primarySeenOnce: false }, witness: 'not-asked' },
+      { startupGraceMs: 0 },
+      'ask-witness',
+      /asking the witness/,
     ],
     [
       'lag over maxLagOnFailover blocks',
@@ -121,7 +179,14 @@ describe('decideStandby', () => {
       { witness: 'not-asked', now: 100_000, watch: { ...seen, lastSeenAt: 98_500 } },
       {},
       'blocked',
-      /fence deadline \(1.5s left\)/,
+      /fence deadline \(2s left\)/,
+    ],
+    [
+      '2-node mode waits for the fence deadline too (the old primary stops writing first)',
+      { watch: { ...seen, lastSeenAt: 97_000 } },
+      {},
+      'blocked',
+      /fence deadline \(500ms left\)/,
     ],
     [
       'witness: granted promotes',
@@ -160,17 +225,35 @@ describe('decideStandby', () => {
     expect(action.kind).toBe(kind);
     expect(action.reason).toMatch(reason);
   });
+
+  it('a blocked decision keeps its log key while only its countdown changes', () => {
+    const at = (now: number) => decideStandby(facts({ now, watch: { ...seen, lastSeenAt: 99_000 } }), policy);
+    const [one, two] = [at(100_000), at(100_500)];
+    expect(one.reason).not.toBe(two.reason);
+    expect(one.key).toBe(two.key);
+    const other = decideStandby(
+      facts({ now: 100_000, replayPaused: true, watch: { ...seen, lastSeenAt: 99_000 } }),
+      policy,
+    );
+    expect(other.key).not.toBe(one.key);
+  });
 });
 
 describe('observePrimaryProbe', () => {
   it('counts consecutive failures and resets on success', () => {
     let w = INITIAL_WATCH;
-    w = observePrimaryProbe(w, { ok: false, error: 'refused' }, 1);
-    w = observePrimaryProbe(w, { ok: false, error: 'timeout' }, 2);
+    w = observePrimaryProbe(w, { kind: 'silent', error: 'refused' }, 1);
+    w = observePrimaryProbe(w, { kind: 'silent', error: 'timeout' }, 2);
     expect(w).toMatchObject({ consecutiveFailures: 2, primarySeenOnce: false, lastError: 'timeout' });
-    w = observePrimaryProbe(w, { ok: true }, 3);
+    w = observePrimaryProbe(w, { kind: 'ok' }, 3);
     expect(w).toEqual({ consecutiveFailures: 0, primarySeenOnce: true, lastSeenAt: 3 });
-    w = observePrimaryProbe(w, { ok: false, error: 'x' }, 4);
+    w = observePrimaryProbe(w, { kind: 'silent', error: 'x' }, 4);
     expect(w).toMatchObject({ consecutiveFailures: 1, primarySeenOnce: true, lastSeenAt: 3 });
+  });
+
+  it('an answer of any kind is a sign of life: it resets the count and counts as seen', () => {
+    let w = observePrimaryProbe(INITIAL_WATCH, { kind: 'silent', error: 'timeout' }, 1);
+    w = observePrimaryProbe(w, { kind: 'answered', message: 'sorry, too many clients already (53300)' }, 2);
+    expect(w).toEqual({ consecutiveFailures: 0, primarySeenOnce: true, lastSeenAt: 2 });
   });
 });

@@ -1,10 +1,11 @@
 import {
   detectRoleOn,
+  downReasonFromError,
   type NodeRole,
   promote,
   readSyncStandbyNames,
   replicationStatus,
-  setSyncStandbyNames,
+  walReceiverStatus,
 } from '@pgfleet/roles';
 import { errorText, type LoopContext } from './context.js';
 import type { LocalFacts } from './local-facts.js';
@@ -15,11 +16,15 @@ import {
   decideStandby,
   INITIAL_WATCH,
   observePrimaryProbe,
+  type ProbeOutcome,
+  type ReceiverFacts,
   type StandbyAction,
   type StandbyFacts,
+  type StandbyPolicy,
   type SyncObservation,
   type WitnessVote,
 } from './standby-decision.js';
+import { keeperTiming } from './timing.js';
 
 /**
  * Standby mode, one iteration: measure local replay, probe the primary with a fresh
@@ -29,6 +34,8 @@ import {
 
 export interface PrimaryProbe {
   ok: boolean;
+  /** ok, the server answered with an error (alive), or silence. */
+  outcome: ProbeOutcome;
   latencyMs: number;
   error?: string;
   role?: NodeRole;
@@ -45,7 +52,12 @@ export async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
       { timeoutMs: c.connectTimeoutMs, node: c.peer.name, action: 'probe', signal: ctx.signal },
       async (q) => {
         const info = await detectRoleOn(q);
-        const res: PrimaryProbe = { ok: true, latencyMs: ctx.clock.now() - started, role: info.role };
+        const res: PrimaryProbe = {
+          ok: true,
+          outcome: { kind: 'ok' },
+          latencyMs: ctx.clock.now() - started,
+          role: info.role,
+        };
         if (info.role !== 'primary') return res;
         if (info.lsn !== undefined) res.lsn = info.lsn;
         // Best effort: the probe succeeded once the server answered.
@@ -64,8 +76,32 @@ export async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
       },
     );
   } catch (err) {
-    return { ok: false, latencyMs: ctx.clock.now() - started, error: errorText(err) };
+    const down = downReasonFromError(err);
+    const error = errorText(err);
+    return {
+      ok: false,
+      outcome: down.answered
+        ? {
+            kind: 'answered',
+            message: `${down.serverMessage ?? down.reason}${down.sqlState && down.serverMessage ? ` (${down.sqlState})` : ''}`,
+          }
+        : { kind: 'silent', error },
+      latencyMs: ctx.clock.now() - started,
+      error,
+    };
   }
+}
+
+export function standbyPolicy(ctx: LoopContext): StandbyPolicy {
+  const { config: c } = ctx;
+  return {
+    failures: c.failures,
+    intervalMs: c.intervalMs,
+    startupGraceMs: c.startupGraceMs,
+    maxLagOnFailover: c.maxLagOnFailover,
+    promoteAfterMs: keeperTiming(c).promoteAfterMs,
+    syncRequired: c.syncStandbyNames !== '',
+  };
 }
 
 async function askWitness(ctx: LoopContext): Promise<{ vote: WitnessVote; detail?: string }> {
@@ -91,7 +127,13 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
       { err: localFacts.partialError },
       `could not read local replay status: ${localFacts.partialError}`,
     );
+  const probeStartedAt = ctx.clock.now();
   const probe = await probePrimary(ctx);
+  // Silence: did the primary's walsender send us anything while it ignored the probe?
+  const receiverNow =
+    !probe.ok && probe.outcome.kind === 'silent' && ctx.session
+      ? await ctx.session.run('walreceiver', (q) => walReceiverStatus(q)).catch(() => null)
+      : (local?.receiver ?? null);
   const now = ctx.clock.now();
 
   s.lastProbeLatencyMs = Math.round(probe.latencyMs);
@@ -101,14 +143,10 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
     // The peer answers but is no primary: nothing failed, yet no primary was seen either.
     s.primaryWatch = { ...s.primaryWatch, consecutiveFailures: 0 };
   } else {
-    s.primaryWatch = observePrimaryProbe(
-      s.primaryWatch,
-      probe.ok ? { ok: true } : { ok: false, error: probe.error ?? '' },
-      now,
-    );
+    s.primaryWatch = observePrimaryProbe(s.primaryWatch, probe.outcome, now);
   }
   m.consecutiveFailures.set(s.primaryWatch.consecutiveFailures);
-  s.peerRole = probe.ok ? (probe.role ?? 'unknown') : 'down';
+  s.peerRole = probe.ok ? (probe.role ?? 'unknown') : probe.outcome.kind === 'answered' ? 'unknown' : 'down';
   if (probe.ok) {
     s.peerReportedDownAt = null;
     if (probe.lsn !== undefined) s.lastPrimaryLsn = probe.lsn;
@@ -139,18 +177,29 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
   if (probe.ok && probe.role !== 'primary') {
     const action: StandbyAction = {
       kind: 'wait',
+      key: 'peer-not-primary',
       reason: `peer ${c.peer.name} answers but is ${probe.role}: no primary to follow, nothing to do`,
     };
-    ctx.record(action.kind, action.reason);
+    ctx.record(action.kind, action.reason, {}, 'peer-not-primary');
     return action;
   }
 
+  const rcv = receiverNow;
+  const receiver: ReceiverFacts | null = rcv
+    ? {
+        streaming: rcv.status === 'streaming',
+        lastMsgAgeMs: rcv.lastMsgAgeMs,
+        probeAgeMs: now - probeStartedAt,
+        ...(rcv.senderHost ? { sender: `${rcv.senderHost}:${rcv.senderPort ?? ''}` } : {}),
+      }
+    : null;
   const fresh = s.peerReportedDownAt !== null && now - s.peerReportedDownAt < c.failures * c.intervalMs;
   const facts: StandbyFacts = {
     now,
     startedAt: s.startedAt,
-    primaryReachable: probe.ok,
+    probe: probe.ok ? { kind: 'ok' } : probe.outcome,
     watch: s.primaryWatch,
+    receiver,
     lagBytes: s.lagBytes,
     replayPaused: s.replayPaused,
     keeperPaused: s.paused,
@@ -158,14 +207,7 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
     sync: s.sync,
     witness: c.witness ? 'not-asked' : 'none',
   };
-  const policy = {
-    failures: c.failures,
-    intervalMs: c.intervalMs,
-    startupGraceMs: c.startupGraceMs,
-    maxLagOnFailover: c.maxLagOnFailover,
-    fenceAfterMs: c.fenceAfterMs,
-    syncRequired: c.syncStandbyNames !== '',
-  };
+  const policy = standbyPolicy(ctx);
   let action = decideStandby(facts, policy);
   if (action.kind === 'ask-witness') {
     ctx.logger.debug({ decision: action.kind }, action.reason);
@@ -178,7 +220,7 @@ export async function standbyIteration(ctx: LoopContext, localFacts: LocalFacts)
     ...(probe.error ? { probeError: probe.error } : {}),
     ...(action.kind === 'blocked' ? { gates: action.gates } : {}),
   };
-  ctx.record(action.kind, action.reason, fields);
+  ctx.record(action.kind, action.reason, fields, action.key);
   if (action.kind === 'promote') await promoteLocal(ctx, action.reason);
   return action;
 }
@@ -193,15 +235,19 @@ export async function promoteLocal(ctx: LoopContext, reason: string): Promise<vo
   const { config: c, state: s } = ctx;
   const oldRole = s.role;
   try {
-    const result = await withSession(
-      c.node.conninfo,
-      { timeoutMs: 65_000, node: c.node.name, action: 'promote' },
-      async (q) => {
-        if (c.syncStandbyNames !== '' && (await readSyncStandbyNames(q)).trim() !== '')
-          await setSyncStandbyNames(q, '', { timeoutMs: 5000, node: c.node.name });
-        return promote(q, { waitSeconds: 60, node: c.node.name });
-      },
-    );
+    const run = async (q: Parameters<typeof promote>[0]) => {
+      const clearSync = c.syncStandbyNames !== '' && (await readSyncStandbyNames(q)).trim() !== '';
+      return promote(q, {
+        waitSeconds: 60,
+        node: c.node.name,
+        ...(clearSync ? { settings: { synchronous_standby_names: '' } } : {}),
+      });
+    };
+    // On the keeper's open session when there is one: no connection and SCRAM exchange to
+    // wait for while the pair has no primary.
+    const result = ctx.session
+      ? await ctx.session.run('promote', run, undefined, 65_000)
+      : await withSession(c.node.conninfo, { timeoutMs: 65_000, node: c.node.name, action: 'promote' }, run);
     s.counters.promotions++;
     ctx.metrics.promotions.inc();
     s.role = 'primary';
@@ -212,9 +258,15 @@ export async function promoteLocal(ctx: LoopContext, reason: string): Promise<vo
     s.timeline = result.timeline;
     s.degraded = c.syncStandbyNames !== '';
     s.currentSyncNames = c.syncStandbyNames !== '' ? '' : s.currentSyncNames;
+    ctx.guard?.grant(`promoted: ${reason.replace(/^promoting: /, '')}`);
     ctx.logger.warn(
-      { timeline: result.timeline, event: 'promoted' },
-      `promoted to primary on timeline ${result.timeline}`,
+      {
+        timeline: result.timeline,
+        event: 'promoted',
+        ms: Math.round(result.elapsedMs),
+        wakeups: result.wakeups,
+      },
+      `promoted to primary on timeline ${result.timeline} (recovery ended ${Math.round(result.elapsedMs)} ms after the request)`,
     );
     ctx.hook('promote', reason, { oldRole });
     ctx.hook('role_change', reason, { oldRole });

@@ -1,12 +1,16 @@
-import type { NodeRole } from '@pgfleet/roles';
+import type { DownCause, NodeRole } from '@pgfleet/roles';
 import type { Lsn } from '@pgfleet/wal';
 import { INITIAL_STANDBY_WATCH, type StandbyWatch } from './primary-decision.js';
+import { INITIAL_SERVER_WATCH, type ServerWatch } from './server-watch-decision.js';
 import { INITIAL_WATCH, type PrimaryWatch, type SyncObservation } from './standby-decision.js';
+import { NO_LEASE, type WriteLease } from './write-lease.js';
 
 /** A decision as last taken, for logs and /status. */
 export interface DecisionRecord {
   kind: string;
   reason: string;
+  /** Stable identity for logging (the reason may carry a countdown). */
+  key: string;
   at: number;
 }
 
@@ -14,6 +18,8 @@ export interface DecisionRecord {
 export interface KeeperState {
   startedAt: number;
   role: NodeRole | 'unknown';
+  /** Why the local server counts as down (set with role 'down'). */
+  downCause?: DownCause;
   /** The last role the server answered with (primary or standby), null before the first. */
   lastServingRole: 'primary' | 'standby' | null;
   roleSince: number;
@@ -23,6 +29,16 @@ export interface KeeperState {
   fenced: boolean;
   /** Why this keeper fenced its server (null when it did not, or after unfencing). */
   fenceReason: string | null;
+  /** A fence is being carried out (the write lease is already revoked). */
+  fencing: boolean;
+  /** The write lease behind /primary (see write-lease.ts). */
+  lease: WriteLease;
+  /** The keeper's watch over its own postmaster (see server-watch-decision.ts). */
+  serverWatch: ServerWatch;
+  /** Last time the loop read an unfenced primary on the local server. */
+  lastPrimaryAt: number | null;
+  /** The keeper stopped its server hard at this time (null: it did not, or it serves again). */
+  serverStoppedAt: number | null;
   paused: boolean;
   lastIterationAt: number | null;
   lastError: string | null;
@@ -51,15 +67,21 @@ export interface KeeperState {
   peerRole: NodeRole | 'unknown';
   peerTimeline: number | null;
   lastStandbyContactAt: number | null;
+  /** reply_time of the standby's walsender row at the previous iteration (ms). */
+  lastStandbyReplyAt: number | null;
   lastWitnessContactAt: number | null;
   witnessGrantedToPeer: boolean;
+  /** Primary mode: the witness answered this iteration's heartbeat. */
+  witnessAnswered: boolean;
+  /** Primary mode: the standby may be promoted without losing acknowledged commits. */
+  standbyPromotable: boolean;
   holdFence: boolean;
   switchoverRunning: boolean;
   /** The fast-path notice has been sent for the current outage of the local server. */
   notifiedPeerDown: boolean;
   lastProbeLatencyMs: number | null;
 
-  counters: { promotions: number; degrades: number; restores: number; fences: number };
+  counters: { promotions: number; degrades: number; restores: number; fences: number; serverStops: number };
 }
 
 export function initialState(now: number): KeeperState {
@@ -73,6 +95,11 @@ export function initialState(now: number): KeeperState {
     lsn: null,
     fenced: false,
     fenceReason: null,
+    fencing: false,
+    lease: NO_LEASE,
+    serverWatch: INITIAL_SERVER_WATCH,
+    lastPrimaryAt: null,
+    serverStoppedAt: null,
     paused: false,
     lastIterationAt: null,
     lastError: null,
@@ -92,13 +119,16 @@ export function initialState(now: number): KeeperState {
     peerRole: 'unknown',
     peerTimeline: null,
     lastStandbyContactAt: null,
+    lastStandbyReplyAt: null,
     lastWitnessContactAt: null,
     witnessGrantedToPeer: false,
+    witnessAnswered: false,
+    standbyPromotable: true,
     holdFence: false,
     switchoverRunning: false,
     notifiedPeerDown: false,
     lastProbeLatencyMs: null,
-    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+    counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
   };
 }
 
@@ -113,6 +143,12 @@ export interface KeeperStatus {
   lsn: string | null;
   fenced: boolean;
   fenceReason: string | null;
+  /**
+   * The write lease is held now: what /primary (and /, /master, /read-write, /leader)
+   * answers 200 for. Only an unfenced primary with fresh evidence holds it.
+   */
+  writable: boolean;
+  lease: string;
   paused: boolean;
   healthy: boolean;
   /** Standby: streaming from its primary. */
@@ -137,7 +173,7 @@ export interface KeeperStatus {
   decision: { kind: string; reason: string; at: string } | null;
   lastIterationAt: string | null;
   lastError: string | null;
-  counters: { promotions: number; degrades: number; restores: number; fences: number };
+  counters: { promotions: number; degrades: number; restores: number; fences: number; serverStops: number };
   /** Witness mode only. */
   witness?: {
     grant: { to: string; primary: string; at: string } | null;

@@ -33,6 +33,7 @@ export async function switchover(ctx: LoopContext): Promise<PostResult> {
 
   s.switchoverRunning = true;
   s.holdFence = true;
+  ctx.guard?.revoke(`switchover to ${c.peer.name}`);
   const local = (action: string) => ({ timeoutMs: 10_000, node: c.node.name, action });
   let promoted = false;
   try {

@@ -42,6 +42,8 @@ export async function startWitness(
       lsn: null,
       fenced: false,
       fenceReason: null,
+      writable: false,
+      lease: 'witness mode: no database',
       paused: false,
       healthy: true,
       streaming: false,
@@ -52,7 +54,7 @@ export async function startWitness(
       decision: lastDecision ? { ...lastDecision, at: iso(lastDecision.at) } : null,
       lastIterationAt: null,
       lastError: null,
-      counters: { promotions: 0, degrades: 0, restores: 0, fences: 0 },
+      counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
       witness: {
         grant: state.grant ? { ...state.grant, at: iso(state.grant.at) } : null,
         heartbeats: Object.fromEntries(
@@ -102,6 +104,8 @@ export async function startWitness(
       timeline: typeof hb.timeline === 'number' ? hb.timeline : null,
       standbyPromotable: hb.standbyPromotable !== false,
       fenced: hb.fenced === true,
+      writable: hb.writable === true,
+      leaseMs: typeof hb.leaseMs === 'number' && hb.leaseMs > 0 ? Math.min(hb.leaseMs, 60_000) : 0,
       at: clock.now(),
     });
     return { status: 200, body: { grantedTo: state.grant?.to ?? null } };

@@ -14,6 +14,9 @@ export interface Heartbeat {
   /** From a primary: may its standby be promoted without losing acknowledged commits? */
   standbyPromotable: boolean;
   fenced: boolean;
+  /** The sender held its write lease when it sent this, for `leaseMs` from then. */
+  writable: boolean;
+  leaseMs: number;
   at: number;
 }
 
@@ -58,6 +61,13 @@ export function decideVote(state: WitnessState, req: VoteRequest, f: VoteFacts):
     return deny(`vote already granted to ${state.grant.to}`);
   if (f.primaryReachable) return deny(`witness reaches primary ${req.primary}`);
   const hb = state.heartbeats[req.primary];
+  // The primary's keeper vouched for its server (it takes new connections and answers as the
+  // only primary) this recently: the candidate sees a partition, not a dead primary. Its lease
+  // runs out by itself if the keeper goes silent, and it fences before the standby's deadline.
+  if (hb && hb.role === 'primary' && hb.writable && f.now - hb.at < hb.leaseMs)
+    return deny(
+      `primary ${req.primary}'s keeper holds its write lease (heartbeat ${Math.round(f.now - hb.at)} ms ago, lease ${hb.leaseMs} ms)`,
+    );
   // The last word of the primary counts however old it is: it went silent when it died.
   if (hb && hb.role === 'primary' && !hb.standbyPromotable)
     return deny(`primary ${req.primary} last reported its standby not promotable (sync degraded or lagging)`);

@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { idleFootprint, rtoTrial } from './keeper-rto.js';
-import { fmtMs, summarize } from './stats.js';
+import { FAULTS, type FaultName } from '../support/keeper-trial.js';
+import { keeperFaultBench } from './keeper-faults.js';
+import { idleFootprint } from './keeper-footprint.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
@@ -37,28 +38,23 @@ function spawnKeeperCli(root: string) {
   };
 }
 
-/** Keeper figures: failover RTO over repeated trials, and the idle footprint. */
+/**
+ * Keeper figures: every fault of issue 9 through a real HAProxy, `trials` times on each
+ * PostgreSQL major of PGFLEET_PG_VERSIONS (BENCH_FAULTS narrows the faults), then the idle
+ * footprint.
+ */
 export async function keeperBench(root: string, trials: number): Promise<void> {
-  say('== keeper: primary failure -> first write on the promoted standby (RTO) ==');
-  for (const [fault, interval, failures] of [
-    ['kill', 1000, 3],
-    ['kill', 500, 3],
-    ['freeze', 1000, 3],
-    ['freeze', 500, 3],
-  ] as const) {
-    const rtos: number[] = [];
-    const n = fault === 'kill' ? trials : Math.max(3, Math.ceil(trials / 3));
-    for (let i = 0; i < n; i++) rtos.push((await rtoTrial(interval, failures, fault)).rtoMs);
-    const s = summarize(rtos);
-    const window = interval * failures;
-    const beyond = summarize(rtos.map((r) => Math.max(0, r - window)));
-    say(
-      `- ${fault === 'kill' ? 'postmaster SIGKILL' : 'server frozen (SIGSTOP, like a dead host)'}, interval ${interval} ms x ${failures} (detection window ${window} ms), ${s.n} trials: ` +
-        `min ${fmtMs(s.min)} / median ${fmtMs(s.median)} / max ${fmtMs(s.max)}; ` +
-        `beyond window: median ${fmtMs(beyond.median)}, max ${fmtMs(beyond.max)}; ` +
-        `target median <= ${fmtMs(window + 1000)}: ${s.median <= window + 1000 ? 'met' : 'MISSED'}`,
-    );
-  }
+  const majors = (process.env.PGFLEET_PG_VERSION ?? process.env.PGFLEET_PG_VERSIONS ?? '15,17')
+    .split(',')
+    .map((v) => Number(v.trim()))
+    .filter((v) => v > 0);
+  const faults = process.env.BENCH_FAULTS
+    ? (process.env.BENCH_FAULTS.split(',').map((f) => f.trim()) as FaultName[])
+    : (Object.keys(FAULTS) as FaultName[]);
+  for (const f of faults)
+    if (!(f in FAULTS))
+      throw new Error(`BENCH_FAULTS: unknown fault ${f} (one of ${Object.keys(FAULTS).join(', ')})`);
+  await keeperFaultBench(majors, trials, faults);
   const idle = await idleFootprint(spawnKeeperCli(root), 10);
   say(
     `- idle keeper process: RSS ${idle.rssMb.toFixed(1)} MB (target < 80 MB), CPU ${idle.cpuPercent.toFixed(2)}% ` +

@@ -20,7 +20,8 @@ const DDL = `
   CREATE SCHEMA c6; CREATE TABLE c6.t (id int PRIMARY KEY, v text);
   CREATE SCHEMA c7;
   ${POLICIES.map((p) => `CREATE TABLE c7.${p} (id int PRIMARY KEY, v text);`).join('\n')}
-  CREATE TABLE c7.error (id int PRIMARY KEY, v text);`;
+  CREATE TABLE c7.error (id int PRIMARY KEY, v text);
+  CREATE TABLE c7.turns (id int PRIMARY KEY, v text);`;
 
 /** Commit timestamp of a row's last change, µs since 2000-01-01 (PostgreSQL's epoch). */
 async function commitMicros(node: SandboxNode, table: string, id: number): Promise<bigint> {
@@ -77,6 +78,7 @@ describe('multimaster: conflicts', () => {
           'c6.t',
           ...POLICIES.map((p) => ({ name: `c7.${p}`, conflict: p })),
           { name: 'c7.error', conflict: 'error' },
+          { name: 'c7.turns', conflict: 'first_update_wins' },
         ],
       },
       { from: 'mm' },
@@ -264,6 +266,23 @@ describe('multimaster: conflicts', () => {
       );
       for (const r of [...onA, ...onB]) expect(r.policy).toBe(p);
     }
+  });
+
+  it('8: rows updated in turn (each update made on top of the version received) are no conflict, so first_update_wins converges', async () => {
+    await a.query(`INSERT INTO c7.turns VALUES (1, 'a1')`);
+    await quiesce(nodes);
+    await b.query(`UPDATE c7.turns SET v = 'b2' WHERE id = 1`);
+    await quiesce(nodes);
+    await c.query(`UPDATE c7.turns SET v = 'c3' WHERE id = 1`);
+    await quiesce(nodes);
+    await a.query(`UPDATE c7.turns SET v = 'a4' WHERE id = 1`);
+    await quiesce(nodes);
+    // Each later update wins everywhere although its commit is later than the local row's:
+    // the writer had seen that row, so nothing raced and the policy is never asked.
+    for (const n of nodes) expect(await value(n, 'c7.turns', 1), n.name).toBe('a4');
+    for (const n of nodes) expect(await conflictsOn(n, 'c7', 'turns'), n.name).toEqual([]);
+    const [check] = await checkTables(config, ['c7.turns']);
+    expect(check?.equal).toBe(true);
   });
 
   it('7: under policy error a conflict pauses the edge with a dead letter, and `skip` resumes it', async () => {

@@ -30,6 +30,7 @@ export {
   withConninfo,
 } from './conninfo.js';
 export { ConfigError, ConninfoError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
+export { type HandshakeProbeResult, probeHandshake } from './handshake-probe.js';
 export { type ErrorContext, toPgfleetError } from './map-error.js';
 export {
   findPgpassPassword,

@@ -103,6 +103,13 @@ describe('toPgfleetError', () => {
       'CONFIG_INVALID',
       undefined,
     ],
+    [
+      'no password for a SCRAM server (node-pg SASL wording)',
+      new Error('SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string'),
+      ConfigError,
+      'CONFIG_INVALID',
+      undefined,
+    ],
     ['anything else', new TypeError('boom'), PgfleetError, 'UNEXPECTED', undefined],
     ['a string', 'boom', PgfleetError, 'UNEXPECTED', undefined],
   ];
@@ -113,6 +120,16 @@ describe('toPgfleetError', () => {
     expect(e.details.sqlState).toBe(sqlState);
     expect(e.message).toContain('127.0.0.1:5432');
     expect(e.details.node).toBe('127.0.0.1:5432');
+  });
+
+  it('names the missing password, not SASL internals', () => {
+    const e = toPgfleetError(
+      new Error('SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string'),
+      ctx,
+    );
+    expect(e.message).toMatch(/the server asks for a password and none is given/);
+    expect(e.message).not.toMatch(/SASL|SCRAM/);
+    expect(e.details).toMatchObject({ key: 'password', reason: 'password_missing' });
   });
 
   it('keeps sqlState on PgError and copies server fields', () => {

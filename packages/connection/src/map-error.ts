@@ -9,6 +9,9 @@ export interface ErrorContext {
   action?: string;
 }
 
+/** node-pg's words for "the server asked for a password and the client had none". */
+const MISSING_PASSWORD = /client password must be a string|password must be a string/i;
+
 interface ErrorLike {
   message?: unknown;
   code?: unknown;
@@ -94,6 +97,16 @@ export function toPgfleetError(err: unknown, ctx: ErrorContext = {}): PgfleetErr
     return new NodeUnreachableError(
       `${where} failed: ${raw} (${c.socketCode})`,
       { ...base, reason: c.socketCode },
+      options,
+    );
+  }
+  if (MISSING_PASSWORD.test(raw)) {
+    // node-pg says "SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string": an
+    // internal detail. What the user must change is the conninfo (or ~/.pgpass).
+    return new ConfigError(
+      `${where} failed: the server asks for a password and none is given ` +
+        '(no password in the conninfo, no PGPASSWORD, no matching ~/.pgpass entry)',
+      { ...base, key: 'password', reason: 'password_missing' },
       options,
     );
   }

@@ -104,9 +104,40 @@ describe('downReasonFromError', () => {
     expect(downReasonFromError(err)).toMatchObject({ cause: 'shutting_down', sqlState: '57P03' });
   });
 
-  it('puts the SQLSTATE in the reason for server errors', () => {
+  it("puts the server's own words and the SQLSTATE in the reason for server errors", () => {
     expect(downReasonFromError(serverError('57P03', 'the database system is starting up')).reason).toBe(
-      'starting up (57P03)',
+      'the database system is starting up (57P03)',
     );
+    const wrapped = toPgfleetError(serverError('28P01', 'password authentication failed for user "x"'), {
+      node: 'b',
+      action: 'connect',
+    });
+    expect(downReasonFromError(wrapped)).toMatchObject({
+      reason: 'password authentication failed for user "x" (28P01)',
+      serverMessage: 'password authentication failed for user "x"',
+    });
+  });
+
+  it.each<[string, unknown, boolean]>([
+    [
+      'a wrong password is an answer',
+      serverError('28P01', 'password authentication failed for user "x"'),
+      true,
+    ],
+    ['too many connections is an answer', serverError('53300', 'sorry, too many clients already'), true],
+    ['starting up is an answer', serverError('57P03', 'the database system is starting up'), true],
+    ['any other server error is an answer', serverError('3D000', 'database "nope" does not exist'), true],
+    ['refused is silence', socketError('ECONNREFUSED'), false],
+    ['a timeout is silence', new Error('timeout expired'), false],
+    [
+      'our statement timeout firing is silence',
+      serverError('57014', 'canceling statement due to statement timeout'),
+      false,
+    ],
+    ['a reset is silence', new Error('Connection terminated unexpectedly'), false],
+    ['a non-server error is silence', new Error('boom'), false],
+  ])('%s', (_label, err, answered) => {
+    expect(downReasonFromError(err).answered).toBe(answered);
+    expect(downReasonFromError(toPgfleetError(err, { node: 'b', action: 'probe' })).answered).toBe(answered);
   });
 });

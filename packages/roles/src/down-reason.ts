@@ -23,12 +23,22 @@ export interface DownReason {
   cause: DownCause;
   reason: string;
   sqlState?: string;
+  /**
+   * The server itself replied (an ErrorResponse with a SQLSTATE: wrong password, too many
+   * connections, starting up...). A server that answers is alive, whatever it said: this is
+   * evidence of life, never of death.
+   */
+  answered: boolean;
+  /** The server's own words, when it answered (e.g. 'password authentication failed for user "x"'). */
+  serverMessage?: string;
 }
 
 interface Facts {
   sqlState?: string;
   errno?: string;
   messages: string[];
+  /** Message of the node-pg error that carried the server's ErrorResponse. */
+  serverMessage?: string;
 }
 
 const SOCKET_CAUSES: Record<string, DownCause> = {
@@ -55,7 +65,16 @@ function collect(err: unknown, facts: Facts, depth = 0): void {
   }
   const e = err as { message?: unknown; errors?: unknown; cause?: unknown };
   if (typeof e.message === 'string' && e.message !== '') facts.messages.push(e.message);
-  facts.sqlState ??= sqlStateOf(err);
+  const ownState = sqlStateOf(err);
+  // node-pg's DatabaseError (a SQLSTATE with a severity): the server's own words.
+  if (
+    facts.serverMessage === undefined &&
+    ownState !== undefined &&
+    typeof (err as { severity?: unknown }).severity === 'string' &&
+    typeof e.message === 'string'
+  )
+    facts.serverMessage = e.message;
+  facts.sqlState ??= ownState;
   const socketCode = socketCodeOf(err);
   if (!facts.errno && socketCode !== undefined && socketCode in SOCKET_CAUSES) facts.errno = socketCode;
   if (Array.isArray(e.errors)) for (const inner of e.errors) collect(inner, facts, depth + 1);
@@ -97,10 +116,16 @@ export function downReasonFromError(err: unknown): DownReason {
   const facts: Facts = { messages: [] };
   collect(err, facts);
   const first = facts.messages[0] ?? String(err);
+  // A SQLSTATE means the server answered, unless it is our own statement timeout firing or a
+  // session that was cut (57P01/57P02 arrive on an established session, still a reply).
   const withState = (cause: DownCause, sqlState: string): DownReason => ({
     cause,
-    reason: `${CAUSE_TEXT[cause]} (${sqlState})`,
+    reason: facts.serverMessage
+      ? `${facts.serverMessage} (${sqlState})`
+      : `${CAUSE_TEXT[cause]} (${sqlState})`,
     sqlState,
+    answered: cause !== 'timeout',
+    ...(facts.serverMessage ? { serverMessage: facts.serverMessage } : {}),
   });
 
   const s = facts.sqlState;
@@ -116,15 +141,17 @@ export function downReasonFromError(err: unknown): DownReason {
   }
   if (facts.errno) {
     const cause = SOCKET_CAUSES[facts.errno]!;
-    return { cause, reason: `${CAUSE_TEXT[cause]} (${facts.errno})` };
+    return { cause, reason: `${CAUSE_TEXT[cause]} (${facts.errno})`, answered: false };
   }
   // node-pg's own connect timeout and our hard deadline, then a socket closed under us.
   const all = facts.messages.join(' | ');
   if (/timeout expired|timed out|connection timeout|query read timeout/i.test(all)) {
-    return { cause: 'timeout', reason: CAUSE_TEXT.timeout };
+    return { cause: 'timeout', reason: CAUSE_TEXT.timeout, answered: false };
   }
   if (/connection terminated|connection ended|socket (hang up|closed)/i.test(all)) {
-    return { cause: 'reset', reason: `${CAUSE_TEXT.reset} (${first})` };
+    return { cause: 'reset', reason: `${CAUSE_TEXT.reset} (${first})`, answered: false };
   }
-  return s ? { cause: 'error', reason: `${first} (${s})`, sqlState: s } : { cause: 'error', reason: first };
+  return s
+    ? { cause: 'error', reason: `${facts.serverMessage ?? first} (${s})`, sqlState: s, answered: true }
+    : { cause: 'error', reason: first, answered: false };
 }

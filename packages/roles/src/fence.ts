@@ -35,13 +35,37 @@ FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
   AND NOT (coalesce(application_name, '') = ANY ($2::text[]))`;
 
-/** Makes the node refuse writes from new transactions and terminates client sessions. */
+/**
+ * Makes the node refuse writes from new transactions and terminates client sessions:
+ * ALTER SYSTEM + reload, then terminate at once (an open read-write transaction is not
+ * stopped by the new default), then wait until the reload is visible, then terminate again
+ * (sessions forked by the postmaster before it reloaded start read-write).
+ * Throws FenceError; the caller must treat the node as NOT fenced then. When the postmaster
+ * does not run the reload (stopped, hung), the existing sessions are still terminated before
+ * FENCE_NOT_APPLIED is thrown: pg_terminate_backend() signals them directly.
+ */
 export async function fence(q: Queryable, opts: FenceOptions = {}): Promise<FenceResult> {
   const where = opts.node ? ` ${opts.node}` : '';
   const details: Record<string, unknown> = opts.node ? { node: opts.node } : {};
   if (opts.reason) details.reason = opts.reason;
   const because = opts.reason ? ` (fencing because: ${opts.reason})` : '';
   const timeoutMs = opts.timeoutMs ?? 5000;
+  const terminate = async (): Promise<number> => {
+    try {
+      const { rows } = await q.query(TERMINATE_SQL, [
+        opts.terminateWaitMs ?? 1000,
+        opts.keepApplicationNames ?? [],
+      ]);
+      return Number(rows[0]?.terminated ?? 0);
+    } catch (err) {
+      throw new FenceError(
+        'FENCE_FAILED',
+        `could not terminate client sessions${where}: ${messageOf(err)}${because}`,
+        details,
+        { cause: err },
+      );
+    }
+  };
   try {
     await alterSystemAndReload(q, SETTING, 'on');
   } catch (err) {
@@ -49,29 +73,16 @@ export async function fence(q: Queryable, opts: FenceOptions = {}): Promise<Fenc
       cause: err,
     });
   }
+  let terminated = await terminate();
   const { ok, last } = await waitForSetting(q, SETTING, (v) => v === 'on', timeoutMs);
   if (!ok) {
     throw new FenceError(
       'FENCE_NOT_APPLIED',
-      `${SETTING}${where} is still ${last} ${timeoutMs} ms after reload; the node is NOT fenced${because}`,
-      { ...details, actual: last, timeoutMs },
+      `${SETTING}${where} is still ${last} ${timeoutMs} ms after reload (${terminated} client sessions terminated); the node is NOT fenced${because}`,
+      { ...details, actual: last, timeoutMs, terminated },
     );
   }
-  let terminated: number;
-  try {
-    const { rows } = await q.query(TERMINATE_SQL, [
-      opts.terminateWaitMs ?? 1000,
-      opts.keepApplicationNames ?? [],
-    ]);
-    terminated = Number(rows[0]?.terminated ?? 0);
-  } catch (err) {
-    throw new FenceError(
-      'FENCE_FAILED',
-      `fenced${where} read-only but could not terminate client sessions: ${messageOf(err)}${because}`,
-      details,
-      { cause: err },
-    );
-  }
+  terminated += await terminate();
   return opts.reason ? { terminated, reason: opts.reason } : { terminated };
 }
 

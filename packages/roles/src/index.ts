@@ -1,4 +1,4 @@
-export { type DownCause, downReasonFromError } from './down-reason.js';
+export { type DownCause, type DownReason, downReasonFromError } from './down-reason.js';
 export { FenceError, PromoteError, RoleError, RoleErrorCode } from './errors.js';
 export {
   type FenceOptions,
@@ -18,6 +18,17 @@ export {
   walReceiverStatus,
 } from './replication-status.js';
 export { type DetectRoleOptions, detectRole, detectRoleOn, type NodeRole, type RoleInfo } from './role.js';
+export {
+  classifyProcessTitle,
+  killServer,
+  postmasterPid,
+  processState,
+  type ServerProcess,
+  type ServerProcesses,
+  type ServerProcessKind,
+  serverProcesses,
+  terminateClientBackends,
+} from './server-processes.js';
 export { readSyncStandbyNames, type SetSyncStandbyNamesOptions, setSyncStandbyNames } from './sync-config.js';
 export {
   formatSyncStandbyNames,

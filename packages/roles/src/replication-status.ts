@@ -77,11 +77,18 @@ export interface WalReceiver {
   senderPort: number | null;
   slotName: string | null;
   lastMsgReceiptTime: Date | null;
+  /**
+   * Milliseconds since the last message from the sender, measured by the server's clock (so
+   * no clock skew with the caller). The sender is alive if this is small: a walsender with
+   * nothing to send is silent up to wal_sender_timeout / 2, so a large value proves nothing.
+   */
+  lastMsgAgeMs: number | null;
 }
 
 const RECEIVER_SQL = `SELECT pid, status, written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn,
   received_tli, latest_end_lsn::text AS latest_end_lsn, sender_host, sender_port, slot_name,
-  last_msg_receipt_time
+  last_msg_receipt_time,
+  (EXTRACT(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::float8 AS last_msg_age_ms
 FROM pg_stat_wal_receiver`;
 
 /**
@@ -103,5 +110,6 @@ export async function walReceiverStatus(q: Queryable): Promise<WalReceiver | nul
     senderPort: r.sender_port === null ? null : Number(r.sender_port),
     slotName: r.slot_name ?? null,
     lastMsgReceiptTime: r.last_msg_receipt_time ?? null,
+    lastMsgAgeMs: r.last_msg_age_ms === null ? null : Math.max(0, Number(r.last_msg_age_ms)),
   };
 }

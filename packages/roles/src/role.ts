@@ -14,6 +14,8 @@ export interface RoleInfo {
   downCause?: DownCause;
   /** SQLSTATE that made it down, when the server sent one (57P03, 28P01...). */
   sqlState?: string;
+  /** Set when role is 'down': the server itself replied (see DownReason.answered). */
+  answered?: boolean;
   timeline?: number;
   /**
    * Primary: pg_current_wal_lsn(). Standby: the furthest of received and replayed WAL
@@ -113,6 +115,7 @@ export async function detectRole(conninfo: string, opts: DetectRoleOptions): Pro
       role: 'down',
       reason: redactConninfo(`${node}: ${down.reason}`),
       downCause: down.cause,
+      answered: down.answered,
     };
     if (down.sqlState) result.sqlState = down.sqlState;
     return result;

@@ -106,6 +106,14 @@ describe('@pgfleet/roles on a primary + streaming standby', () => {
     expect(r.receivedTli).toBe(1);
     expect(r.receivedLsn).not.toBeNull();
     expect(r.lastMsgReceiptTime).toBeInstanceOf(Date);
+    // A write on the primary is a message to the receiver: its age is measured from then.
+    await qa.query("INSERT INTO roles_t VALUES (0, 'age')");
+    const fresh = await until('a fresh message', async () => {
+      const w = await walReceiverStatus(qb);
+      return w !== null && w.lastMsgAgeMs !== null && w.lastMsgAgeMs < 1000 ? w : undefined;
+    });
+    expect(fresh.lastMsgAgeMs).toBeGreaterThanOrEqual(0);
+    await qa.query('DELETE FROM roles_t WHERE id = 0');
     expect(await walReceiverStatus(qa)).toBeNull();
   });
 

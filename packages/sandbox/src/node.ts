@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { SandboxNodeError } from './errors.js';
+import { childPids } from './proc.js';
 import type { ProcessRegistry } from './process-registry.js';
 import type { RunAs } from './run-as.js';
 import type { ConnectionFacts, PgInstallation } from './types.js';
@@ -197,17 +198,34 @@ export class SandboxNode {
     await this.start();
   }
 
-  /** SIGSTOP of the whole process group: the server freezes, sockets stay open. */
+  /**
+   * SIGSTOP of the whole server, like a frozen host: the postmaster first (so it forks nothing
+   * more), then every child. Each child of a postmaster leads its own process group
+   * (InitPostmasterChild calls setsid(), src/backend/utils/init/miscinit.c), so a signal to the
+   * postmaster's group alone would stop only the postmaster and leave every session running.
+   * Sockets stay open.
+   */
   pause(): void {
     const pid = this.pid;
     if (pid === undefined) throw new SandboxNodeError(`node ${this.name}: cannot pause, not running`);
     process.kill(-pid, 'SIGSTOP');
+    for (const child of childPids(pid)) signalQuietly(child, 'SIGSTOP');
     this.paused = true;
   }
 
+  /** SIGSTOP of the postmaster alone: no new connection is served, sessions go on. */
+  pausePostmaster(): void {
+    const pid = this.pid;
+    if (pid === undefined) throw new SandboxNodeError(`node ${this.name}: cannot pause, not running`);
+    process.kill(pid, 'SIGSTOP');
+    this.paused = true;
+  }
+
+  /** SIGCONT to the server's processes (after pause() or pausePostmaster()). */
   resume(): void {
     const pid = this.pid;
     if (pid === undefined) return;
+    for (const child of childPids(pid)) signalQuietly(child, 'SIGCONT');
     process.kill(-pid, 'SIGCONT');
     this.paused = false;
   }
@@ -267,6 +285,14 @@ export function renderSetting(v: string | number | boolean): string {
   if (typeof v === 'boolean') return v ? 'on' : 'off';
   if (typeof v === 'number') return String(v);
   return `'${v.replaceAll("'", "''")}'`;
+}
+
+function signalQuietly(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // exited meanwhile
+  }
 }
 
 function processGroupAlive(pgid: number): boolean {

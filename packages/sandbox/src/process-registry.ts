@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childPids } from './proc.js';
 
 /**
  * The process groups and the temp root one sandbox owns. It keeps `<root>/pids` current for
@@ -37,6 +38,15 @@ export class ProcessRegistry {
   /** Synchronous on purpose: it also runs from process.on('exit'). */
   killAllSync(): void {
     for (const pgid of this.pgids) {
+      // Children first: a paused server's children are stopped, each in its own group.
+      for (const child of childPids(pgid))
+        for (const sig of ['SIGCONT', 'SIGKILL'] as const) {
+          try {
+            process.kill(child, sig);
+          } catch {
+            // already gone
+          }
+        }
       for (const sig of ['SIGCONT', 'SIGKILL'] as const) {
         try {
           process.kill(-pgid, sig);

@@ -105,6 +105,41 @@ describe('Sandbox primary + standby', () => {
     expect(await attempt(primary.port, pw, 5_000)).toBe('ok');
   });
 
+  it('pause freezes the whole server: an open session stops too (each backend is its own process group)', async () => {
+    const held = new pg.Client({ ...primary.facts(), application_name: 'held' });
+    held.on('error', () => {});
+    await held.connect();
+    try {
+      primary.pause();
+      const r = await Promise.race([
+        held.query('SELECT 1').then(() => 'answered'),
+        new Promise((res) => setTimeout(() => res('frozen'), 700)),
+      ]);
+      expect(r).toBe('frozen');
+      primary.resume();
+      expect((await held.query('SELECT 1 AS x')).rows).toEqual([{ x: 1 }]);
+    } finally {
+      primary.resume();
+      await held.end().catch(() => {});
+    }
+  });
+
+  it('pausePostmaster stops only the postmaster: open sessions go on, new ones hang', async () => {
+    const pw = primary.facts().password;
+    const held = new pg.Client({ ...primary.facts(), application_name: 'held' });
+    held.on('error', () => {});
+    await held.connect();
+    try {
+      primary.pausePostmaster();
+      expect((await held.query('SELECT 2 AS x')).rows).toEqual([{ x: 2 }]);
+      expect(await attempt(primary.port, pw, 700)).toBe('timeout');
+    } finally {
+      primary.resume();
+      await held.end().catch(() => {});
+    }
+    expect(await attempt(primary.port, pw, 5_000)).toBe('ok');
+  });
+
   it('a partition blocks traffic between two named parties only, and heals', async () => {
     const pw = primary.facts().password;
     const viaX = primary.facts({ from: 'x' }).port;
