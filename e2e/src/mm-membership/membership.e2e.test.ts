@@ -19,6 +19,7 @@ import {
   sleep,
   startNodes,
 } from '../multimaster/fixture.js';
+import { eventually } from '../support/eventually.js';
 
 const DDL = `
   CREATE SCHEMA app;
@@ -50,6 +51,8 @@ function writer(node: SandboxNode, base: number) {
     await c.end();
   })();
   return {
+    /** Transactions started so far. */
+    written: () => next - base,
     async stop(): Promise<number> {
       stop = true;
       await done;
@@ -138,7 +141,14 @@ describe('multimaster membership: add-node under load, remove-node', () => {
     expect(logs.lines.some((l) => l.msg === 'pausing apply session that holds the origin')).toBe(true);
 
     writers.push(writer(d, 4_000_000));
-    await sleep(1500);
+    // Every writer, d's too, keeps writing through the join (on a loaded machine a fixed
+    // sleep may end before d's writer got going).
+    await eventually(
+      'every writer wrote more than 20 transactions',
+      async () => writers.map((w) => w.written()),
+      (ns) => ns.every((n) => n > 21),
+      { timeoutMs: 60_000 },
+    );
     const inserted = await Promise.all(writers.map((w) => w.stop()));
     expect(inserted.every((n) => n > 20)).toBe(true);
 

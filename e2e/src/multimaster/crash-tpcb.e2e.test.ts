@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findPgbench, pgbench } from '../bench/workload.js';
 import { client, count, meshConfig, quiesce, sleep, startNodes } from './fixture.js';
-import { exited, lastLocalCommitEnd, spawnRun } from './replicator-child.js';
+import { exited, killRepeatedly, lastLocalCommitEnd, spawnRun } from './replicator-child.js';
 
 const TABLES = [
   'public.pgbench_accounts',
@@ -109,18 +109,11 @@ describe('multimaster: crashes under a TPC-B workload with conflicts', () => {
 
   it('a replicator SIGKILLed 20+ times while both nodes run TPC-B on the same rows loses no transaction, applies none twice, and every table ends equal on both nodes', async () => {
     const writers = nodes.map((n) => tpcbWriter(n));
-    let kills = 0;
-    const started = Date.now();
-    while (kills < 22 && Date.now() - started < 180_000) {
-      const { child, ready } = spawnRun(configFile);
-      children.add(child);
-      await ready;
-      await sleep(Math.floor(Math.random() * 1500));
-      child.kill('SIGKILL');
-      expect(await exited(child)).toBe('SIGKILL');
-      children.delete(child);
-      kills++;
-    }
+    const kills = await killRepeatedly(configFile, children, {
+      kills: 22,
+      budgetMs: 180_000,
+      maxLifeMs: 1500,
+    });
     for (const w of writers) await w.stop();
     expect(kills).toBeGreaterThanOrEqual(20);
     const acknowledged = writers.map((w) => w.committed.length);

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../support/eventually.js';
 import { captureLogs, client, count, meshConfig, onAll, quiesce, sleep, startNodes } from './fixture.js';
-import { exited, lastLocalCommitEnd, spawnRun } from './replicator-child.js';
+import { exited, killRepeatedly, lastLocalCommitEnd, spawnRun } from './replicator-child.js';
 
 /**
  * A writer that keeps committing on one node until stopped: single-row inserts, 20-row
@@ -105,20 +105,11 @@ describe('multimaster: crashes', () => {
   it('9: a replicator SIGKILLed 20+ times under load loses nothing, applies nothing twice, and origin progress ends at the last applied commit', async () => {
     const wa = writer(a, 1_000_000);
     const wb = writer(b, 2_000_000);
-    let kills = 0;
-    const started = Date.now();
-    // Random lifetimes: some kills land during startup, some mid-stream.
-    // The time budget only ends a run whose replicators cannot even start (a broken build).
-    while (kills < 22 && Date.now() - started < 150_000) {
-      const { child, ready } = spawnRun(configFile);
-      children.add(child);
-      await ready;
-      await sleep(Math.floor(Math.random() * 1200));
-      child.kill('SIGKILL');
-      expect(await exited(child)).toBe('SIGKILL');
-      children.delete(child);
-      kills++;
-    }
+    const kills = await killRepeatedly(configFile, children, {
+      kills: 22,
+      budgetMs: 150_000,
+      maxLifeMs: 1200,
+    });
     await wa.stop();
     await wb.stop();
     expect(kills).toBeGreaterThanOrEqual(20);

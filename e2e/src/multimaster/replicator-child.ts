@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { SandboxNode } from '@pgfleet/sandbox';
 
@@ -33,6 +34,34 @@ export function exited(child: ChildProcess): Promise<number | string | null> {
   if (child.exitCode !== null || child.signalCode !== null)
     return Promise.resolve(child.exitCode ?? child.signalCode);
   return new Promise((res) => child.once('exit', (code, sig) => res(code ?? sig)));
+}
+
+/**
+ * Starts `pgfleet-mm run` and SIGKILLs it after a random lifetime (up to `maxLifeMs` from
+ * its start, so some kills land in its start-up and some mid-stream), again and again,
+ * until `kills` kills were made or `budgetMs` passed. The budget only ends a run whose
+ * replicators cannot even start (a broken build). Returns the number of kills.
+ */
+export async function killRepeatedly(
+  configFile: string,
+  children: Set<ChildProcess>,
+  o: { kills: number; budgetMs: number; maxLifeMs: number },
+): Promise<number> {
+  let kills = 0;
+  const started = Date.now();
+  while (kills < o.kills && Date.now() - started < o.budgetMs) {
+    const { child, ready } = spawnRun(configFile);
+    children.add(child);
+    await ready;
+    await sleep(Math.floor(Math.random() * o.maxLifeMs));
+    child.kill('SIGKILL');
+    const how = await exited(child);
+    children.delete(child);
+    if (how !== 'SIGKILL')
+      throw new Error(`the replicator ended by itself (${String(how)}) before it was killed`);
+    kills++;
+  }
+  return kills;
 }
 
 /**
