@@ -22,17 +22,26 @@ export const MM_HELP: ProgramHelp = {
     },
     {
       name: 'run',
-      summary: 'stream and apply every edge until SIGINT/SIGTERM (HTTP /health /status /metrics)',
-      usage: ['run -c <mesh.yaml> [--listen <host:port>|off]'],
+      summary:
+        'stream and apply every edge (or those into one node) until SIGINT/SIGTERM (HTTP /health /status /metrics)',
+      usage: ['run -c <mesh.yaml> [--node <name>] [--listen <host:port>|off]'],
       options: [
         CONFIG,
+        {
+          flag: '--node <name>',
+          text: 'drive only the edges into this node (run one per node, beside its server); default: every edge',
+        },
         { flag: '--listen <host:port>', text: "HTTP listen address ('off' disables; http.listen)" },
       ],
-      examples: ['pgfleet-mm run -c mesh.yaml --listen 127.0.0.1:9187'],
+      examples: [
+        'pgfleet-mm run -c mesh.yaml --listen 127.0.0.1:9187',
+        'pgfleet-mm run -c mesh.yaml --node paris',
+      ],
     },
     {
       name: 'status',
-      summary: 'per-edge slot lag, applied LSN, conflicts, paused transactions',
+      summary:
+        'per-edge slot lag, applied LSN, conflicts, paused transactions, holder; failover readiness of primary + standby nodes',
       usage: ['status -c <mesh.yaml> [--json]'],
       options: [CONFIG, JSON_OUT],
       examples: ['pgfleet-mm status -c mesh.yaml', 'pgfleet-mm status -c mesh.yaml --json'],

@@ -13,6 +13,7 @@ import { checkMesh } from './check.js';
 import { MM_HELP } from './cli-help.js';
 import { loadConfig, type ResolvedConfig } from './config.js';
 import { cmdDeadLetters } from './dead-letters/index.js';
+import { formatNodeHa, nodeHaStatus } from './ha/node-status.js';
 import { startHttpServer } from './http.js';
 import { formatProblems } from './init/checks.js';
 import { InitError, initMesh } from './init/init.js';
@@ -93,7 +94,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       case 'init':
         return await cmdInit(config, json, logger);
       case 'run':
-        return await cmdRun(config, logger);
+        return await cmdRun(config, logger, f.node);
       case 'status':
         return await cmdStatus(config, json);
       case 'check':
@@ -131,14 +132,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 }
 
 async function cmdStatus(config: ResolvedConfig, json: boolean): Promise<number> {
-  const st = await meshStatus(config);
-  if (json) out(JSON.stringify({ edges: st }, null, 2));
+  const [st, nodes] = await Promise.all([
+    meshStatus(config),
+    Promise.all(config.nodes.filter((n) => n.servers.length > 0).map((n) => nodeHaStatus(n, config))),
+  ]);
+  if (json) out(JSON.stringify({ edges: st, nodes }, null, 2));
   else {
-    out('EDGE        ACTIVE  LAG_BYTES   APPLIED_LSN    CONFLICTS  PAUSED_AT   ERROR');
+    out('EDGE        ACTIVE  LAG_BYTES   APPLIED_LSN    CONFLICTS  PAUSED_AT   HOLDER / ERROR');
     for (const e of st) {
       out(
-        `${`${e.source}->${e.target}`.padEnd(11)} ${String(e.active ?? '-').padEnd(7)} ${String(e.lagBytes ?? '-').padEnd(11)} ${String(e.appliedLsn ?? '-').padEnd(14)} ${String(e.conflicts ?? '-').padEnd(10)} ${String(e.pausedAt ?? '-').padEnd(11)} ${e.error ?? ''}`,
+        `${`${e.source}->${e.target}`.padEnd(11)} ${String(e.active ?? '-').padEnd(7)} ${String(e.lagBytes ?? '-').padEnd(11)} ${String(e.appliedLsn ?? '-').padEnd(14)} ${String(e.conflicts ?? '-').padEnd(10)} ${String(e.pausedAt ?? '-').padEnd(11)} ${e.error ?? e.holder ?? '(no replicator)'}`,
       );
+    }
+    if (nodes.length > 0) {
+      out('');
+      out('NODE        PRIMARY      FAILOVER        READY  WHY NOT');
+      for (const n of nodes) for (const line of formatNodeHa(n)) out(line);
     }
   }
   return st.some((e) => e.error) ? EXIT.FAILURE : EXIT.OK;
@@ -185,9 +194,23 @@ async function cmdInit(config: ResolvedConfig, json: boolean, logger: pino.Logge
   }
 }
 
-async function cmdRun(config: ResolvedConfig, logger: pino.Logger): Promise<number> {
+async function cmdRun(
+  config: ResolvedConfig,
+  logger: pino.Logger,
+  node: string | undefined,
+): Promise<number> {
+  if (node !== undefined && !config.nodes.some((n) => n.name === node.trim())) {
+    err(
+      `pgfleet-mm run: --node ${node}: no such node in the mesh (${config.nodes.map((n) => n.name).join(', ')})`,
+    );
+    return EXIT.USAGE;
+  }
   const controller = new AbortController();
-  const rep = startReplicator(config, { logger, signal: controller.signal });
+  const rep = startReplicator(config, {
+    logger,
+    signal: controller.signal,
+    ...(node !== undefined ? { node: node.trim() } : {}),
+  });
   const server = config.http.listen ? await startHttpServer(rep, config.http.listen, logger) : null;
   const onSignal = (sig: string) => {
     logger.child({ component: 'cli' }).info({ signal: sig }, `received ${sig}, shutting down`);

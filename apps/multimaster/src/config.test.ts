@@ -130,6 +130,95 @@ describe('resolveConfig', () => {
   });
 });
 
+describe('primary + standby nodes (servers)', () => {
+  const servers = [
+    {
+      name: 'a1',
+      conninfo: 'host=10.0.0.1 port=5432 dbname=app user=repl',
+      keeperUrl: 'http://10.0.0.1:8008',
+    },
+    { name: 'a2', conninfo: 'host=10.0.0.2 port=5433 dbname=app user=repl', slot: 'standby_a2' },
+  ];
+
+  it('derives the node conninfo: every server, read-write only; slots default to the server name', () => {
+    const c = resolveConfig({ nodes: [{ name: 'a', servers }, nodes[1]], tables: ['public.t'] });
+    expect(c.nodes[0]?.conninfo).toBe(
+      'host=10.0.0.1,10.0.0.2 port=5432,5433 dbname=app user=repl target_session_attrs=read-write',
+    );
+    expect(c.nodes[0]?.servers).toEqual([
+      { name: 'a1', conninfo: servers[0]?.conninfo, slot: 'a1', keeperUrl: 'http://10.0.0.1:8008' },
+      { name: 'a2', conninfo: servers[1]?.conninfo, slot: 'standby_a2', keeperUrl: null },
+    ]);
+    expect(c.nodes[1]?.servers).toEqual([]);
+    expect(c.ha).toEqual({ retryMs: 250, checkIntervalMs: 500, resyncMarginMs: 1000 });
+  });
+
+  it('keeps a conninfo given next to the servers', () => {
+    const c = resolveConfig({
+      nodes: [{ name: 'a', conninfo: 'host=vip', servers }, nodes[1]],
+      tables: ['public.t'],
+    });
+    expect(c.nodes[0]?.conninfo).toBe('host=vip');
+  });
+
+  it.each([
+    ['no conninfo and no servers', [{ name: 'a' }, nodes[1]], 'nodes[0].conninfo'],
+    ['one server', [{ name: 'a', servers: [servers[0]] }, nodes[1]], 'nodes[0].servers'],
+    [
+      'a server twice',
+      [{ name: 'a', servers: [servers[0], servers[0]] }, nodes[1]],
+      'nodes[0].servers[1].name',
+    ],
+    [
+      'two servers on one slot',
+      [{ name: 'a', servers: [servers[0], { ...servers[1], slot: 'a1' }] }, nodes[1]],
+      'nodes[0].servers[1].slot',
+    ],
+    [
+      'a bad server name',
+      [{ name: 'a', servers: [servers[0], { ...servers[1], name: 'A-2' }] }, nodes[1]],
+      'nodes[0].servers[1].name',
+    ],
+    [
+      'a keeper URL that is not http',
+      [{ name: 'a', servers: [servers[0], { ...servers[1], keeperUrl: 'ftp://x' }] }, nodes[1]],
+      'nodes[0].servers[1].keeperUrl',
+    ],
+    [
+      'a bad conninfo',
+      [{ name: 'a', servers: [servers[0], { ...servers[1], conninfo: 'colour=red' }] }, nodes[1]],
+      'nodes[0].servers[1].conninfo',
+    ],
+    [
+      'servers that differ beyond host and port, without a conninfo',
+      [
+        {
+          name: 'a',
+          servers: [servers[0], { ...servers[1], conninfo: 'host=h2 dbname=other password=s3cret' }],
+        },
+        nodes[1],
+      ],
+      'nodes[0].conninfo',
+    ],
+  ])('rejects %s, naming the key and no password', (_w, n, key) => {
+    const e = errorOf(() => resolveConfig({ nodes: n, tables: ['public.t'] }));
+    expect(e.details.key).toBe(key);
+    expect(e.message).toContain(key);
+    expect(e.message).not.toContain('s3cret');
+  });
+
+  it("takes a node's servers from PGFLEET_MM_NODE_<NAME>_SERVERS", () => {
+    const c = loadConfig({
+      env: {
+        PGFLEET_MM_NODES: '[{ name: a, conninfo: "host=h1" }, { name: b, conninfo: "host=h2" }]',
+        PGFLEET_MM_TABLES: '[public.t]',
+        PGFLEET_MM_NODE_A_SERVERS: JSON.stringify(servers),
+      },
+    });
+    expect(c.nodes[0]?.servers.map((s) => s.name)).toEqual(['a1', 'a2']);
+  });
+});
+
 describe('loadConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mmcfg-'));
   const file = join(dir, 'mm.yaml');
@@ -172,6 +261,9 @@ describe('loadConfig', () => {
       PGFLEET_MM_RECONNECT_BASE_DELAY_MS: '10',
       PGFLEET_MM_RECONNECT_MAX_DELAY_MS: '20',
       PGFLEET_MM_STATUS_INTERVAL_MS: '500',
+      PGFLEET_MM_HA_RETRY_MS: '150',
+      PGFLEET_MM_HA_CHECK_INTERVAL_MS: '300',
+      PGFLEET_MM_HA_RESYNC_MARGIN_MS: '2000',
       PGFLEET_MM_LOG_LEVEL: 'debug',
       PGFLEET_MM_LOG_FORMAT: 'json',
       PGFLEET_MM_NODE_A_RANK: '7',
@@ -192,6 +284,7 @@ describe('loadConfig', () => {
     expect(c.apply).toEqual({ maxInFlightTransactions: 50, batchRows: 20, synchronousCommit: 'on' });
     expect(c.reconnect).toEqual({ baseDelayMs: 10, maxDelayMs: 20 });
     expect(c.statusIntervalMs).toBe(500);
+    expect(c.ha).toEqual({ retryMs: 150, checkIntervalMs: 300, resyncMarginMs: 2000 });
     expect(c.log).toEqual({ level: 'debug', format: 'json' });
   });
 

@@ -12,7 +12,11 @@ import {
   readConfigFile,
 } from '@pgfleet/cli';
 import { ConfigError, redactConninfo } from '@pgfleet/connection';
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { resolveServers, type ServerConfig, serversSchema } from './ha/server-config.js';
+
+export type { ServerConfig };
 
 /** How a conflict on one table is resolved (see resolveConflict in conflict.ts). */
 export const CONFLICT_POLICIES = [
@@ -59,8 +63,11 @@ const fileSchema = z.strictObject({
           .string()
           .regex(NODE_NAME, 'must match [a-z0-9_]+')
           .max(MAX_NODE_NAME, `at most ${MAX_NODE_NAME} characters (slot names are limited to 63 bytes)`),
-        conninfo: z.string().min(1),
+        // Optional when `servers` is given: then derived from them (multi-host, read-write).
+        conninfo: z.string().min(1).optional(),
         rank: z.number().int().min(0).optional(),
+        /** The node is a keeper-protected primary + standby: every server that may be its primary. */
+        servers: serversSchema,
       }),
     )
     .min(2, 'a mesh needs at least 2 nodes'),
@@ -88,6 +95,16 @@ const fileSchema = z.strictObject({
     })
     .optional(),
   statusIntervalMs: z.number().int().min(100).optional(),
+  ha: z
+    .strictObject({
+      /** Longest wait between reconnects of an edge touching a primary + standby node. */
+      retryMs: z.number().int().min(10).max(60_000).optional(),
+      /** How often a replicator checks the primary + standby nodes its edges touch. */
+      checkIntervalMs: z.number().int().min(50).max(60_000).optional(),
+      /** Re-sync window margin before the newest row a peer holds from the failed node (15/16). */
+      resyncMarginMs: z.number().int().min(0).max(3_600_000).optional(),
+    })
+    .optional(),
   log: z
     .strictObject({
       level: z.enum(LOG_LEVELS).optional(),
@@ -104,6 +121,18 @@ export interface NodeConfig {
   conninfo: string;
   /** Lower rank wins an exact commit-timestamp tie. Defaults to the position in `nodes`. */
   rank: number;
+  /**
+   * The servers of a keeper-protected primary + standby node (empty for a single server).
+   * Replicators find the current primary among them and bound what they do by the standby.
+   */
+  servers: ServerConfig[];
+}
+
+/** How replicators follow primary + standby nodes through a failover. */
+export interface HaSettings {
+  retryMs: number;
+  checkIntervalMs: number;
+  resyncMarginMs: number;
 }
 
 export interface EdgeFilter {
@@ -135,6 +164,7 @@ export interface ResolvedConfig {
   apply: { maxInFlightTransactions: number; batchRows: number; synchronousCommit: string };
   reconnect: { baseDelayMs: number; maxDelayMs: number };
   statusIntervalMs: number;
+  ha: HaSettings;
   log: { level: LogLevel; format: LogFormat };
 }
 
@@ -225,7 +255,8 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
     if (names.has(n.name))
       throw new ConfigError(`nodes[${i}].name: duplicate node name "${n.name}"`, { key: `nodes[${i}].name` });
     names.add(n.name);
-    return { name: n.name, conninfo: n.conninfo, rank: n.rank ?? i };
+    const { servers, conninfo } = resolveServers(`nodes[${i}]`, n.servers, n.conninfo);
+    return { name: n.name, conninfo, rank: n.rank ?? i, servers };
   });
   const ranks = new Map<number, string>();
   nodes.forEach((n, i) => {
@@ -311,6 +342,11 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
     },
     reconnect,
     statusIntervalMs: raw.statusIntervalMs ?? 1000,
+    ha: {
+      retryMs: raw.ha?.retryMs ?? 250,
+      checkIntervalMs: raw.ha?.checkIntervalMs ?? 500,
+      resyncMarginMs: raw.ha?.resyncMarginMs ?? 1000,
+    },
     log: { level: raw.log?.level ?? 'info', format: raw.log?.format ?? 'auto' },
   };
 }
@@ -318,9 +354,9 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
 /**
  * Every key settable from the environment (`PGFLEET_MM_<KEY>`) and the command line
  * (`--<key>`, kebab-case or dotted), in the same precedence as the keeper: file < env < flags.
- * `nodes` and `tables` take YAML or JSON text. Per node, `PGFLEET_MM_NODE_<NAME>_CONNINFO`
- * and `PGFLEET_MM_NODE_<NAME>_RANK` replace that node's conninfo and rank (passwords can stay
- * out of the file).
+ * `nodes` and `tables` take YAML or JSON text. Per node, `PGFLEET_MM_NODE_<NAME>_CONNINFO`,
+ * `PGFLEET_MM_NODE_<NAME>_RANK` and `PGFLEET_MM_NODE_<NAME>_SERVERS` (YAML or JSON list)
+ * replace that node's conninfo, rank and servers (passwords can stay out of the file).
  */
 export const CONFIG_KEYS: readonly ConfigKey[] = [
   { path: 'nodes', kind: 'yaml' },
@@ -334,12 +370,15 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { path: 'reconnect.baseDelayMs', kind: 'integer' },
   { path: 'reconnect.maxDelayMs', kind: 'integer' },
   { path: 'statusIntervalMs', kind: 'integer' },
+  { path: 'ha.retryMs', kind: 'integer' },
+  { path: 'ha.checkIntervalMs', kind: 'integer' },
+  { path: 'ha.resyncMarginMs', kind: 'integer' },
   { path: 'log.level' },
   { path: 'log.format' },
 ];
 
 export const ENV_PREFIX = 'PGFLEET_MM_';
-const NODE_ENV = /^PGFLEET_MM_NODE_([A-Z0-9_]+?)_(CONNINFO|RANK)$/;
+const NODE_ENV = /^PGFLEET_MM_NODE_([A-Z0-9_]+?)_(CONNINFO|RANK|SERVERS)$/;
 
 /** `apply.batchRows` → `PGFLEET_MM_APPLY_BATCH_ROWS`. */
 export function envName(key: string): string {
@@ -407,16 +446,36 @@ export function applyNodeEnv(
       const prefix = `${ENV_PREFIX}NODE_${n.name.toUpperCase()}_`;
       const conninfo = env[`${prefix}CONNINFO`];
       const rank = env[`${prefix}RANK`];
+      const servers = env[`${prefix}SERVERS`];
       return {
         ...n,
         ...(conninfo !== undefined ? { conninfo } : {}),
+        ...(servers !== undefined
+          ? { servers: parseYamlList(servers, `environment variable ${prefix}SERVERS`) }
+          : {}),
         ...(rank !== undefined ? { rank: /^\s*\d+\s*$/.test(rank) ? Number(rank) : rank } : {}),
       };
     }),
   };
 }
 
+function parseYamlList(text: string, source: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch {
+    // Never echo the text: it may hold a password.
+    throw new ConfigError(`${source}: not valid YAML or JSON`, { key: source });
+  }
+}
+
 /** The config as printed by `status`/logs: every conninfo redacted. */
 export function redactedConfig(config: ResolvedConfig): ResolvedConfig {
-  return { ...config, nodes: config.nodes.map((n) => ({ ...n, conninfo: redactConninfo(n.conninfo) })) };
+  return {
+    ...config,
+    nodes: config.nodes.map((n) => ({
+      ...n,
+      conninfo: redactConninfo(n.conninfo),
+      servers: n.servers.map((s) => ({ ...s, conninfo: redactConninfo(s.conninfo) })),
+    })),
+  };
 }

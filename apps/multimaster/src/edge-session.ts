@@ -4,7 +4,9 @@ import type pg from 'pg';
 import type { OriginView } from './apply/applier.js';
 import { ApplyPausedError } from './apply/errors.js';
 import type { OriginInfo } from './apply/seen.js';
-import type { NodeConfig, ResolvedConfig } from './config.js';
+import type { ResolvedConfig } from './config.js';
+import { assertWritable, type PrimaryTarget } from './ha/primary.js';
+import { slotResyncState } from './ha/slot-state.js';
 import type { Edge } from './naming.js';
 import { nodeOfOrigin } from './naming.js';
 import { sqlMicros } from './pg-time.js';
@@ -13,36 +15,53 @@ import { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from './session-settings.
 /*
  * The steps that set up one streaming session of an edge, one function each: check the
  * source, open the control and apply connections on the target, read what the apply needs
- * to know there. The edge runs them in order; a per-node replicator or a failover-aware
- * edge can run them against whichever node currently serves a side.
+ * to know there. The edge runs them in order, against the servers that are its nodes'
+ * primaries now (ha/edge-ha.ts).
  */
 
 const CONNECT_TIMEOUT_MS = 5000;
 
-/** The source's server version, after checking that the edge's slot exists there. */
-export async function checkSource(
-  source: NodeConfig,
+/** What the edge needs to know on its source's primary before streaming from it. */
+export interface SourceFacts {
+  /** server_version_num. */
+  version: number;
+  slotExists: boolean;
+  /** The slot's re-creation state after a failover (ha/slot-state.ts), null when none. */
+  resyncState: string | null;
+}
+
+/**
+ * A session on the source's current primary (`conninfo`, see ha/primary.ts), checked to
+ * take writes, and what it says about the edge's slot. The caller keeps the session (the
+ * standby gate of PostgreSQL 15/16 reads through it) or ends it.
+ */
+export async function openSource(
+  target: PrimaryTarget,
   edge: Edge,
   appName: string,
   signal: AbortSignal,
-): Promise<number> {
-  const c = await connect(source.conninfo, {
+): Promise<{ client: pg.Client; facts: SourceFacts }> {
+  const c = await connect(target.conninfo, {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     applicationName: appName,
     signal,
   });
+  c.on('error', () => {});
   try {
+    await assertWritable(c, edge.source, target);
     const { rows } = await c.query(
       `SELECT current_setting('server_version_num')::int AS v, EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
       [edge.slot],
     );
-    if (!rows[0].slot)
-      throw new ApplyPausedError(`slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`, {
-        edge: edge.id,
-      });
-    return rows[0].v as number;
-  } finally {
+    const facts = {
+      version: rows[0].v as number,
+      slotExists: rows[0].slot as boolean,
+      resyncState: await slotResyncState(c, edge.slot),
+    };
+    return { client: c, facts };
+  } catch (err) {
     await c.end().catch(() => {});
+    throw err;
   }
 }
 
@@ -51,8 +70,8 @@ export async function checkSource(
  * outside the apply transaction. Same search_path as the apply session: format_type()
  * names the column types the apply casts to, qualified where that session needs it.
  */
-export function openControl(target: NodeConfig, appName: string, signal: AbortSignal): Promise<pg.Client> {
-  return connect(target.conninfo, {
+export function openControl(conninfo: string, appName: string, signal: AbortSignal): Promise<pg.Client> {
+  return connect(conninfo, {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     applicationName: `${appName}:control`,
     settings: VALUE_TEXT_SETTINGS,
@@ -68,13 +87,13 @@ export function openControl(target: NodeConfig, appName: string, signal: AbortSi
  * scan the whole table.
  */
 export async function openApplySession(
-  target: NodeConfig,
+  conninfo: string,
   edge: Edge,
   config: ResolvedConfig,
   appName: string,
   signal: AbortSignal,
 ): Promise<{ db: pg.Client; startProgress: Lsn }> {
-  const db = await connect(target.conninfo, {
+  const db = await connect(conninfo, {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     applicationName: appName,
     settings: APPLY_SESSION_SETTINGS,

@@ -1,4 +1,4 @@
-import { backoffDelay, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
+import { backoffDelay, NodeUnreachableError, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -10,19 +10,25 @@ import {
   type DeadLetterRow,
   deadLetterValues,
 } from './apply/dead-letter-recorder.js';
+import { ApplyPausedError } from './apply/errors.js';
 import type { ApplyEvent, ApplyPort } from './apply/port.js';
 import { SeenTracker } from './apply/seen.js';
 import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
 import { ReplicationStream } from './decode/replication-stream.js';
 import {
-  checkSource,
   openApplySession,
   openControl,
+  openSource,
   originView,
   readOrigins,
   readTargetFacts,
 } from './edge-session.js';
+import { readOriginAndStandby, StandbyAckBound } from './ha/ack-bound.js';
+import { claimEdge } from './ha/claim.js';
+import { EdgeHa, standbySlotsOf } from './ha/edge-ha.js';
+import { assertWritable } from './ha/primary.js';
+import { GatedStream, StandbyFlushGate } from './ha/standby-gate.js';
 import type { EdgeMetrics } from './metrics.js';
 import type { Edge } from './naming.js';
 import { pgMicrosToUnixMs } from './pg-time.js';
@@ -59,6 +65,9 @@ export interface EdgeStatus {
   echoSkippedTransactions: number;
   conflicts: number;
   restarts: number;
+  /** Server of a primary + standby (or multi-host) source / target this edge streams from / applies to. */
+  sourceServer: string | null;
+  targetServer: string | null;
 }
 
 export interface EdgeRunnerOptions {
@@ -69,6 +78,8 @@ export interface EdgeRunnerOptions {
   signal: AbortSignal;
   now?: () => number;
   testHooks?: EdgeTestHooks;
+  /** Who this replicator is, recorded with the edge's claim on its target (see ha/claim.ts). */
+  holder?: string;
 }
 
 /**
@@ -125,6 +136,7 @@ export class EdgeRunner {
   /** Set while paused: everything up to here was handled before the failing transaction. */
   private pausedAfter: Lsn | null = null;
   private lastSessionHandled: Lsn = ZERO_LSN;
+  private readonly ha: EdgeHa;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
@@ -132,6 +144,7 @@ export class EdgeRunner {
     this.target = config.nodes.find((n) => n.name === edge.target) as NodeConfig;
     this.log = o.logger.child({ component: 'edge', edge: edge.id, node: edge.target });
     this.now = o.now ?? Date.now;
+    this.ha = new EdgeHa(edge, this.source, this.target, config);
     this.st = {
       edge: edge.id,
       source: edge.source,
@@ -150,6 +163,8 @@ export class EdgeRunner {
       echoSkippedTransactions: 0,
       conflicts: 0,
       restarts: 0,
+      sourceServer: null,
+      targetServer: null,
     };
   }
 
@@ -222,7 +237,8 @@ export class EdgeRunner {
           { commitLsn: formatLsn(outcome.commitLsn), err: outcome.error.message },
           'replaying transaction on the careful path',
         );
-        if (attempt > 0) await sleep(backoffDelay(attempt, { ...config.reconnect }), signal);
+        if (attempt > 0)
+          await sleep(this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect })), signal);
         continue;
       }
       const e = toPgfleetError(outcome.error, { node: this.target.name });
@@ -238,7 +254,7 @@ export class EdgeRunner {
       }
       attempt++;
       this.setState('reconnecting');
-      const delay = backoffDelay(attempt, { ...config.reconnect });
+      const delay = this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect }));
       this.log.warn(
         { err: { code: e.code, message: e.message }, attempt, delayMs: delay },
         'edge lost; reconnecting',
@@ -257,11 +273,45 @@ export class EdgeRunner {
     let stream: ReplicationStream | null = null;
     let applier: Applier | null = null;
     let timer: NodeJS.Timeout | null = null;
+    let sourceClient: pg.Client | null = null;
     try {
-      await checkSource(this.source, edge, appName, signal);
-      control = await openControl(this.target, appName, signal);
+      // Where both ends' primaries are now: every session below goes to these servers.
+      const ends = await this.ha.resolve(signal);
+      this.st.sourceServer = ends.source.server;
+      this.st.targetServer = ends.target.server;
+      const src = await openSource(ends.source, edge, appName, signal);
+      sourceClient = src.client;
+      const wait = this.ha.sourceSlotWait(src.facts.slotExists, src.facts.resyncState, ends.source.server);
+      if (wait) throw wait;
+      if (!src.facts.slotExists)
+        throw new ApplyPausedError(
+          `slot ${edge.slot} does not exist on ${edge.source}: run pgfleet-mm init`,
+          {
+            edge: edge.id,
+          },
+        );
+      // Before 17 nothing on the server keeps a peer from receiving what the source's
+      // standby lacks: hold each commit until the standby has it (ha/standby-gate.ts).
+      const sourceStandbys = standbySlotsOf(this.source, ends.source);
+      const gate =
+        src.facts.version < 170000 && sourceStandbys.length > 0
+          ? new StandbyFlushGate(sourceClient, sourceStandbys)
+          : null;
+      if (!gate) {
+        await sourceClient.end().catch(() => {});
+        sourceClient = null;
+      }
+      // With a standby on the target, acknowledge only what that standby holds (ha/ack-bound.ts).
+      const targetStandbys = standbySlotsOf(this.target, ends.target);
+      const ackBound = targetStandbys.length > 0 ? new StandbyAckBound() : null;
+
+      control = await openControl(ends.target.conninfo, appName, signal);
+      control.on('error', () => {});
+      await assertWritable(control, edge.target, ends.target);
+      // Exclusive: a second replicator for this edge stops here with a clear error.
+      await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const facts = await readTargetFacts(control, edge);
-      const apply = await openApplySession(this.target, edge, config, appName, signal);
+      const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal);
       db = apply.db;
       const { startProgress } = apply;
 
@@ -277,9 +327,34 @@ export class EdgeRunner {
       const streamEnded = new Promise<Error | null>((resolve) => {
         endStream = resolve;
       });
+      // A target (or gated source) that dies while nothing is applied would otherwise go
+      // unnoticed until the next transaction: end the session at once and find the primary.
+      const lost = (what: string, node: string) => () =>
+        endStream(new NodeUnreachableError(`${what} connection to ${node} closed`, { edge: edge.id, node }));
+      control.once('end', lost('control', edge.target));
+      db.once('end', lost('apply', edge.target));
+      sourceClient?.once('end', lost('standby gate', edge.source));
       let replyNow: (() => void) | null = null;
+      // The applier (backlog) and the standby gate each may hold the stream; it flows when neither does.
+      const holds = new Set<'applier' | 'gate'>();
+      const hold = (why: 'applier' | 'gate', on: boolean) => {
+        if (on) holds.add(why);
+        else holds.delete(why);
+        if (holds.size > 0) stream?.pause();
+        else stream?.resume();
+      };
+      const gated = gate
+        ? new GatedStream({
+            gate,
+            deliver: (msg) => applier?.receive(msg),
+            hold: (on) => hold('gate', on),
+            // The commit is not handed over: the session ends and resumes from progress.
+            fail: (err) => endStream(err),
+            signal,
+          })
+        : null;
       const s = new ReplicationStream({
-        clientConfig: replicationClientConfig(this.source.conninfo, `${appName}:stream`),
+        clientConfig: replicationClientConfig(ends.source.conninfo, `${appName}:stream`),
         slot: edge.slot,
         publication: edge.publication,
         // Echoes are received on every version and dropped here: their Begin and Origin
@@ -287,7 +362,7 @@ export class EdgeRunner {
         // its own transactions (apply/seen.ts), which decides what counts as a conflict.
         originNone: false,
         startLsn: startProgress,
-        onMessage: (msg) => applier?.receive(msg),
+        onMessage: gated ? (msg) => gated.receive(msg) : (msg) => applier?.receive(msg),
         onReplyRequested: () => replyNow?.(),
         onEnd: (err) => endStream(err),
       });
@@ -295,7 +370,7 @@ export class EdgeRunner {
       const a = new Applier({
         edge,
         db,
-        port: this.port(ctl, s),
+        port: this.port(ctl, (on) => hold('applier', on)),
         sourceRank: this.source.rank,
         policyFor: (schema, table) => policyFor(config, schema, table),
         deadLetter: config.deadLetter,
@@ -319,7 +394,8 @@ export class EdgeRunner {
         'streaming; echoes dropped here, after noting what the source had applied',
       );
       this.current = { applier: a, stream: s };
-      if (startProgress > this.ackedLsn) this.ackedLsn = startProgress;
+      // With a standby on the target, what its primary holds may not be acknowledged yet.
+      if (!ackBound && startProgress > this.ackedLsn) this.ackedLsn = startProgress;
       s.start();
       // A paused edge retries its failing transaction; it only counts as streaming again
       // once that transaction went through (see progressed()).
@@ -339,12 +415,19 @@ export class EdgeRunner {
             [edge.origin],
           );
           a.committedThrough(parseLsn(rows[0].applied));
-          const durable = parseLsn(rows[0].durable);
+          let durable = parseLsn(rows[0].durable);
+          if (ackBound) {
+            const r = await readOriginAndStandby(ctl, edge.origin, targetStandbys);
+            if (r.standbys > 0) {
+              const safe = ackBound.update(r.sample, r.flush) ?? ZERO_LSN;
+              if (safe < durable) durable = safe;
+            }
+          }
           const ack = ackPosition({
             durable,
             lastApplied: a.lastAppliedEndLsn,
             lastHandled: a.lastHandledEndLsn,
-            inFlight: a.inFlight(),
+            inFlight: a.inFlight() || (gated?.pending() ?? 0) > 0,
             keepalive: s.safeKeepalive(),
             previous: this.ackedLsn,
           });
@@ -391,11 +474,12 @@ export class EdgeRunner {
       if (applier) await Promise.race([applier.drain(), sleep(5000, new AbortController().signal)]);
       await db?.end().catch(() => {});
       await control?.end().catch(() => {});
+      await sourceClient?.end().catch(() => {});
     }
   }
 
   /** The applier's one seam to this edge: answers on the control connection, reports into status and metrics. */
-  private port(ctl: pg.Client, s: ReplicationStream): ApplyPort {
+  private port(ctl: pg.Client, hold: (on: boolean) => void): ApplyPort {
     const { edge, config } = this.o;
     return {
       loadTargetTable: (schema, table) => loadTargetTable(ctl, schema, table),
@@ -411,8 +495,8 @@ export class EdgeRunner {
         else await recordPausedDeadLetter(ctl, edge, r.row, config);
       },
       report: (e) => this.onApplyEvent(e),
-      pause: () => s.pause(),
-      resume: () => s.resume(),
+      pause: () => hold(true),
+      resume: () => hold(false),
     };
   }
 

@@ -7,6 +7,7 @@ export {
   DEAD_LETTER_POLICIES,
   type DeadLetterPolicy,
   type EdgeFilter,
+  type HaSettings,
   type LoadConfigOptions,
   loadConfig,
   type NodeConfig,
@@ -36,6 +37,11 @@ export {
   replayDeadLetter,
 } from './dead-letters/index.js';
 export type { EdgeState, EdgeStatus, EdgeTestHooks } from './edge.js';
+export { HaError, type HaErrorCode } from './ha/errors.js';
+export { nodeHaStatus } from './ha/node-status.js';
+export { findPrimary, type PrimaryTarget } from './ha/primary.js';
+export type { NodeHaStatus, StandbyStatus } from './ha/readiness.js';
+export type { ServerConfig } from './ha/server-config.js';
 export { startHttpServer } from './http.js';
 export type { Problem } from './init/checks.js';
 export { InitError, type InitOptions, type InitReport, initMesh } from './init/init.js';

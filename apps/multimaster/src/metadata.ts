@@ -3,6 +3,44 @@
  * so `init` can run it any number of times. The schema is never published, so nothing in
  * it is replicated: conflicts and dead letters are recorded on the node that met them.
  */
+/**
+ * Tables of the primary + standby handling (ha/*). Also run on their own by the replicator
+ * before it first needs them, so a mesh set up by an older `init` works without re-running it.
+ */
+export const HA_METADATA_DDL = [
+  'CREATE SCHEMA IF NOT EXISTS pgfleet',
+  // Who drives each edge into this node: written by the replicator session that holds the
+  // edge's advisory lock (ha/claim.ts). A row whose backend no longer holds the lock is stale.
+  `CREATE TABLE IF NOT EXISTS pgfleet.edge_claims (
+     edge text PRIMARY KEY,
+     holder text NOT NULL,
+     backend_pid int NOT NULL,
+     claimed_at timestamptz NOT NULL)`,
+  // On a source node: slots re-created after a failover (ha/resync.ts). While `state` is
+  // 'pending', the slot's stream must not be consumed: its peer lacks the window before it.
+  `CREATE TABLE IF NOT EXISTS pgfleet.slot_resync (
+     slot text PRIMARY KEY,
+     state text NOT NULL,
+     consistent_point pg_lsn,
+     updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`,
+  // On a peer: every re-sync of a failed-over node's window that it received.
+  `CREATE TABLE IF NOT EXISTS pgfleet.resyncs (
+     id bigserial PRIMARY KEY,
+     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+     edge text NOT NULL,
+     source_node text NOT NULL,
+     source_server text,
+     window_start timestamptz,
+     previous_progress pg_lsn NOT NULL,
+     consistent_point pg_lsn NOT NULL,
+     transactions int NOT NULL,
+     rows_sent int NOT NULL,
+     rows_applied int NOT NULL,
+     rows_skipped int NOT NULL,
+     conflicts int NOT NULL,
+     rows_failed int NOT NULL)`,
+];
+
 export const METADATA_DDL = [
   'CREATE SCHEMA IF NOT EXISTS pgfleet',
   `CREATE TABLE IF NOT EXISTS pgfleet.nodes (
@@ -77,6 +115,7 @@ export const METADATA_DDL = [
      commit_lsn pg_lsn NOT NULL,
      requested_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (edge, commit_lsn))`,
+  ...HA_METADATA_DDL,
   // First statement of every pipelined transaction: the one before it must have committed.
   // If it failed (its COMMIT became a ROLLBACK), every later transaction fails here, so
   // progress never skips a transaction.

@@ -1,7 +1,11 @@
 import { setMaxListeners } from 'node:events';
+import { ConfigError } from '@pgfleet/connection';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config.js';
 import { EdgeRunner, type EdgeStatus, type EdgeTestHooks } from './edge.js';
+import { replicatorIdentity } from './ha/claim.js';
+import { NodeSupervisor } from './ha/node-supervisor.js';
+import type { NodeHaStatus } from './ha/readiness.js';
 import { createMetrics, type EdgeMetrics } from './metrics.js';
 import { edgesFor } from './naming.js';
 
@@ -11,12 +15,23 @@ export interface ReplicatorOptions {
   signal?: AbortSignal;
   /** Only drive these edges (ids like `a_b`); all edges by default. */
   edges?: string[];
+  /**
+   * Only drive the edges into this node (`pgfleet-mm run --node`): one replicator per node,
+   * beside its server. All edges by default.
+   */
+  node?: string;
+  /** How this replicator names itself in edge claims; default host, pid and node selection. */
+  holder?: string;
   /** Fault-injection seams for end-to-end tests only. */
   testHooks?: EdgeTestHooks;
 }
 
 export interface ReplicatorStatus {
+  /** Who this replicator is (as edge claims on targets name it). */
+  holder: string;
   edges: EdgeStatus[];
+  /** Primary + standby nodes its edges touch: primary, failover readiness, standbys. */
+  nodes: NodeHaStatus[];
 }
 
 export interface ReplicatorHandle {
@@ -43,7 +58,20 @@ export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions)
   }
   const metrics = createMetrics();
   const logger = opts.logger.child({ component: 'replicator' });
-  const edges = edgesFor(config.nodes).filter((e) => !opts.edges || opts.edges.includes(e.id));
+  if (opts.node !== undefined && !config.nodes.some((n) => n.name === opts.node))
+    throw new ConfigError(`--node: no node named "${opts.node}" in the mesh`, { key: 'node' });
+  const holder = opts.holder ?? replicatorIdentity(opts.node ?? null);
+  const edges = edgesFor(config.nodes).filter(
+    (e) => (!opts.edges || opts.edges.includes(e.id)) && (opts.node === undefined || e.target === opts.node),
+  );
+  // Every primary + standby node an edge touches gets a supervisor here; where several
+  // replicators run one for the same node, a lock on its primary lets one act at a time.
+  const touched = new Set(edges.flatMap((e) => [e.source, e.target]));
+  const supervisors = config.nodes
+    .filter((n) => n.servers.length > 0 && touched.has(n.name))
+    .map(
+      (node) => new NodeSupervisor({ node, config, logger: opts.logger, signal: controller.signal, holder }),
+    );
   const runners = edges.map(
     (edge) =>
       new EdgeRunner({
@@ -52,23 +80,36 @@ export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions)
         logger: opts.logger,
         metrics,
         signal: controller.signal,
+        holder,
         ...(opts.testHooks ? { testHooks: opts.testHooks } : {}),
       }),
   );
-  logger.info({ edges: edges.map((e) => e.id) }, 'replicator starting');
-  const done = Promise.all(
-    runners.map((r) =>
+  logger.info(
+    { edges: edges.map((e) => e.id), holder, haNodes: supervisors.map((s) => s.status().node) },
+    'replicator starting',
+  );
+  const done = Promise.all([
+    ...runners.map((r) =>
       r.run().catch((err: unknown) => {
         logger.error({ err }, 'edge loop crashed');
       }),
     ),
-  ).then(() => {
+    ...supervisors.map((s) =>
+      s.run().catch((err: unknown) => {
+        logger.error({ err }, 'node supervisor crashed');
+      }),
+    ),
+  ]).then(() => {
     logger.info('replicator stopped');
   });
   return {
     metrics,
     done,
-    status: () => ({ edges: runners.map((r) => r.status()) }),
+    status: () => ({
+      holder,
+      edges: runners.map((r) => r.status()),
+      nodes: supervisors.map((s) => s.status()),
+    }),
     async stop() {
       controller.abort();
       await done;

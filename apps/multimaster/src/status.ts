@@ -1,6 +1,7 @@
 import { connect, toPgfleetError } from '@pgfleet/connection';
 import type pg from 'pg';
 import type { ResolvedConfig } from './config.js';
+import { edgeHolder } from './ha/claim.js';
 import { edgesFor } from './naming.js';
 
 export interface EdgeDbStatus {
@@ -18,6 +19,8 @@ export interface EdgeDbStatus {
   conflicts: number | null;
   /** Transactions waiting in dead letters with action `pause` (edge paused). */
   pausedAt: string | null;
+  /** The replicator that drives the edge now (its claim on the target), null when none does. */
+  holder: string | null;
   error: string | null;
 }
 
@@ -47,6 +50,7 @@ export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]
         appliedLsn: null,
         conflicts: null,
         pausedAt: null,
+        holder: null,
         error: null,
       };
       const src = clients.get(e.source);
@@ -76,6 +80,7 @@ export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]
         s.appliedLsn = t[0]?.applied ?? null;
         s.conflicts = t[0]?.conflicts ?? null;
         s.pausedAt = t[0]?.paused ?? null;
+        s.holder = (await edgeHolder(dst!, e))?.holder ?? null;
       } catch (err) {
         s.error = toPgfleetError(err).message;
       }

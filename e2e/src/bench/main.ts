@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- keeper|multimaster]`: benchmark figures, printed. Targets live here, not
+ * `npm run bench [-- keeper|multimaster|mesh-failover]`: benchmark figures, printed. Targets live here, not
  * in timed unit tests. Every figure comes from real servers started by the sandbox.
  */
 import { join } from 'node:path';
 import { keeperBench } from './keeper-bench.js';
+import { meshFailoverBench } from './mesh-failover.js';
 import { multimasterBench } from './mm-bench.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
   if (want('keeper'))
     await keeperBench(join(import.meta.dirname, '..', '..', '..'), Number(process.env.BENCH_TRIALS ?? 10));
   if (want('multimaster')) await multimasterBench(major, say);
+  if (want('mesh-failover')) await meshFailoverBench(major, say);
 }
 
 main().catch((err: Error) => {

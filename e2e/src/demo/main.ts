@@ -2,7 +2,8 @@
  * `npm run demo`: a local pgfleet cluster on the embedded default (sandbox servers).
  * Keeper: primary + standby + witness with keepers, then a primary kill and the failover.
  * Multimaster: a 3-node mesh taking writes on every node, converging, and one conflict
- * resolved the same way everywhere. Everything is removed at the end, also on Ctrl-C.
+ * resolved the same way everywhere; then a mesh node that is a keeper-protected primary +
+ * standby loses its primary under writes and the mesh follows. Everything is removed at the end, also on Ctrl-C.
  * PGFLEET_PG_VERSION picks the server major; PGFLEET_DEMO_LOG=info shows the daemons' logs
  * (as readable lines on stderr; PGFLEET_DEMO_LOG_FORMAT=json for JSON).
  */
@@ -10,6 +11,7 @@ import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } 
 import { Sandbox } from '@pgfleet/sandbox';
 import { keeperDemo } from './keeper-demo.js';
 import { meshDemo } from './mesh-demo.js';
+import { meshFailoverDemo } from './mesh-failover-demo.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 async function main(): Promise<void> {
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
     say();
     await keeperDemo(sb, logger, say);
     await meshDemo(sb, logger, say);
+    await meshFailoverDemo(sb, logger, say);
   } finally {
     await stop();
     say('demo: cleaned up');

@@ -5,10 +5,11 @@ import {
   type HostTarget,
   orderTargets,
   resolveTargets,
+  singleHostConninfo,
   sslFor,
   targetLabel,
 } from './client-config.js';
-import type { ConnParams } from './conninfo.js';
+import { type ConnParams, parseConninfo } from './conninfo.js';
 import { ConfigError, ConninfoError } from './errors.js';
 
 describe('resolveTargets', () => {
@@ -234,5 +235,20 @@ describe('sslFor', () => {
   });
   it('rejects unknown modes', () => {
     expect(() => sslFor({ sslmode: 'sometimes' }, target, read)).toThrow(/invalid sslmode value/);
+  });
+});
+
+describe('singleHostConninfo', () => {
+  it('narrows a multi-host conninfo to one target, dropping what means nothing for one host', () => {
+    const params = parseConninfo(
+      'host=h1,h2 hostaddr=10.0.0.1,10.0.0.2 port=5432,5433 dbname=app target_session_attrs=read-write load_balance_hosts=random',
+    );
+    const [, second] = resolveTargets(params);
+    expect(singleHostConninfo(params, second!)).toEqual({
+      host: 'h2',
+      hostaddr: '10.0.0.2',
+      port: '5433',
+      dbname: 'app',
+    });
   });
 });

@@ -78,6 +78,21 @@ export function resolveTargets(params: ConnParams): HostTarget[] {
   return targets;
 }
 
+/**
+ * `params` narrowed to one of its targets (as {@link resolveTargets} lists them), in key=value
+ * form: for a library that takes one host (pg-logical-replication) once a multi-host conninfo
+ * has been resolved to the server to use. `target_session_attrs` and `load_balance_hosts` go,
+ * they mean nothing for a single host.
+ */
+export function singleHostConninfo(params: ConnParams, target: HostTarget): ConnParams {
+  const out: ConnParams = { ...params, host: target.host, port: String(target.port) };
+  delete out.hostaddr;
+  delete out.target_session_attrs;
+  delete out.load_balance_hosts;
+  if (target.hostaddr !== undefined) out.hostaddr = target.hostaddr;
+  return out;
+}
+
 /** `host:port` (IPv6 in brackets) for messages and logs. */
 export function targetLabel(t: HostTarget): string {
   return t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;

@@ -6,7 +6,13 @@ export {
   socketCodeOf,
   sqlStateOf,
 } from './classify-error.js';
-export type { ClientConfigOptions, PgClientConfig } from './client-config.js';
+export {
+  type ClientConfigOptions,
+  type HostTarget,
+  type PgClientConfig,
+  resolveTargets,
+  singleHostConninfo,
+} from './client-config.js';
 export {
   type ConnectOptions,
   connect,

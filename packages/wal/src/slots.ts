@@ -158,6 +158,11 @@ export interface CreateLogicalSlotOptions {
    * database. Its `consistentLsn` is then its confirmed_flush_lsn, not a fresh consistent point.
    */
   ifNotExists?: boolean;
+  /**
+   * PostgreSQL 17+: a failover slot, synchronized to standbys that run with
+   * `sync_replication_slots = on`, so it survives the promotion of one of them.
+   */
+  failover?: boolean;
 }
 
 export interface CreatedLogicalSlot {
@@ -209,8 +214,11 @@ export async function createLogicalSlot(
   const existing = await reuse();
   if (existing) return existing;
   try {
+    // The 5-argument form (temporary, twophase, failover) exists from PostgreSQL 17 on.
     const { rows } = await q.query(
-      `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, $2)`,
+      options.failover
+        ? `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, $2, false, false, true)`
+        : `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, $2)`,
       [name, plugin],
     );
     return { name, consistentLsn: parseLsn(rows[0].lsn), created: true };

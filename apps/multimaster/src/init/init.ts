@@ -357,7 +357,11 @@ async function create(
     // Slots last: creating one waits for running transactions and cannot be rolled back.
     for (const e of edges) {
       const c = conns.find((x) => x.node.name === e.source) as Conn;
-      const slot = await createLogicalSlot(c.client, e.slot, 'pgoutput', { ifNotExists: true });
+      // A primary + standby source on 17+ gets failover slots: synchronized to its standby,
+      // they survive a promotion (ha/readiness.ts checks the rest of the setup).
+      const failover = c.node.servers.length > 0 && (await serverMajor(c.client)) >= 17;
+      const slot = await createLogicalSlot(c.client, e.slot, 'pgoutput', { ifNotExists: true, failover });
+      if (!slot.created && failover) await makeFailoverSlot(c, e.slot, log);
       if (slot.created) {
         created.slots.push(`${e.source}:${e.slot}`);
         undo.push(() => dropSlot(c.client, e.slot, { ifExists: true }));
@@ -377,6 +381,39 @@ async function create(
     );
   }
   return { edges, tables: tables.map((t) => `${t.schema}.${t.table}`), created };
+}
+
+async function serverMajor(client: pg.Client): Promise<number> {
+  const { rows } = await client.query(`SELECT current_setting('server_version_num')::int / 10000 AS major`);
+  return Number(rows[0].major);
+}
+
+/**
+ * Turns an existing slot into a failover slot (PostgreSQL 17: ALTER_REPLICATION_SLOT, a
+ * replication command). A slot being streamed cannot be altered: stop the replicator for a
+ * moment and run init again; `status` shows the node as not failover-ready until then.
+ */
+async function makeFailoverSlot(c: Conn, slot: string, log: Logger | undefined): Promise<void> {
+  const { rows } = await c.client.query('SELECT failover FROM pg_replication_slots WHERE slot_name = $1', [
+    slot,
+  ]);
+  if (rows[0]?.failover !== false) return;
+  const repl = await connect(c.node.conninfo, {
+    replication: 'database',
+    connectTimeoutMs: 5000,
+    applicationName: 'pgfleet-mm:init',
+  });
+  try {
+    await repl.query(`ALTER_REPLICATION_SLOT ${quoteIdent(slot)} (FAILOVER true)`);
+    log?.info({ node: c.node.name, slot }, 'slot made a failover slot');
+  } catch (err) {
+    log?.warn(
+      { node: c.node.name, slot, err: toPgfleetError(err).message },
+      'could not make the slot a failover slot (in use?); stop the replicator briefly and run init again',
+    );
+  } finally {
+    await repl.end().catch(() => {});
+  }
 }
 
 /**

@@ -22,17 +22,25 @@ export interface ExportedSlot {
 export async function createSlotWithSnapshot(
   conninfo: string,
   slot: string,
-  opts: { connectTimeoutMs?: number; signal?: AbortSignal } = {},
+  opts: {
+    connectTimeoutMs?: number;
+    signal?: AbortSignal;
+    applicationName?: string;
+    /** PostgreSQL 17+: a failover slot (needs the option-list syntax, which 15 also reads). */
+    failover?: boolean;
+  } = {},
 ): Promise<ExportedSlot> {
   const client: pg.Client = await connect(conninfo, {
     replication: 'database',
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
-    applicationName: 'pgfleet-mm:add-node:snapshot',
+    applicationName: opts.applicationName ?? 'pgfleet-mm:add-node:snapshot',
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   try {
     const { rows } = await client.query(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+      opts.failover
+        ? `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)`
+        : `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
     );
     const r = rows[0] as { consistent_point: string; snapshot_name: string };
     return {
