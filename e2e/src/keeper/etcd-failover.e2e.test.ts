@@ -6,6 +6,7 @@ import {
   judgeFailover,
   type Name,
   startEtcdCluster3,
+  TIMING,
 } from './etcd-fixture.js';
 import { runCli, sleep, until, writeConfig } from './fixture.js';
 
@@ -171,6 +172,36 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       }
     },
   );
+
+  it("primary's keeper stopped, its server alive: the leader key expires, and no standby promotes while that server answers", async () => {
+    const cl = await startEtcdCluster3(etcd, `keeperstop${++n}`);
+    try {
+      await sleep(1000);
+      // A stopped primary keeper leaves its lease to run out (its server still runs): the
+      // leader key disappears after ttl, like a crashed keeper's. What keeps the standbys
+      // from promoting is their own probe of a's server (cluster.members).
+      await cl.keepers.a.handle.stop();
+      const stoppedAt = Date.now();
+      await sleep(TIMING.ttlSeconds * 1000 + 10 * TIMING.intervalMs);
+      const attempts = await cl.watch.stop();
+      const why = JSON.stringify({
+        b: cl.keepers.b.handle.status().decision,
+        c: cl.keepers.c.handle.status().decision,
+      });
+      for (const x of ['b', 'c'] as Name[])
+        expect(cl.keepers[x].handle.status(), why).toMatchObject({
+          role: 'standby',
+          counters: { promotions: 0 },
+        });
+      const f = judgeFailover(attempts, 'a', [], stoppedAt);
+      expect(f.twoWriters.count, why).toBe(0);
+      // a kept taking writes the whole time, past the key's expiry.
+      expect(f.lastOldAt, why).not.toBeNull();
+      expect(f.lastOldAt!, why).toBeGreaterThan(stoppedAt + TIMING.ttlSeconds * 1000 + 2000);
+    } finally {
+      await cl.stop();
+    }
+  });
 
   it('primary cut off from etcd only: it stops taking writes before any standby promotes', async () => {
     const cl = await startEtcdCluster3(etcd, `cut${++n}`);
