@@ -61,12 +61,46 @@ export const KEEPER_HELP: ProgramHelp = {
       ],
     },
     {
+      name: 'list',
+      summary: 'print every member of a cluster on etcd as one table (or JSON with --json)',
+      usage: ['list --config <file.yaml> [--json]'],
+      description:
+        'Reads the cluster from etcd (dcs.etcd and cluster.name of the config): member, host,\n' +
+        'role (leader for the member holding the leader key), state, timeline, receive and replay\n' +
+        "lag behind the leader's last published position, tags. Members listed under\n" +
+        'cluster.members whose keeper has no live key show as unknown.',
+      options: [
+        { flag: '-c, --config <file>', text: 'keeper config file with dcs.etcd' },
+        { flag: '--json', text: 'print { cluster, leader, paused, members: [...] }' },
+      ],
+      examples: [
+        'pgfleet-keeper list --config /etc/pgfleet/keeper.yaml',
+        'pgfleet-keeper list --json -c keeper.yaml',
+      ],
+    },
+    {
+      name: 'history',
+      summary: "print a cluster's timeline switches on etcd, with their reasons",
+      usage: ['history --config <file.yaml> [--json]'],
+      options: [
+        { flag: '-c, --config <file>', text: 'keeper config file with dcs.etcd' },
+        { flag: '--json', text: 'print [{ timeline, lsn, reason, at, leader, previousLeader }]' },
+      ],
+      examples: ['pgfleet-keeper history --config /etc/pgfleet/keeper.yaml'],
+    },
+    {
       name: 'pause',
       summary: 'stop automatic actions (promote, degrade, fence) until resume',
       usage: ['pause [--json] [--url <keeper url> | --config <file.yaml>]'],
-      description: 'Needs the bearer token: PGFLEET_KEEPER_HTTP_TOKEN or http.token from --config.',
+      description:
+        'With --config on etcd (dcs.etcd): pauses the whole cluster, written to etcd directly.\n' +
+        'Otherwise this one keeper, over HTTP: needs the bearer token (PGFLEET_KEEPER_HTTP_TOKEN or\n' +
+        'http.token from --config).',
       options: URL_OPTIONS,
-      examples: ['PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008'],
+      examples: [
+        'pgfleet-keeper pause --config /etc/pgfleet/keeper.yaml',
+        'PGFLEET_KEEPER_HTTP_TOKEN=... pgfleet-keeper pause --url http://127.0.0.1:8008',
+      ],
     },
     {
       name: 'resume',
@@ -79,21 +113,35 @@ export const KEEPER_HELP: ProgramHelp = {
     {
       name: 'switchover',
       summary: "planned handover, asked of the primary's keeper: no acknowledged write lost",
-      usage: ['switchover [--json] [--url <primary keeper url> | --config <file.yaml>]'],
+      usage: [
+        'switchover [--candidate <member>] [--json] [--url <primary keeper url> | --config <file.yaml>]',
+      ],
       description:
         'Fences the primary, waits until the standby replayed everything, promotes it. The old\n' +
-        'primary stays fenced: turn it into a standby with `pgfleet-keeper rejoin`.',
-      options: URL_OPTIONS,
-      examples: ["pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper"],
+        'primary stays fenced: turn it into a standby with `pgfleet-keeper rejoin`. On etcd\n' +
+        '(dcs.etcd in --config) the leader is found in etcd, the best standby is chosen unless\n' +
+        '--candidate names one, and the other standbys follow it.',
+      options: [
+        { flag: '--candidate <member>', text: 'on etcd: the standby to hand over to' },
+        ...URL_OPTIONS,
+      ],
+      examples: [
+        "pgfleet-keeper switchover --config keeper-a.yaml     # on the primary's keeper",
+        'pgfleet-keeper switchover --candidate c --config /etc/pgfleet/keeper.yaml   # on etcd, from any node',
+      ],
     },
     {
       name: 'failover',
       summary: "promote the standby now, asked of the standby's keeper",
-      usage: ['failover [--force] [--json] [--url <standby keeper url> | --config <file.yaml>]'],
+      usage: [
+        'failover [--candidate <member>] [--force] [--json] [--url <keeper url> | --config <file.yaml>]',
+      ],
       description:
         'Refused while the primary answers (use switchover). Without --force only if the lag,\n' +
-        'replay and sync gates pass.',
+        'replay and sync gates pass. On etcd: --candidate names the standby to promote once no\n' +
+        'member holds the leader key; any keeper of the cluster takes the request.',
       options: [
+        { flag: '--candidate <member>', text: 'on etcd: the standby to promote' },
         { flag: '--force', text: 'promote even if a gate fails (acknowledged commits may be lost)' },
         ...URL_OPTIONS,
       ],

@@ -35,16 +35,44 @@ describe('conventions', () => {
     expect(io.out()).toMatch(/^pgfleet-keeper \d+\.\d+\.\d+\n$/);
   });
 
-  it.each(['run', 'check', 'status', 'pause', 'resume', 'switchover', 'failover', 'rejoin'])(
-    '%s --help shows its own usage and an example, not the global help',
-    async (command) => {
-      const io = capture();
-      expect(await main([command, '--help'], {})).toBe(EXIT_OK);
-      expect(io.out()).toMatch(new RegExp(`^pgfleet-keeper ${command}: `));
-      expect(io.out()).toMatch(new RegExp(`^Examples:\n {2}.*pgfleet-keeper ${command}`, 'm'));
-      expect(io.out()).not.toMatch(/^Commands:/m);
-    },
-  );
+  it.each([
+    'run',
+    'check',
+    'status',
+    'pause',
+    'resume',
+    'switchover',
+    'failover',
+    'rejoin',
+    'list',
+    'history',
+  ])('%s --help shows its own usage and an example, not the global help', async (command) => {
+    const io = capture();
+    expect(await main([command, '--help'], {})).toBe(EXIT_OK);
+    expect(io.out()).toMatch(new RegExp(`^pgfleet-keeper ${command}: `));
+    expect(io.out()).toMatch(new RegExp(`^Examples:\n {2}.*pgfleet-keeper ${command}`, 'm'));
+    expect(io.out()).not.toMatch(/^Commands:/m);
+  });
+
+  it.each(['list', 'history'])('%s without dcs.etcd says what it needs and exits 2', async (command) => {
+    const io = capture();
+    expect(await main([command, '--config', yaml(good)], {})).toBe(EXIT_USAGE);
+    expect(io.err()).toMatch(new RegExp(`^pgfleet-keeper ${command}: the configuration has no dcs.etcd`));
+  });
+
+  it('list names the etcd endpoints it could not read, exit 1', async () => {
+    const io = capture();
+    const file = yaml([
+      'node: { name: a, conninfo: "host=127.0.0.1 port=1 user=postgres" }',
+      // Port 9 (discard) on loopback: nothing listens, refused at once.
+      'dcs: { etcd: { endpoints: ["http://127.0.0.1:9"], requestTimeout: 500ms } }',
+      'cluster: { members: [{ name: a }, { name: b, conninfo: "host=127.0.0.1 port=2 user=postgres" }] }',
+    ]);
+    expect(await main(['list', '--config', file], {})).toBe(EXIT_RUNTIME);
+    expect(io.err()).toMatch(
+      /^pgfleet-keeper list: cannot read the cluster from etcd \(http:\/\/127\.0\.0\.1:9\): /,
+    );
+  });
 
   it('help <command> is the same as <command> --help', async () => {
     const io = capture();

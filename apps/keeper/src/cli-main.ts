@@ -10,7 +10,10 @@ import {
 import { PgfleetError, redactConninfo } from '@pgfleet/connection';
 import type { Logger } from 'pino';
 import { KEEPER_HELP } from './cli-help.js';
+import { systemClock } from './clock.js';
+import { clusterView, formatClusterTable, formatHistoryTable, historyView } from './cluster-view.js';
 import { type KeeperConfig, loadConfig } from './config.js';
+import { createEtcdDcs } from './dcs/index.js';
 import { startKeeper } from './keeper.js';
 import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
@@ -31,7 +34,7 @@ export const EXIT_USAGE = 2;
 const GRAMMAR = { booleans: ['json', 'force'], aliases: { c: 'config' } } as const;
 
 /** Flags a command reads itself; every other flag must name a config key. */
-const COMMAND_FLAGS = ['config', 'url', 'pgdata', 'bindir', 'slot', 'primary-conninfo'];
+const COMMAND_FLAGS = ['config', 'url', 'pgdata', 'bindir', 'slot', 'primary-conninfo', 'candidate'];
 
 type Args = ParsedArgs;
 
@@ -80,7 +83,21 @@ export function formatStatusTable(s: KeeperStatus): string {
       ['standby lag', s.lagBytes === null ? 'unknown' : formatBytes(s.lagBytes)],
       ['write lease', s.lease],
     );
-  if (s.mode === 'node') {
+  if (s.cluster)
+    rows.push(
+      [
+        'cluster',
+        `leader ${s.cluster.leader ?? 'none'}; ${s.cluster.members.map((m) => `${m.name} ${m.role} (${m.state})`).join(', ') || 'no members'}`,
+      ],
+      ...(s.cluster.etcdError ? [['etcd', s.cluster.etcdError] as [string, string]] : []),
+      [
+        'sync',
+        s.sync.configured === ''
+          ? 'asynchronous cluster'
+          : `${s.sync.configured}, current ${JSON.stringify(s.sync.current ?? '?')}${s.sync.degraded ? ' DEGRADED' : ''}${s.role === 'standby' ? `, this standby ${s.sync.observation}` : ''}`,
+      ],
+    );
+  else if (s.mode === 'node') {
     rows.push(
       [
         'sync',
@@ -142,9 +159,13 @@ export function describeOperation(command: string, ok: boolean, body: Record<str
   if (!ok) return `${command} failed: ${String(body.error ?? 'no reason given')}`;
   switch (command) {
     case 'pause':
-      return 'keeper paused: no automatic action (promote, degrade, fence) until resume';
+      return body.cluster
+        ? `cluster ${String(body.cluster)} paused: no automatic failover, fencing or sync change until resume`
+        : 'keeper paused: no automatic action (promote, degrade, fence) until resume';
     case 'resume':
-      return 'keeper resumed: automatic actions are on again';
+      return body.cluster
+        ? `cluster ${String(body.cluster)} resumed: automatic actions are on again`
+        : 'keeper resumed: automatic actions are on again';
     case 'switchover':
       return `switchover done: ${String(body.promoted)} is primary on timeline ${String(body.timeline ?? '?')} (caught up to ${String(body.lsn ?? '?')}); rejoin the old primary with pgfleet-keeper rejoin`;
     case 'failover':
@@ -159,8 +180,9 @@ async function cmdPost(
   args: Args,
   env: NodeJS.ProcessEnv,
   body: unknown = {},
+  target: { url: string; token?: string } = keeperUrl(args, env),
 ): Promise<number> {
-  const { url, token } = keeperUrl(args, env);
+  const { url, token } = target;
   const json = args.bools.has('json');
   let res: Response;
   let text: string;
@@ -270,6 +292,116 @@ async function cmdRun(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   return EXIT_OK;
 }
 
+/** The etcd of a config with dcs.etcd, for the commands that read or write it directly. */
+function etcdOf(c: KeeperConfig) {
+  const etcd = c.dcs?.etcd;
+  if (!etcd) return null;
+  return createEtcdDcs({
+    endpoints: etcd.endpoints,
+    prefix: etcd.prefix,
+    cluster: c.cluster.name,
+    memberName: c.node.name,
+    ttlSeconds: etcd.ttlSeconds,
+    requestTimeoutMs: Math.max(etcd.requestTimeoutMs, 2000),
+    logger: createLogger({ level: 'silent', format: 'json' }),
+    clock: systemClock,
+  });
+}
+
+/**
+ * `pause`/`resume`: with a config on etcd, the whole cluster, written to etcd directly (every
+ * keeper follows the config key, like `patronictl pause`); otherwise the one keeper, over HTTP.
+ */
+async function cmdPause(command: 'pause' | 'resume', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const c = args.flags.config && !args.flags.url ? configFrom(args.flags, env) : null;
+  const dcs = c ? etcdOf(c) : null;
+  if (!c || !dcs) return cmdPost(command, args, env);
+  const paused = command === 'pause';
+  try {
+    await dcs.updateConfig((cur) => ({ ...cur, paused }));
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: cannot write to etcd (${c.dcs?.etcd.endpoints.join(', ')}): ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+  const body = { ok: true, paused, cluster: c.cluster.name };
+  write(
+    process.stdout,
+    args.bools.has('json') ? JSON.stringify(body, null, 2) : describeOperation(command, true, body),
+  );
+  return EXIT_OK;
+}
+
+/**
+ * `switchover [--candidate <member>]`: runs on the leader's keeper. With a config on etcd and no
+ * --url, the leader and its keeper's URL come from etcd.
+ */
+async function cmdSwitchover(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const body = args.flags.candidate ? { candidate: args.flags.candidate } : {};
+  const c = args.flags.config && !args.flags.url ? configFrom(args.flags, env) : null;
+  const dcs = c ? etcdOf(c) : null;
+  if (!c || !dcs) return cmdPost('switchover', args, env, body);
+  let url: string | null = null;
+  try {
+    const snap = await dcs.readCluster();
+    const leader = snap.leader?.name;
+    url = snap.members.find((m) => m.name === leader)?.keeperUrl ?? null;
+    if (!leader || !url) {
+      write(
+        process.stderr,
+        `pgfleet-keeper switchover: ${leader ? `the leader ${leader} publishes no keeper URL` : 'no member holds the leader key'}`,
+      );
+      return EXIT_RUNTIME;
+    }
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper switchover: cannot read the cluster from etcd: ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+  return cmdPost('switchover', args, env, body, { url, ...(c.http.token ? { token: c.http.token } : {}) });
+}
+
+/** `list` and `history`: one read of the cluster from etcd, printed. */
+async function cmdFromEtcd(command: 'list' | 'history', args: Args, env: NodeJS.ProcessEnv): Promise<number> {
+  const c = configFrom(args.flags, env);
+  const dcs = etcdOf(c);
+  if (!dcs) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: the configuration has no dcs.etcd (list and history read a cluster on etcd)`,
+    );
+    return EXIT_USAGE;
+  }
+  try {
+    const snap = await dcs.readCluster();
+    const json = args.bools.has('json');
+    if (command === 'list') {
+      const view = clusterView(c.cluster.name, snap, c.cluster.members);
+      write(process.stdout, json ? JSON.stringify(view, null, 2) : formatClusterTable(view));
+    } else {
+      const h = historyView(snap.history);
+      write(process.stdout, json ? JSON.stringify(h, null, 2) : formatHistoryTable(h));
+    }
+    return EXIT_OK;
+  } catch (err) {
+    write(
+      process.stderr,
+      `pgfleet-keeper ${command}: cannot read the cluster from etcd (${c.dcs?.etcd.endpoints.join(', ')}): ${(err as Error).message}`,
+    );
+    return EXIT_RUNTIME;
+  } finally {
+    await dcs.close();
+  }
+}
+
 async function cmdRejoin(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   const { pgdata, bindir, slot, 'primary-conninfo': primaryConninfo } = args.flags;
   const config = configFrom(args.flags, env);
@@ -342,12 +474,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await cmdStatus(args, env);
       case 'pause':
       case 'resume':
+        return await cmdPause(command.name, args, env);
       case 'switchover':
-        return await cmdPost(command.name, args, env);
+        return await cmdSwitchover(args, env);
       case 'failover':
-        return await cmdPost('failover', args, env, { force: args.bools.has('force') });
+        return await cmdPost('failover', args, env, {
+          force: args.bools.has('force'),
+          ...(args.flags.candidate ? { candidate: args.flags.candidate } : {}),
+        });
       case 'rejoin':
         return await cmdRejoin(args, env);
+      case 'list':
+      case 'history':
+        return await cmdFromEtcd(command.name, args, env);
       default:
         throw new Error(`command ${command.name} has help but no implementation`);
     }

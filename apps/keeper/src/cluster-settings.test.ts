@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CLUSTER_SETTINGS_KEYS, parseClusterSettings } from './cluster-settings.js';
 
 const ctx = { nodeName: 'a', intervalMs: 1000, failures: 3 };
+const members = [{ name: 'a' }, { name: 'b', conninfo: 'host=127.0.0.1 port=5433 user=postgres' }];
 const etcd = { endpoints: ['http://127.0.0.1:2379', 'http://127.0.0.1:2380/'] };
 
 function configError(fn: () => unknown): ConfigError {
@@ -25,18 +26,29 @@ describe('parseClusterSettings', () => {
   });
 
   it('resolves etcd with defaults derived from interval × failures', () => {
-    expect(parseClusterSettings({ dcs: { etcd } }, ctx).dcs).toEqual({
+    const cluster = { members };
+    // (failures + 2) × interval: one slow or failed renewal never costs a healthy leader its key.
+    expect(parseClusterSettings({ dcs: { etcd }, cluster }, ctx).dcs).toEqual({
       etcd: {
         endpoints: ['http://127.0.0.1:2379', 'http://127.0.0.1:2380'],
         prefix: '/pgfleet',
-        ttlSeconds: 3,
+        ttlSeconds: 5,
         requestTimeoutMs: 1000,
       },
     });
-    expect(parseClusterSettings({ dcs: { etcd } }, { ...ctx, intervalMs: 500 }).dcs?.etcd).toMatchObject({
-      ttlSeconds: 2,
+    expect(
+      parseClusterSettings({ dcs: { etcd }, cluster }, { ...ctx, intervalMs: 500 }).dcs?.etcd,
+    ).toMatchObject({
+      ttlSeconds: 3,
       requestTimeoutMs: 500,
     });
+  });
+
+  it('on etcd, needs every member with a conninfo (standbys probe the primary before promoting)', () => {
+    expect(() => parseClusterSettings({ dcs: { etcd } }, ctx)).toThrow(/cluster\.members.*every node/);
+    expect(() =>
+      parseClusterSettings({ dcs: { etcd }, cluster: { members: [{ name: 'a' }, { name: 'b' }] } }, ctx),
+    ).toThrow(/member b needs a conninfo/);
   });
 
   it('takes endpoints as one comma-separated string (an environment variable)', () => {
@@ -46,7 +58,8 @@ describe('parseClusterSettings', () => {
         PGFLEET_KEEPER_TAGS_NO_FAILOVER: 'true',
         PGFLEET_KEEPER_TAGS_FAILOVER_PRIORITY: '3',
         PGFLEET_KEEPER_CLUSTER_SYNC_COUNT: '1',
-        PGFLEET_KEEPER_CLUSTER_MEMBERS: '[{name: a}, {name: b, keeperUrl: "http://10.0.0.2:8008"}]',
+        PGFLEET_KEEPER_CLUSTER_MEMBERS:
+          '[{name: a}, {name: b, conninfo: "host=10.0.0.2 user=postgres", keeperUrl: "http://10.0.0.2:8008"}]',
       },
       { prefix: 'PGFLEET_KEEPER_', keys: CLUSTER_SETTINGS_KEYS },
     );
@@ -56,7 +69,10 @@ describe('parseClusterSettings', () => {
     expect(s.cluster).toEqual({
       name: 'pgfleet',
       syncCount: 1,
-      members: [{ name: 'a' }, { name: 'b', keeperUrl: 'http://10.0.0.2:8008' }],
+      members: [
+        { name: 'a' },
+        { name: 'b', conninfo: 'host=10.0.0.2 user=postgres', keeperUrl: 'http://10.0.0.2:8008' },
+      ],
     });
   });
 

@@ -6,9 +6,9 @@ import { parseDuration } from './units.js';
 
 /**
  * The keeper configuration for clusters of any size on etcd: the `dcs`, `tags` and `cluster`
- * sections. Kept apart from config.ts until the keeper loop uses them; then `clusterSettingsShape`
- * joins config.ts's schema, `checkClusterSettings` its superRefine, `resolveClusterSettings` its
- * resolve step, and CLUSTER_SETTINGS_KEYS its env/flag keys.
+ * sections, part of config.ts's schema (`clusterSettingsShape` in its strictObject,
+ * `checkClusterSettings` in its superRefine, `resolveClusterSettings` in its resolve step,
+ * CLUSTER_SETTINGS_KEYS among its env/flag keys).
  *
  * ```yaml
  * dcs:
@@ -131,11 +131,12 @@ export interface ClusterSettings {
 }
 
 /**
- * Default lease TTL: the standbys' detection window (interval × failures), at least 2 s
- * (etcd's own floor with its default election timeout is 1.5 s, rounded up).
+ * Default lease TTL: the standbys' detection window (interval × failures) plus two
+ * intervals, so that one slow or failed renewal never costs a healthy leader its key (and
+ * its writes); at least 3 s.
  */
 export function defaultTtlSeconds(intervalMs: number, failures: number): number {
-  return Math.max(2, Math.ceil((intervalMs * failures) / 1000));
+  return Math.max(3, Math.ceil((intervalMs * (failures + 2)) / 1000));
 }
 
 /** Default per-call limit: one interval, at most a third of the TTL (two calls and a loop fit in it). */
@@ -168,6 +169,26 @@ export function checkClusterSettings(c: ParsedClusterSettings, ctx: ClusterSetti
     }
   }
   const members = c.cluster.members;
+  if (etcd) {
+    // A standby promotes only if the primary's server itself does not answer (evidence of
+    // life, issue 9): a primary whose keeper stopped lets its leader key expire while its
+    // server keeps taking writes. So every standby must be able to probe every member.
+    if (!members || members.length < 2) {
+      issues.push({
+        path: ['cluster', 'members'],
+        message:
+          'dcs.etcd needs cluster.members: every node of the cluster with its conninfo (a standby probes the primary itself before it promotes)',
+      });
+    } else {
+      members.forEach((m, i) => {
+        if (m.name !== ctx.nodeName && m.conninfo === undefined)
+          issues.push({
+            path: ['cluster', 'members', i, 'conninfo'],
+            message: `member ${m.name} needs a conninfo: standbys probe it before they promote`,
+          });
+      });
+    }
+  }
   if (members) {
     const seen = new Set<string>();
     members.forEach((m, i) => {

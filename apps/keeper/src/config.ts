@@ -12,6 +12,15 @@ import {
 } from '@pgfleet/cli';
 import { ConfigError, parseConninfo, redactConninfo } from '@pgfleet/connection';
 import { z } from 'zod';
+import {
+  CLUSTER_SETTINGS_KEYS,
+  type ClusterMember,
+  checkClusterSettings,
+  clusterSettingsShape,
+  type EtcdSettings,
+  resolveClusterSettings,
+} from './cluster-settings.js';
+import type { MemberTags } from './cluster-types.js';
 import { parseDuration, parseSize } from './units.js';
 
 /**
@@ -122,13 +131,38 @@ const schema = z
         format: z.enum(LOG_FORMATS).default('auto'),
       })
       .default({ level: 'info', format: 'auto' }),
+    ...clusterSettingsShape,
   })
   .superRefine((c, ctx) => {
+    const etcd = c.dcs?.etcd !== undefined;
     if (c.mode === 'node') {
       if (!c.node.conninfo)
         ctx.addIssue({ code: 'custom', path: ['node', 'conninfo'], message: 'required in node mode' });
-      if (!c.peer)
-        ctx.addIssue({ code: 'custom', path: ['peer', 'conninfo'], message: 'required in node mode' });
+      if (!c.peer && !etcd)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['peer', 'conninfo'],
+          message: 'required in node mode without dcs.etcd (a pair)',
+        });
+      if (etcd && c.peer)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['peer'],
+          message: 'not used with dcs.etcd: list the other nodes under cluster.members',
+        });
+      if (etcd && c.witness)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['witness', 'url'],
+          message: 'not used with dcs.etcd: etcd is the arbiter (the witness is for a pair without etcd)',
+        });
+      if (etcd && c.syncStandbyNames.trim() !== '')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['syncStandbyNames'],
+          message:
+            'not used with dcs.etcd: the keeper manages synchronous_standby_names from cluster.syncCount',
+        });
       if (c.members)
         ctx.addIssue({ code: 'custom', path: ['members'], message: 'only allowed in witness mode' });
     } else {
@@ -147,6 +181,12 @@ const schema = z
         path: ['fenceAfter'],
         message: 'must be shorter than interval × failures (the standby promotion deadline)',
       });
+    for (const issue of checkClusterSettings(c, {
+      nodeName: c.node.name,
+      intervalMs: c.interval,
+      failures: c.failures,
+    }))
+      ctx.addIssue({ code: 'custom', ...issue });
     if ((c.peer?.keeperUrl || c.witness || c.mode === 'witness') && !c.http.token)
       ctx.addIssue({
         code: 'custom',
@@ -194,6 +234,12 @@ export interface KeeperConfig {
   http: { host: string; port: number; token?: string };
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** Set: an N-node cluster with etcd as the arbiter (no peer, no witness). */
+  dcs?: { etcd: EtcdSettings };
+  /** This node's tags, published in its member key. */
+  tags: MemberTags;
+  /** The cluster on etcd: its name (the key namespace) and the members this keeper may probe. */
+  cluster: { name: string; syncCount: number; members: ClusterMember[] };
 }
 
 function resolve(p: Parsed): KeeperConfig {
@@ -227,6 +273,7 @@ function resolve(p: Parsed): KeeperConfig {
     http: { ...p.http.listen, ...(p.http.token ? { token: p.http.token } : {}) },
     logLevel: p.log.level,
     logFormat: p.log.format,
+    ...resolveClusterSettings(p, { nodeName: p.node.name, intervalMs: p.interval, failures: p.failures }),
   };
 }
 
@@ -262,10 +309,15 @@ export const CONFIG_KEYS = [
 ] as const;
 
 const INTEGER_KEYS = new Set<string>(['failures']);
-const KEYS: ConfigKey[] = CONFIG_KEYS.map((path) => ({
-  path,
-  kind: INTEGER_KEYS.has(path) ? 'integer' : 'string',
-}));
+const KEYS: ConfigKey[] = [
+  ...CONFIG_KEYS.map(
+    (path): ConfigKey => ({
+      path,
+      kind: INTEGER_KEYS.has(path) ? 'integer' : 'string',
+    }),
+  ),
+  ...CLUSTER_SETTINGS_KEYS,
+];
 export const ENV_PREFIX = 'PGFLEET_KEEPER_';
 
 /** `peer.keeperUrl` → `PGFLEET_KEEPER_PEER_KEEPER_URL`. */

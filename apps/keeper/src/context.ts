@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { KeeperConfig } from './config.js';
+import type { Dcs } from './dcs/index.js';
 import type { HookEvent, HookRunner } from './hooks.js';
 import type { LocalSession } from './local-session.js';
 import type { KeeperMetrics } from './metrics.js';
@@ -23,6 +24,8 @@ export interface LoopContext {
   record(kind: string, reason: string, fields?: Record<string, unknown>, key?: string): void;
   /** The write lease and the fence of the local primary (node mode). */
   guard?: PrimaryGuard;
+  /** The cluster's etcd (dcs.etcd configured): the arbiter instead of peer + witness. */
+  dcs?: Dcs;
   /** The keeper's long-lived session to its own server (node mode). */
   session?: LocalSession;
   /** Runs a hook for `event` with the current role/timeline (queued, not awaited). */

@@ -48,6 +48,10 @@ describe('keeper HTTP API over real HTTP', () => {
         body: 'pgfleet_keeper_role{role="primary"} 1\n',
       }),
       token: TOKEN,
+      get: {
+        '/cluster': async () => ({ status: 200, body: { leader: 'b', members: [] } }),
+        '/history': async () => ({ status: 503, body: { error: 'etcd does not answer' } }),
+      },
       post: {
         '/pause': async (body) => {
           posted.push({ path: '/pause', body });
@@ -207,6 +211,15 @@ describe('keeper HTTP API over real HTTP', () => {
       await code('/nothing-here', { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } }),
     ).toBe(404);
     expect(await code('/primary', { method: 'DELETE' })).toBe(405);
+  });
+
+  it('serves the read-only documents of a cluster on etcd (/cluster, /history) as JSON', async () => {
+    const cluster = await fetch(`${server.url}/cluster`);
+    expect(cluster.status).toBe(200);
+    expect(await cluster.json()).toEqual({ leader: 'b', members: [] });
+    const history = await fetch(`${server.url}/history/`);
+    expect(history.status).toBe(503);
+    expect(await history.json()).toEqual({ error: 'etcd does not answer' });
   });
 
   it('refuses POST when no token is configured', async () => {

@@ -18,9 +18,12 @@ import { parseSize } from './units.js';
  * | /async /asynchronous [?lag=]               | a streaming standby that is not synchronous     |
  * | /read-only /readiness                      | writable primary or streaming standby           |
  * | /read-only-sync                            | writable primary or synchronous standby         |
+ * | /quorum                                    | a streaming standby counted as a quorum voter   |
+ * | /read-only-quorum                          | writable primary or quorum standby              |
  * | /health                                    | PostgreSQL answers (any role)                   |
  * | /liveness                                  | the keeper loop ran recently                    |
  * | /status                                    | always: JSON status                             |
+ * | /cluster /history                          | on etcd: every member, the timeline switches    |
  * | /metrics                                   | always: Prometheus text                         |
  *
  * otherwise 503 (404 for unknown paths). GET health responses carry the status JSON.
@@ -39,6 +42,8 @@ export interface HttpApi {
   alive(): boolean;
   metrics(): Promise<{ contentType: string; body: string }>;
   token?: string;
+  /** Read-only JSON documents beyond /status (on etcd: /cluster, /history). */
+  get?: Record<string, () => Promise<PostResult>>;
   post: Record<string, (body: unknown) => Promise<PostResult>>;
 }
 
@@ -115,6 +120,11 @@ export function healthCode(
       return primary || replica ? 200 : 503;
     case '/read-only-sync':
       return primary || sync ? 200 : 503;
+    // Quorum commit (Patroni 4): a standby the primary's promise counts as a voter.
+    case '/quorum':
+      return sync ? 200 : 503;
+    case '/read-only-quorum':
+      return primary || sync ? 200 : 503;
     case '/health':
       return s.role === 'primary' || s.role === 'standby' || s.role === 'witness' ? 200 : 503;
     case '/liveness':
@@ -137,6 +147,11 @@ export function startHttpServer(
         res.writeHead(200, { 'content-type': m.contentType });
         res.end(m.body);
         return;
+      }
+      const getter = api.get?.[path];
+      if (getter) {
+        const r = await getter();
+        return sendJson(res, r.status, r.body);
       }
       const status = api.status();
       if (path === '/status') return sendJson(res, 200, status);

@@ -3,12 +3,18 @@ import type { RoleInfo } from '@pgfleet/roles';
 import { formatLsn } from '@pgfleet/wal';
 import pino, { type Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
+import { clusterView, historyView } from './cluster-view.js';
 import type { KeeperConfig } from './config.js';
 import { errorText, type LoopContext } from './context.js';
+import { type ClusterSnapshot, createEtcdDcs, type Dcs } from './dcs/index.js';
+import { dcsFailover, dcsSwitchover } from './dcs-handover.js';
+import { dcsCall, memberState, noteSnapshot } from './dcs-node.js';
+import { dcsPrimaryIteration } from './dcs-primary-loop.js';
+import { dcsStandbyIteration } from './dcs-standby-loop.js';
 import { manualFailover } from './failover.js';
 import { HookRunner } from './hooks.js';
 import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer } from './http-server.js';
-import { readLocal } from './local-facts.js';
+import { type LocalFacts, readLocal } from './local-facts.js';
 import { LocalSession } from './local-session.js';
 import { KeeperMetrics } from './metrics.js';
 import type { PeerNotice } from './peer-client.js';
@@ -115,7 +121,21 @@ async function startNodeKeeper(
   if (c.restartBudgetMs !== undefined)
     logger.warn({ restartBudgetMs: c.restartBudgetMs }, 'restartBudget is not implemented yet: ignored');
   const timing = keeperTiming(c);
-  if (!c.witness)
+  const etcd = c.dcs?.etcd;
+  const dcs: Dcs | undefined = etcd
+    ? createEtcdDcs({
+        endpoints: etcd.endpoints,
+        prefix: etcd.prefix,
+        cluster: c.cluster.name,
+        memberName: c.node.name,
+        ttlSeconds: etcd.ttlSeconds,
+        requestTimeoutMs: etcd.requestTimeoutMs,
+        logger: opts.logger.child({ component: 'dcs' }),
+        clock,
+      })
+    : undefined;
+  if (dcs) ctx.dcs = dcs;
+  if (!c.witness && !dcs)
     logger.warn(
       { twoNodeMode: true },
       'no witness configured: 2-node mode. If the network between the two nodes breaks while both ' +
@@ -162,17 +182,37 @@ async function startNodeKeeper(
     if (lastServing !== null) ctx.hook('role_change', reason, { oldRole: lastServing });
   }
 
-  function downIteration(local: RoleInfo): void {
+  async function downIteration(facts: LocalFacts): Promise<void> {
+    const local = facts.info;
     ctx.record('wait', `local server down: ${local.reason}`, { downCause: local.downCause });
+    if (dcs) {
+      state.dcs.fenceBy = null;
+      // The member key says down, and the read brings the cluster's pause state.
+      const [, snap] = await Promise.all([
+        dcsCall(ctx, 'publish member key', () => dcs.touchMember(memberState(ctx, facts), { signal })),
+        dcsCall(ctx, 'read cluster', () => dcs.readCluster({ signal })),
+      ]);
+      if (snap) noteSnapshot(ctx, snap, false);
+    }
     state.replicaStreaming = false;
     // Fast path: our primary's postmaster is gone while this host lives. The standby's
     // keeper confirms with one probe and promotes without waiting for failures × interval.
-    const dead = local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause);
+    // On etcd the leader key lives with this keeper's session, so a server down for any other
+    // reason (stopped, in crash recovery) gives it up after failures × interval too: it takes
+    // no writes, and a standby may lead. A postmaster that hangs (timeout) is the guard's: it
+    // stops the server, then releases.
+    const longDown =
+      dcs !== undefined &&
+      local.downCause !== 'timeout' &&
+      clock.now() - state.roleSince >= c.failures * c.intervalMs;
+    const dead = (local.downCause !== undefined && FAST_PATH_CAUSES.has(local.downCause)) || longDown;
     if (state.lastServingRole === 'primary' && dead && !state.notifiedPeerDown && !state.paused) {
       state.notifiedPeerDown = true;
       logger.warn(
         { event: 'peer_notified' },
-        `local primary is down (${local.downCause}): telling the witness and the standby's keeper`,
+        dcs
+          ? `local primary is down (${local.downCause}): releasing the leader key`
+          : `local primary is down (${local.downCause}): telling the witness and the standby's keeper`,
       );
       void announceDown(ctx, local.reason);
     }
@@ -183,9 +223,15 @@ async function startNodeKeeper(
     if (signal.aborted) return; // a session cut by shutdown says nothing about the server
     learnRole(local.info);
     if (local.info.role !== 'down' && !guard.knowsDataDirectory) await learnDataDirectory();
+    if (dcs) {
+      if (local.info.role === 'standby') await dcsStandbyIteration(ctx, local);
+      else if (local.info.role === 'primary') await dcsPrimaryIteration(ctx, local);
+      else await downIteration(local);
+      return;
+    }
     if (local.info.role === 'standby') await standbyIteration(ctx, local);
     else if (local.info.role === 'primary') await primaryIteration(ctx, local);
-    else downIteration(local.info);
+    else await downIteration(local);
   }
 
   /** The loop period: one interval, or a quick re-probe while a sync restore is unconfirmed. */
@@ -238,6 +284,28 @@ async function startNodeKeeper(
   }
   let warnedNoDataDir = false;
 
+  /**
+   * On etcd: wakes the loop the moment the leader key changes (released by a dying primary's
+   * keeper, or expired), instead of at the next tick.
+   */
+  async function watchLeader(d: Dcs): Promise<void> {
+    let seen: string | null = null;
+    while (!signal.aborted) {
+      const rev = state.dcs.snapshot?.revision ?? null;
+      if (rev === null || rev === seen) {
+        await clock.sleep(Math.min(c.intervalMs, 50), signal);
+        continue;
+      }
+      const r = await d
+        .waitForLeaderChange({ afterRevision: rev, timeoutMs: 10_000, signal })
+        .catch(() => 'timeout' as const);
+      if (r === 'changed') {
+        seen = rev;
+        if (!signal.aborted) ctx.wake();
+      }
+    }
+  }
+
   async function loop(): Promise<void> {
     while (!signal.aborted) {
       const started = clock.now();
@@ -282,24 +350,67 @@ async function startNodeKeeper(
 
   const post: Record<string, (body: unknown) => Promise<PostResult>> = {
     '/pause': async () => {
+      // On etcd the whole cluster pauses (the config key every keeper reads), like Patroni.
+      if (dcs) return setClusterPause(true);
       state.paused = true;
       logger.warn({ event: 'paused' }, 'keeper paused by operator: no automatic action until resume');
       return { status: 200, body: { paused: true } };
     },
     '/resume': async () => {
+      if (dcs) return setClusterPause(false);
       state.paused = false;
       logger.warn({ event: 'resumed' }, 'keeper resumed by operator');
       ctx.wake();
       return { status: 200, body: { paused: false } };
     },
     '/peer/notify': async (body) => handleNotice(ctx, body),
-    '/switchover': async () => switchover(ctx),
-    '/failover': async (body) => manualFailover(ctx, body),
+    '/switchover': async (body) => (dcs ? dcsSwitchover(ctx, body) : switchover(ctx)),
+    '/failover': async (body) => (dcs ? dcsFailover(ctx, body) : manualFailover(ctx, body)),
   };
+
+  /** On etcd: a fresh read for /cluster and /history, the last one when etcd does not answer. */
+  async function readForApi(): Promise<{ snap: ClusterSnapshot; fresh: boolean } | null> {
+    if (!dcs) return null;
+    const snap = await dcs.readCluster({ signal }).catch(() => null);
+    if (snap) return { snap, fresh: true };
+    return state.dcs.snapshot ? { snap: state.dcs.snapshot, fresh: false } : null;
+  }
+  const unavailable = () => ({
+    status: 503,
+    body: { error: `etcd does not answer: ${state.dcs.lastError ?? 'no read yet'}` },
+  });
+  const get: Record<string, () => Promise<PostResult>> = dcs
+    ? {
+        '/cluster': async () => {
+          const r = await readForApi();
+          if (!r) return unavailable();
+          return {
+            status: 200,
+            body: { ...clusterView(c.cluster.name, r.snap, c.cluster.members), fresh: r.fresh },
+          };
+        },
+        '/history': async () => {
+          const r = await readForApi();
+          if (!r) return unavailable();
+          return { status: 200, body: historyView(r.snap.history) };
+        },
+      }
+    : {};
+
+  async function setClusterPause(paused: boolean): Promise<PostResult> {
+    try {
+      await dcs?.updateConfig((cur) => ({ ...cur, paused }), { signal });
+    } catch (err) {
+      return { status: 503, body: { error: `etcd: ${errorText(err)}` } };
+    }
+    ctx.wake();
+    return { status: 200, body: { paused, cluster: c.cluster.name } };
+  }
 
   const api: HttpApi = {
     status,
     alive,
+    get,
     metrics: async () => ({
       contentType: metrics.registry.contentType,
       body: await metrics.registry.metrics(),
@@ -334,6 +445,7 @@ async function startNodeKeeper(
   );
 
   const running = loop();
+  const watching = dcs ? watchLeader(dcs) : Promise.resolve();
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -342,6 +454,10 @@ async function startNodeKeeper(
       stopCtl.abort();
       guard.stop();
       await running;
+      await watching;
+      // The lease is revoked (member key and a leader key gone now) only where no writes can
+      // follow; a primary's keeper leaves its lease to run out: its server still runs.
+      await dcs?.close({ revoke: state.role !== 'primary' || state.fenced }).catch(() => {});
       session.close();
       await http.close();
       await hooks.drain();
@@ -438,7 +554,12 @@ export function buildStatus(
       lastProbeLatencyMs: s.lastProbeLatencyMs,
     },
     sync: {
-      configured: c.syncStandbyNames,
+      // On etcd: what the keeper aims at (ANY n over the healthy standbys).
+      configured: c.dcs
+        ? c.cluster.syncCount > 0
+          ? `ANY ${c.cluster.syncCount} (healthy standbys)`
+          : ''
+        : c.syncStandbyNames,
       current: s.currentSyncNames,
       degraded: primary && s.degraded,
       observation: s.sync,
@@ -449,5 +570,19 @@ export function buildStatus(
     lastIterationAt: iso(s.lastIterationAt),
     lastError: s.lastError,
     counters: { ...s.counters },
+    ...(c.dcs
+      ? {
+          cluster: {
+            leader: s.dcs.snapshot?.leader?.name ?? null,
+            members: (s.dcs.snapshot?.members ?? []).map((m) => ({
+              name: m.name,
+              role: m.role,
+              state: m.state,
+              timeline: m.timeline,
+            })),
+            etcdError: s.dcs.lastError,
+          },
+        }
+      : {}),
   };
 }

@@ -93,10 +93,21 @@ export async function preflight(c: KeeperConfig): Promise<Finding[]> {
   const nodes: Array<[string, string, string]> =
     c.mode === 'witness'
       ? Object.entries(c.members).map(([name, conninfo]) => [`members.${name}`, name, conninfo])
-      : [
-          ['node.conninfo', c.node.name, c.node.conninfo],
-          ['peer.conninfo', c.peer.name, c.peer.conninfo],
-        ];
+      : c.dcs
+        ? // On etcd: this node, and every other member this keeper probes directly.
+          [
+            ['node.conninfo', c.node.name, c.node.conninfo],
+            ...c.cluster.members.flatMap(
+              (m, i): Array<[string, string, string]> =>
+                m.conninfo && m.name !== c.node.name
+                  ? [[`cluster.members.${i}.conninfo`, m.name, m.conninfo]]
+                  : [],
+            ),
+          ]
+        : [
+            ['node.conninfo', c.node.name, c.node.conninfo],
+            ['peer.conninfo', c.peer.name, c.peer.conninfo],
+          ];
   const probes: NodeProbe[] = [];
   for (const [key, node, conninfo] of nodes)
     probes.push({ key, node, info: await detectRole(conninfo, { timeoutMs }) });

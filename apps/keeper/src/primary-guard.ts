@@ -98,6 +98,12 @@ export class PrimaryGuard {
     this.judge({ kind: 'renew', reason }, this.ctx.clock.now());
   }
 
+  /** Holds the lease until `until` (on etcd: never past the leader key's own deadline). */
+  holdUntil(until: number, reason: string): void {
+    this.ctx.state.lease = { until, reason };
+    this.logChange(reason);
+  }
+
   revoke(reason: string): void {
     const s = this.ctx.state;
     if (s.lease.until === null && s.lease.reason === reason) return;
@@ -197,6 +203,15 @@ export class PrimaryGuard {
       },
       { fenceAfterMs: this.timing.fenceAfterMs, tickMs: this.timing.serverWatchMs },
     );
+    // On etcd: the leader key's lease runs out soon and the loop did not renew it (stuck in a
+    // slow call, or etcd gone): fence now, whatever the loop is doing, so that writes end
+    // before a standby can win the key.
+    const fenceBy = s.dcs.fenceBy;
+    if (fenceBy !== null && this.ctx.clock.now() >= fenceBy && s.role === 'primary' && this.guarding()) {
+      s.dcs.fenceBy = null;
+      s.dcs.heldUntil = null;
+      void this.fence('fencing: the leader key was not renewed before its fence deadline');
+    }
     if (v.kind !== this.lastVerdict && v.kind !== 'ok')
       this.ctx.logger.warn({ event: `server_${v.kind}` }, v.reason);
     this.lastVerdict = v.kind;

@@ -8,6 +8,7 @@ import {
   unfence,
 } from '@pgfleet/roles';
 import { errorText, type LoopContext } from './context.js';
+import { releaseLeadership } from './dcs-primary-loop.js';
 import { decideFence, type FenceAction } from './fence-decision.js';
 import type { LocalFacts } from './local-facts.js';
 import { notifyPeer, type PeerEvent, sendHeartbeat } from './peer-client.js';
@@ -121,6 +122,11 @@ async function heartbeatWitness(
  * path) and the witness (so it no longer counts our write lease).
  */
 export async function announceDown(ctx: LoopContext, reason: string): Promise<void> {
+  if (ctx.dcs) {
+    // On etcd: the leader key goes now, and the standbys' watches see it at once.
+    await releaseLeadership(ctx, reason);
+    return;
+  }
   // Both at once: the standby re-asks the witness quickly if it asks before our word arrived.
   tellPeer(ctx, 'primary-down', reason);
   await heartbeatWitness(ctx, 'down', ctx.state.timeline);

@@ -1,5 +1,6 @@
 import type { DownCause, NodeRole } from '@pgfleet/roles';
 import type { Lsn } from '@pgfleet/wal';
+import type { ClusterSnapshot } from './dcs/index.js';
 import { INITIAL_STANDBY_WATCH, type StandbyWatch } from './primary-decision.js';
 import { INITIAL_SERVER_WATCH, type ServerWatch } from './server-watch-decision.js';
 import { INITIAL_WATCH, type PrimaryWatch, type SyncObservation } from './standby-decision.js';
@@ -82,7 +83,55 @@ export interface KeeperState {
   lastProbeLatencyMs: number | null;
 
   counters: { promotions: number; degrades: number; restores: number; fences: number; serverStops: number };
+
+  /** Clusters on etcd only (see dcs-node.ts). */
+  dcs: DcsMemory;
 }
+
+/** What a keeper on etcd remembers between iterations. */
+export interface DcsMemory {
+  /** The last cluster read (also served by /cluster), null before the first. */
+  snapshot: ClusterSnapshot | null;
+  /** When `snapshot` was read (clock ms). */
+  readAt: number | null;
+  /** Primary: the last confirmed end of the leader key's lease (null: not held). */
+  heldUntil: number | null;
+  /**
+   * Primary: the fence must have started by then (heldUntil − fence budget); the guard's
+   * timer fences at that moment even if the loop is stuck. Null: no deadline (not leading).
+   */
+  fenceBy: number | null;
+  /** The leader as last seen, with its last published position and timeline. */
+  leader: { name: string; walLsn: Lsn | null; timeline: number | null } | null;
+  /** Members seen streaming while `leader` led (Patroni: "was a healthy replica"). */
+  streamedUnderLeader: string[];
+  /** The last etcd error, for the log (logged when it changes). */
+  lastError: string | null;
+  /** Primary: the member names its replication slots were last ensured for. */
+  slotsFor: string;
+  /**
+   * Primary with quorum commit: WAL position noted right after synchronous_standby_names last
+   * took effect (or at the first iteration as primary); see sync-decision.ts.
+   */
+  syncSince: Lsn | null;
+  /** Primary: each standby's last reply_time seen, and when it last streamed and replied. */
+  lastReplyAt: Record<string, number>;
+  lastGoodAt: Record<string, number>;
+}
+
+export const INITIAL_DCS_MEMORY: DcsMemory = {
+  snapshot: null,
+  readAt: null,
+  heldUntil: null,
+  fenceBy: null,
+  leader: null,
+  streamedUnderLeader: [],
+  lastError: null,
+  slotsFor: '',
+  syncSince: null,
+  lastReplyAt: {},
+  lastGoodAt: {},
+};
 
 export function initialState(now: number): KeeperState {
   return {
@@ -129,6 +178,7 @@ export function initialState(now: number): KeeperState {
     notifiedPeerDown: false,
     lastProbeLatencyMs: null,
     counters: { promotions: 0, degrades: 0, restores: 0, fences: 0, serverStops: 0 },
+    dcs: { ...INITIAL_DCS_MEMORY, streamedUnderLeader: [], lastReplyAt: {}, lastGoodAt: {} },
   };
 }
 
@@ -174,6 +224,13 @@ export interface KeeperStatus {
   lastIterationAt: string | null;
   lastError: string | null;
   counters: { promotions: number; degrades: number; restores: number; fences: number; serverStops: number };
+  /** Clusters on etcd only: the leader and the members as last read from etcd. */
+  cluster?: {
+    leader: string | null;
+    members: { name: string; role: string; state: string; timeline: number | null }[];
+    /** The last etcd error while etcd does not answer; null when it does. */
+    etcdError: string | null;
+  };
   /** Witness mode only. */
   witness?: {
     grant: { to: string; primary: string; at: string } | null;

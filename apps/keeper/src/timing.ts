@@ -29,6 +29,12 @@ export interface KeeperTiming {
   leaseMs: number;
   serverWatchMs: number;
   serverWatchTimeoutMs: number;
+  /**
+   * On etcd: how long before the leader key's lease ends the fence must start (SQL, then
+   * signals, each given `escalation`, then the hard stop), so that writes end before any
+   * standby can win the key.
+   */
+  leaderFenceBudgetMs: number;
 }
 
 export function keeperTiming(
@@ -43,5 +49,6 @@ export function keeperTiming(
     leaseMs: Math.max(c.fenceAfterMs, 2 * c.intervalMs + c.connectTimeoutMs),
     serverWatchMs,
     serverWatchTimeoutMs: Math.round(Math.min(c.connectTimeoutMs, Math.max(100, c.fenceAfterMs / 2))),
+    leaderFenceBudgetMs: 2 * escalationMs + 200,
   };
 }

@@ -9,6 +9,7 @@ export {
   unfence,
 } from './fence.js';
 export { type PromoteOptions, type PromoteResult, promote } from './promote.js';
+export { readConfiguredSetting } from './reload.js';
 export { pauseReplay, type ReplayStatus, replayStatus, resumeReplay } from './replay.js';
 export {
   replicationStatus,

@@ -13,6 +13,7 @@ export { createEtcdDcs, EtcdDcs, type EtcdDcsOptions } from './etcd-dcs.js';
 export {
   type ClusterConfig,
   DEFAULT_CLUSTER_CONFIG,
+  type Handover,
   type MemberRecord,
   type MemberRole,
   type MemberState,

@@ -58,6 +58,20 @@ export interface ClusterConfig {
   failsafeMode?: boolean;
   /** Bytes a standby may lag and still be promoted automatically. */
   maxLagOnFailover?: number;
+  /**
+   * An operator's handover under way: when `from` no longer holds the leader key, only `to` may
+   * take it (switchover, `failover --candidate`) until `until` (ISO time).
+   */
+  handover?: Handover;
+}
+
+export interface Handover {
+  kind: 'switchover' | 'failover';
+  from: string;
+  to: string;
+  /** failover --force: lag, streaming and quorum checks skipped for `to`. */
+  force: boolean;
+  until: string;
 }
 
 export const DEFAULT_CLUSTER_CONFIG: Readonly<ClusterConfig> = Object.freeze({ paused: false });
@@ -93,6 +107,15 @@ const configJson = z.looseObject({
   syncCount: z.number().int().min(0).optional(),
   failsafeMode: z.boolean().optional(),
   maxLagOnFailover: z.number().int().min(0).optional(),
+  handover: z
+    .object({
+      kind: z.enum(['switchover', 'failover']),
+      from: name,
+      to: name,
+      force: z.boolean(),
+      until: z.string(),
+    })
+    .optional(),
 });
 
 const syncJson = z.object({

@@ -1,0 +1,105 @@
+import { ConfigError } from '@pgfleet/connection';
+import { describe, expect, it } from 'vitest';
+import { configFromEnv, parseConfig } from './config.js';
+
+/** The keeper configuration of a cluster on etcd: config.ts with cluster-settings.ts inside. */
+
+const node = { name: 'a', conninfo: 'host=127.0.0.1 port=5432 user=postgres password=s3cret' };
+const dcs = { etcd: { endpoints: ['http://127.0.0.1:2379'] } };
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig with dcs.etcd', () => {
+  it('needs no peer: the members are on etcd (and, for probes, under cluster.members)', () => {
+    const c = parseConfig({
+      node,
+      dcs,
+      cluster: {
+        name: 'main',
+        members: [{ name: 'a' }, { name: 'b', conninfo: 'host=10.0.0.2 user=postgres' }],
+      },
+      tags: { failoverPriority: 2 },
+    });
+    expect(c.dcs?.etcd).toMatchObject({
+      endpoints: ['http://127.0.0.1:2379'],
+      prefix: '/pgfleet',
+      ttlSeconds: 5,
+    });
+    expect(c.cluster).toEqual({
+      name: 'main',
+      syncCount: 0,
+      members: [{ name: 'a' }, { name: 'b', conninfo: 'host=10.0.0.2 user=postgres' }],
+    });
+    expect(c.tags).toEqual({ noFailover: false, failoverPriority: 2 });
+    expect(c.peer).toEqual({ name: '', conninfo: '' });
+  });
+
+  it('keeps a pair without dcs as it was: peer required, default tags and cluster', () => {
+    expect(configError(() => parseConfig({ node })).message).toMatch(
+      /"peer.conninfo": required in node mode without dcs.etcd/,
+    );
+    const c = parseConfig({ node, peer: { name: 'b', conninfo: 'host=127.0.0.1 port=5433' } });
+    expect(c.dcs).toBeUndefined();
+    expect(c.tags).toEqual({ noFailover: false, failoverPriority: 1 });
+  });
+
+  it.each([
+    [
+      'a peer',
+      { peer: { name: 'b', conninfo: 'host=x' } },
+      'peer',
+      /list the other nodes under cluster.members/,
+    ],
+    [
+      'a witness',
+      { witness: { url: 'http://127.0.0.1:8010' }, http: { token: '12345678' } },
+      'witness.url',
+      /etcd is the arbiter/,
+    ],
+    ['syncStandbyNames', { syncStandbyNames: 'ANY 1 (b, c)' }, 'syncStandbyNames', /from cluster.syncCount/],
+    [
+      'more synchronous standbys than members',
+      { cluster: { syncCount: 2, members: [{ name: 'a' }, { name: 'b' }] } },
+      'cluster.syncCount',
+      /2 synchronous standbys wanted but the cluster lists 1 standby/,
+    ],
+    [
+      'a member list without this node',
+      { cluster: { members: [{ name: 'b' }] } },
+      'cluster.members',
+      /must list this node \(a\)/,
+    ],
+    [
+      'a bad endpoint',
+      { dcs: { etcd: { endpoints: ['127.0.0.1:2379'] } } },
+      'dcs.etcd.endpoints.0',
+      /http:\/\//,
+    ],
+  ])('refuses %s, naming the key', (_what, extra, key, message) => {
+    const err = configError(() => parseConfig({ node, dcs, ...extra }));
+    expect(err.details?.keys).toContain(key);
+    expect(err.message).toMatch(message);
+    expect(err.message).not.toContain('s3cret');
+  });
+
+  it('takes the etcd endpoints and the tags from the environment', () => {
+    const c = parseConfig({
+      node,
+      ...configFromEnv({
+        PGFLEET_KEEPER_DCS_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
+        PGFLEET_KEEPER_TAGS_NO_FAILOVER: 'true',
+        PGFLEET_KEEPER_CLUSTER_MEMBERS: '[{name: a}, {name: b, conninfo: "host=10.0.0.2 user=postgres"}]',
+      }),
+    });
+    expect(c.dcs?.etcd.endpoints).toEqual(['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
+    expect(c.tags.noFailover).toBe(true);
+  });
+});
