@@ -1,7 +1,8 @@
-import { EtcdCluster, findEtcd } from '@pgfleet/sandbox';
+import { EtcdCluster } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type EtcdCluster3,
+  etcdAvailable,
   type FailoverFacts,
   judgeFailover,
   type Name,
@@ -15,15 +16,6 @@ import { runCli, sleep, until, writeConfig } from './fixture.js';
  * through the leader key only; watchers write on every server directly every 50 ms and prove
  * there is never a moment where two servers take writes.
  */
-
-function etcdAvailable(): boolean {
-  try {
-    findEtcd();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const major = process.env.PGFLEET_PG_VERSION ?? '?';
 
@@ -47,6 +39,21 @@ async function followsFrom(cl: EtcdCluster3, leader: Name, follower: Name): Prom
     "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
   );
   return rows.some((r) => r.application_name === follower);
+}
+
+/** Waits until one standby is primary and the other streams from it. */
+async function promotedAndFollowed(
+  cl: EtcdCluster3,
+  what: string,
+): Promise<{ leader: Name; follower: Name }> {
+  const leader = await until(
+    what,
+    () => (['b', 'c'] as Name[]).find((x) => cl.keepers[x].handle.status().role === 'primary'),
+    30_000,
+  );
+  const follower: Name = leader === 'b' ? 'c' : 'b';
+  await until('the other standby follows the new primary', () => followsFrom(cl, leader, follower), 30_000);
+  return { leader, follower };
 }
 
 interface ClusterJson {
@@ -127,21 +134,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
         await sleep(1000);
         const faultAt = Date.now();
         await cl.nodes.a.kill();
-        const promoted = await until(
-          'a standby promoted',
-          () => {
-            const p = (['b', 'c'] as Name[]).filter((x) => cl.keepers[x].handle.status().role === 'primary');
-            return p.length > 0 ? p : null;
-          },
-          30_000,
-        );
-        const leader = promoted[0]!;
-        const follower: Name = leader === 'b' ? 'c' : 'b';
-        await until(
-          'the other standby follows the new primary',
-          () => followsFrom(cl, leader, follower),
-          30_000,
-        );
+        const { leader, follower } = await promotedAndFollowed(cl, 'a standby promoted');
         await sleep(1000);
         const attempts = await cl.watch.stop();
         const all = (['b', 'c'] as Name[]).filter(
@@ -209,21 +202,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       await sleep(1000);
       const faultAt = Date.now();
       etcd.partition('keeper-a');
-      const promoted = await until(
-        'a standby promoted',
-        () => {
-          const p = (['b', 'c'] as Name[]).filter((x) => cl.keepers[x].handle.status().role === 'primary');
-          return p.length > 0 ? p : null;
-        },
-        30_000,
-      );
-      const leader = promoted[0]!;
-      const follower: Name = leader === 'b' ? 'c' : 'b';
-      await until(
-        'the other standby follows the new primary',
-        () => followsFrom(cl, leader, follower),
-        30_000,
-      );
+      const { leader, follower } = await promotedAndFollowed(cl, 'a standby promoted');
       await sleep(1000);
       const attempts = await cl.watch.stop();
       const all = (['b', 'c'] as Name[]).filter((x) => cl.keepers[x].handle.status().counters.promotions > 0);
@@ -272,17 +251,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       const resumed = await runCli(['resume', '--config', file]);
       expect(resumed.code, resumed.stderr).toBe(0);
       const resumedAt = Date.now();
-      const leader = await until(
-        'a standby promoted after the resume',
-        () => (['b', 'c'] as Name[]).find((x) => cl.keepers[x].handle.status().role === 'primary'),
-        30_000,
-      );
-      const follower: Name = leader === 'b' ? 'c' : 'b';
-      await until(
-        'the other standby follows the new primary',
-        () => followsFrom(cl, leader, follower),
-        30_000,
-      );
+      const { leader } = await promotedAndFollowed(cl, 'a standby promoted after the resume');
       const attempts = await cl.watch.stop();
       const f = judgeFailover(attempts, 'a', [leader], killedAt);
       console.log(
@@ -301,17 +270,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
       await sleep(500);
       const faultAt = Date.now();
       await cl.nodes.a.stop('fast');
-      const leader = await until(
-        'a standby promoted',
-        () => (['b', 'c'] as Name[]).find((x) => cl.keepers[x].handle.status().role === 'primary'),
-        30_000,
-      );
-      const follower: Name = leader === 'b' ? 'c' : 'b';
-      await until(
-        'the other standby follows the new primary',
-        () => followsFrom(cl, leader, follower),
-        30_000,
-      );
+      const { leader, follower } = await promotedAndFollowed(cl, 'a standby promoted');
       const attempts = await cl.watch.stop();
       const f = judgeFailover(attempts, 'a', [leader], faultAt);
       console.log(

@@ -1,4 +1,4 @@
-import { type EtcdCluster, freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { type EtcdCluster, findEtcd, freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { twoWriterMoments, type WriteAttempt } from '../support/write-ledger.js';
 import { LEDGER_DDL, startWriteWatch, type WriteWatch } from '../support/write-watch.js';
 import { type RunningKeeper, startInProcess, TOKEN, until } from './fixture.js';
@@ -58,6 +58,16 @@ export async function etcdConfigs(
     log: { level: 'debug' },
   });
   return { a: one('a'), b: one('b'), c: one('c') };
+}
+
+/** Whether Debian's etcd is installed: the etcd scenarios are skipped where it is not. */
+export function etcdAvailable(): boolean {
+  try {
+    findEtcd();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -1,7 +1,13 @@
-import { EtcdCluster, findEtcd } from '@pgfleet/sandbox';
+import { EtcdCluster } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lostAcknowledged } from '../support/write-ledger.js';
-import { type EtcdCluster3, judgeFailover, type Name, startEtcdCluster3 } from './etcd-fixture.js';
+import {
+  type EtcdCluster3,
+  etcdAvailable,
+  judgeFailover,
+  type Name,
+  startEtcdCluster3,
+} from './etcd-fixture.js';
 import { runCli, sleep, until, writeConfig } from './fixture.js';
 
 /**
@@ -9,15 +15,6 @@ import { runCli, sleep, until, writeConfig } from './fixture.js';
  * a named standby (not the one the ranking prefers), and `failover --candidate` while the
  * cluster is paused and the primary is gone with its keeper.
  */
-
-function etcdAvailable(): boolean {
-  try {
-    findEtcd();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const major = process.env.PGFLEET_PG_VERSION ?? '?';
 

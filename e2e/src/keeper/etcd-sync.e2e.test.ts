@@ -1,7 +1,7 @@
-import { EtcdCluster, findEtcd } from '@pgfleet/sandbox';
+import { EtcdCluster } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lostAcknowledged } from '../support/write-ledger.js';
-import { judgeFailover, type Name, startEtcdCluster3 } from './etcd-fixture.js';
+import { etcdAvailable, judgeFailover, type Name, startEtcdCluster3 } from './etcd-fixture.js';
 import { sleep, syncNames, until } from './fixture.js';
 
 /**
@@ -10,15 +10,6 @@ import { sleep, syncNames, until } from './fixture.js';
  * again, and after a postmaster SIGKILL the promoted standby holds every write the old primary
  * acknowledged.
  */
-
-function etcdAvailable(): boolean {
-  try {
-    findEtcd();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const major = process.env.PGFLEET_PG_VERSION ?? '?';
 
