@@ -33,6 +33,7 @@ import type { EdgeMetrics } from './metrics.js';
 import type { Edge } from './naming.js';
 import { pgMicrosToUnixMs } from './pg-time.js';
 import { VALUE_TEXT_SETTINGS } from './session-settings.js';
+import { sleep } from './sleep.js';
 
 export type EdgeState = 'starting' | 'streaming' | 'paused' | 'reconnecting' | 'stopped';
 
@@ -101,19 +102,6 @@ export function replicationClientConfig(conninfo: string, applicationName: strin
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

@@ -6,7 +6,16 @@ import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgfleetMm } from './cli-runner.js';
-import { captureLogs, checkTables, initAndStart, meshConfig, onAll, quiesce, startNodes } from './fixture.js';
+import {
+  captureLogs,
+  checkTables,
+  initAndStart,
+  meshConfig,
+  onAll,
+  quiesce,
+  startNodes,
+  writePgpass,
+} from './fixture.js';
 
 /**
  * Every built-in kind of value crosses the mesh unchanged although each database has
@@ -265,16 +274,7 @@ describe("multimaster: values arrive exactly whatever each database's settings",
     );
     // The CLI too, with the password kept in a password file: no pgpass deprecation warning.
     const pgpass = join(dir, 'pgpass');
-    writeFileSync(
-      pgpass,
-      nodes
-        .map((n) => {
-          const f = n.facts();
-          return `${f.host}:${f.port}:${f.database}:${f.user}:${f.password}`;
-        })
-        .join('\n'),
-      { mode: 0o600 },
-    );
+    writePgpass(pgpass, nodes);
     const cfg = join(dir, 'mesh.yaml');
     writeFileSync(
       cfg,

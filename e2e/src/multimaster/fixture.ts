@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { duplicateJsonKeys } from '@pgfleet/cli/testing';
 import {
@@ -176,3 +177,17 @@ export async function conflictsOn(
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes a libpq password file (mode 0600) with one line per node. */
+export function writePgpass(file: string, nodes: SandboxNode[]): void {
+  writeFileSync(
+    file,
+    nodes
+      .map((n) => {
+        const f = n.facts();
+        return `${f.host}:${f.port}:${f.database}:${f.user}:${f.password}`;
+      })
+      .join('\n'),
+    { mode: 0o600 },
+  );
+}

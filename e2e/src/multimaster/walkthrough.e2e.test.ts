@@ -10,7 +10,7 @@ import {
 import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgfleetMm } from './cli-runner.js';
-import { captureLogs, checkTables, onAll, quiesce, startNodes } from './fixture.js';
+import { captureLogs, checkTables, onAll, quiesce, startNodes, writePgpass } from './fixture.js';
 
 /**
  * The README's walkthrough, as a user runs it: its two tables (a uuid key, and a GENERATED
@@ -48,16 +48,7 @@ describe('multimaster: the README walkthrough with an identity ALWAYS key', () =
     dir = mkdtempSync(join(tmpdir(), 'pgfleet-mm-walk-'));
     file = join(dir, 'mesh.yaml');
     const passfile = join(dir, 'pgpass');
-    writeFileSync(
-      passfile,
-      nodes
-        .map((n) => {
-          const f = n.facts();
-          return `${f.host}:${f.port}:${f.database}:${f.user}:${f.password}`;
-        })
-        .join('\n'),
-      { mode: 0o600 },
-    );
+    writePgpass(passfile, nodes);
     process.env.PGPASSFILE = passfile;
     process.on('warning', onWarning);
     const conninfo = (n: SandboxNode) => {

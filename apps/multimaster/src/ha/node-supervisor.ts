@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
 import { edgesFor } from '../naming.js';
+import { sleep } from '../sleep.js';
 import { releaseNodeLock, tryNodeLock } from './claim.js';
 import { haSession, primaryFacts, standbyFacts } from './node-facts.js';
 import { assertWritable, findPrimary, type PrimaryTarget } from './primary.js';
@@ -21,19 +22,6 @@ export interface NodeSupervisorOptions {
 
 /** A running-xacts record at most this often while synced slots wait to become sync-ready. */
 const SNAPSHOT_EVERY_MS = 1000;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * Looks after one primary + standby node for the mesh, every `ha.checkIntervalMs`: finds its

@@ -2,9 +2,8 @@ import { SqlState, sqlStateOf } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import { edgeSlotName, originName } from '../naming.js';
+import { sleep } from '../sleep.js';
 import { type CatchUp, type CatchUpFacts, sourceCaughtUp } from './plan.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Transactions made on `other` itself that its inactive slot to `source` holds up to

@@ -2,6 +2,7 @@ import { connect, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { sleep } from '../sleep.js';
 
 export interface OriginHold {
   /** The session holding each origin; usable for work that must run through that origin. */
@@ -11,8 +12,6 @@ export interface OriginHold {
   /** Gives the origins back; the paused edges reconnect on their own. */
   release(): Promise<void>;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Pauses the apply of some edges into a node by taking their replication origins (or keeps

@@ -3,6 +3,7 @@ import { dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config.js';
+import { sleep } from '../sleep.js';
 import { MembershipError } from './errors.js';
 import { removalPlan } from './plan.js';
 
@@ -28,8 +29,6 @@ export interface RemoveNodeReport {
   /** Nodes that still hold objects of the removed node (run remove-node again when they are back). */
   unreachable: string[];
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Drops an origin, terminating an apply session that has it set up (the edge into this
