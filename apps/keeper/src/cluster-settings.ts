@@ -1,8 +1,8 @@
 import type { ConfigKey } from '@pgfleet/cli';
-import { ConfigError, parseConninfo, redactConninfo } from '@pgfleet/connection';
+import { ConfigError } from '@pgfleet/connection';
 import { z } from 'zod';
 import { DEFAULT_TAGS, type MemberTags } from './cluster-types.js';
-import { parseDuration } from './units.js';
+import { conninfo, duration } from './config-fields.js';
 
 /**
  * The keeper configuration for clusters of any size on etcd: the `dcs`, `tags` and `cluster`
@@ -29,15 +29,6 @@ import { parseDuration } from './units.js';
 const memberName = z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'must be 1-63 letters, digits, _ . -');
 const httpUrl = z.string().regex(/^https?:\/\/[^\s,]+$/, 'must be an http:// or https:// URL');
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `bad duration ${JSON.stringify(v)} (use e.g. '500ms', '10s')` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
 /** A boolean from YAML, or from an env variable / flag as text. */
 const flag = z
   .union([z.boolean(), z.enum(['true', 'false', 'on', 'off', 'yes', 'no'])])
@@ -50,20 +41,6 @@ const endpoints = z
     (Array.isArray(v) ? v : v.split(',')).map((e) => e.trim().replace(/\/+$/, '')).filter((e) => e !== ''),
   )
   .pipe(z.array(httpUrl).min(1, 'needs at least one etcd endpoint'));
-
-const conninfo = z
-  .string()
-  .min(1, 'must not be empty')
-  .superRefine((v, ctx) => {
-    try {
-      parseConninfo(v);
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `not a valid conninfo: ${redactConninfo((err as Error).message)}`,
-      });
-    }
-  });
 
 const etcdSchema = z.strictObject({
   endpoints,

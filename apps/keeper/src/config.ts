@@ -10,7 +10,7 @@ import {
   overridesFromFlags,
   readConfigFile,
 } from '@pgfleet/cli';
-import { ConfigError, parseConninfo, redactConninfo } from '@pgfleet/connection';
+import { ConfigError } from '@pgfleet/connection';
 import { z } from 'zod';
 import {
   CLUSTER_SETTINGS_KEYS,
@@ -21,7 +21,8 @@ import {
   resolveClusterSettings,
 } from './cluster-settings.js';
 import type { MemberTags } from './cluster-types.js';
-import { parseDuration, parseSize } from './units.js';
+import { conninfo, duration } from './config-fields.js';
+import { parseSize } from './units.js';
 
 /**
  * The keeper's configuration, parsed once at the edge: YAML file, then `PGFLEET_KEEPER_*`
@@ -29,18 +30,6 @@ import { parseDuration, parseSize } from './units.js';
  * strict zod schema into a resolved, typed object. Durations become milliseconds and sizes
  * bytes; unknown keys are rejected by name.
  */
-
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `bad duration ${JSON.stringify(v)} (use e.g. '500ms', '1s', '2m')`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
 
 const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const bytes = parseSize(v);
@@ -63,19 +52,6 @@ const listen = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return parsed;
 });
 
-const conninfo = z
-  .string()
-  .min(1, 'must not be empty')
-  .superRefine((v, ctx) => {
-    try {
-      parseConninfo(v);
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `not a valid conninfo: ${redactConninfo((err as Error).message)}`,
-      });
-    }
-  });
 const url = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL');
 const hook = z.string().min(1).optional();
 
