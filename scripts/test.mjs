@@ -162,12 +162,15 @@ function failedTests(report, label) {
     const rel = relative(root, file.name ?? '');
     const failed = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
     for (const a of failed) {
-      const msg = String(a.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 200);
-      lines.push(`[${label}] ${rel} > ${a.fullName ?? a.title}: ${msg}`);
+      lines.push(`[${label}] ${rel} > ${a.fullName ?? a.title}: ${firstLine(a.failureMessages?.[0])}`);
     }
     if (failed.length === 0 && file.status === 'failed') {
-      lines.push(`[${label}] ${rel}: ${String(file.message ?? '').split('\n')[0].slice(0, 200)}`);
+      lines.push(`[${label}] ${rel}: ${firstLine(file.message)}`);
     }
   }
   return lines;
+}
+
+function firstLine(text) {
+  return String(text ?? '').split('\n')[0].slice(0, 200);
 }
