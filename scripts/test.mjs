@@ -172,5 +172,7 @@ function failedTests(report, label) {
 }
 
 function firstLine(text) {
-  return String(text ?? '').split('\n')[0].slice(0, 200);
+  return String(text ?? '')
+    .split('\n')[0]
+    .slice(0, 200);
 }
