@@ -21,7 +21,7 @@ describe('parseClusterSettings', () => {
   it('needs nothing for a pair: no DCS, default tags, an asynchronous cluster', () => {
     expect(parseClusterSettings({}, ctx)).toEqual({
       tags: { noFailover: false, failoverPriority: 1 },
-      cluster: { name: 'pgfleet', syncCount: 0, members: [] },
+      cluster: { name: 'pgfleet', syncCount: 0, failsafeMode: false, members: [] },
     });
   });
 
@@ -69,6 +69,7 @@ describe('parseClusterSettings', () => {
     expect(s.cluster).toEqual({
       name: 'pgfleet',
       syncCount: 1,
+      failsafeMode: false,
       members: [
         { name: 'a' },
         { name: 'b', conninfo: 'host=10.0.0.2 user=postgres', keeperUrl: 'http://10.0.0.2:8008' },

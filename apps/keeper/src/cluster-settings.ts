@@ -21,6 +21,7 @@ import { conninfo, duration } from './config-fields.js';
  * cluster:
  *   name: main
  *   syncCount: 1              # ANY 1 (healthy standbys); 0 = asynchronous
+ *   failsafeMode: false       # true: etcd down, the primary keeps writing while every member confirms it
  *   members:                  # optional: the nodes, for failsafe checks and `list` before they register
  *     - { name: a, keeperUrl: http://10.0.0.1:8008, conninfo: host=10.0.0.1 port=5432 user=postgres }
  * ```
@@ -66,6 +67,7 @@ const memberSchema = z.strictObject({
 const clusterSchema = z.strictObject({
   name: memberName.default('pgfleet'),
   syncCount: z.coerce.number().int().min(0).default(0),
+  failsafeMode: flag.default(false),
   members: z.array(memberSchema).optional(),
 });
 
@@ -73,7 +75,7 @@ const clusterSchema = z.strictObject({
 export const clusterSettingsShape = {
   dcs: z.strictObject({ etcd: etcdSchema }).optional(),
   tags: tagsSchema.default({ noFailover: false, failoverPriority: DEFAULT_TAGS.failoverPriority }),
-  cluster: clusterSchema.default({ name: 'pgfleet', syncCount: 0 }),
+  cluster: clusterSchema.default({ name: 'pgfleet', syncCount: 0, failsafeMode: false }),
 };
 
 const clusterSettingsSchema = z.object(clusterSettingsShape);
@@ -104,7 +106,7 @@ export interface ClusterSettings {
   /** Absent: no DCS (a pair with or without a witness). */
   dcs?: { etcd: EtcdSettings };
   tags: MemberTags;
-  cluster: { name: string; syncCount: number; members: ClusterMember[] };
+  cluster: { name: string; syncCount: number; failsafeMode: boolean; members: ClusterMember[] };
 }
 
 /**
@@ -186,6 +188,9 @@ export function checkClusterSettings(c: ParsedClusterSettings, ctx: ClusterSetti
   if (c.cluster.syncCount > 0 && !etcd) {
     issues.push({ path: ['cluster', 'syncCount'], message: 'quorum commit on N nodes needs dcs.etcd' });
   }
+  if (c.cluster.failsafeMode && !etcd) {
+    issues.push({ path: ['cluster', 'failsafeMode'], message: 'failsafe mode is a mode of dcs.etcd' });
+  }
   return issues;
 }
 
@@ -210,7 +215,12 @@ export function resolveClusterSettings(
         }
       : {}),
     tags: { noFailover: c.tags.noFailover, failoverPriority: c.tags.failoverPriority },
-    cluster: { name: c.cluster.name, syncCount: c.cluster.syncCount, members: c.cluster.members ?? [] },
+    cluster: {
+      name: c.cluster.name,
+      syncCount: c.cluster.syncCount,
+      failsafeMode: c.cluster.failsafeMode,
+      members: c.cluster.members ?? [],
+    },
   };
 }
 
@@ -249,5 +259,6 @@ export const CLUSTER_SETTINGS_KEYS: readonly ConfigKey[] = [
   { path: 'tags.failoverPriority', kind: 'integer' },
   { path: 'cluster.name' },
   { path: 'cluster.syncCount', kind: 'integer' },
+  { path: 'cluster.failsafeMode' },
   { path: 'cluster.members', kind: 'yaml' },
 ];

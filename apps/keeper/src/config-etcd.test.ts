@@ -36,6 +36,7 @@ describe('parseConfig with dcs.etcd', () => {
     expect(c.cluster).toEqual({
       name: 'main',
       syncCount: 0,
+      failsafeMode: false,
       members: [{ name: 'a' }, { name: 'b', conninfo: 'host=10.0.0.2 user=postgres' }],
     });
     expect(c.tags).toEqual({ noFailover: false, failoverPriority: 2 });
@@ -78,6 +79,12 @@ describe('parseConfig with dcs.etcd', () => {
       /must list this node \(a\)/,
     ],
     [
+      'failsafe mode without an HTTP token',
+      { cluster: { failsafeMode: true, members: [{ name: 'a' }, { name: 'b', conninfo: 'host=x' }] } },
+      'http.token',
+      /required with cluster.failsafeMode/,
+    ],
+    [
       'a bad endpoint',
       { dcs: { etcd: { endpoints: ['127.0.0.1:2379'] } } },
       'dcs.etcd.endpoints.0',
@@ -96,10 +103,25 @@ describe('parseConfig with dcs.etcd', () => {
       ...configFromEnv({
         PGFLEET_KEEPER_DCS_ETCD_ENDPOINTS: 'http://10.0.0.1:2379,http://10.0.0.2:2379',
         PGFLEET_KEEPER_TAGS_NO_FAILOVER: 'true',
+        PGFLEET_KEEPER_CLUSTER_FAILSAFE_MODE: 'on',
+        PGFLEET_KEEPER_HTTP_TOKEN: 'a-long-token',
         PGFLEET_KEEPER_CLUSTER_MEMBERS: '[{name: a}, {name: b, conninfo: "host=10.0.0.2 user=postgres"}]',
       }),
     });
     expect(c.dcs?.etcd.endpoints).toEqual(['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
     expect(c.tags.noFailover).toBe(true);
+    expect(c.cluster.failsafeMode).toBe(true);
+  });
+
+  it('refuses failsafe mode without etcd', () => {
+    const err = configError(() =>
+      parseConfig({
+        node,
+        peer: { name: 'b', conninfo: 'host=127.0.0.1 port=5433' },
+        cluster: { failsafeMode: true },
+      }),
+    );
+    expect(err.details?.keys).toContain('cluster.failsafeMode');
+    expect(err.message).toMatch(/failsafe mode is a mode of dcs.etcd/);
   });
 });

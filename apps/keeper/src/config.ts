@@ -169,6 +169,12 @@ const schema = z
         path: ['http', 'token'],
         message: 'required when keepers talk to each other (peer.keeperUrl, witness, witness mode)',
       });
+    if (c.cluster.failsafeMode && !c.http.token)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'token'],
+        message: 'required with cluster.failsafeMode: the primary asks every member through its HTTP API',
+      });
   });
 
 function defaultConnectTimeout(interval: number): number {
@@ -215,7 +221,7 @@ export interface KeeperConfig {
   /** This node's tags, published in its member key. */
   tags: MemberTags;
   /** The cluster on etcd: its name (the key namespace) and the members this keeper may probe. */
-  cluster: { name: string; syncCount: number; members: ClusterMember[] };
+  cluster: { name: string; syncCount: number; failsafeMode: boolean; members: ClusterMember[] };
 }
 
 function resolve(p: Parsed): KeeperConfig {

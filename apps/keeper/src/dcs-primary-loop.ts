@@ -2,6 +2,7 @@ import type { LoopContext } from './context.js';
 import type { Dcs } from './dcs/index.js';
 import { dcsCall, ensureSlots, memberState, noteSnapshot, requireDcs, writingPrimary } from './dcs-node.js';
 import { manageSync } from './dcs-sync.js';
+import { askFailsafe, failsafeEnabled, keepFailsafeRecord } from './failsafe.js';
 import { judgeLeaderLease, type RenewalOutcome } from './leader-lease-decision.js';
 import type { LocalFacts } from './local-facts.js';
 import { keeperTiming } from './timing.js';
@@ -14,6 +15,13 @@ import { keeperTiming } from './timing.js';
  */
 
 const RETRY_PAUSE_MS = 100;
+
+/** Renews the key; when etcd does not answer and failsafe mode is on, asks every member instead. */
+async function renewOrConfirm(ctx: LoopContext, dcs: Dcs, timeoutMs: number): Promise<RenewalOutcome> {
+  const outcome = await renew(ctx, dcs, timeoutMs);
+  if (outcome.kind !== 'unreachable' || ctx.state.paused || !failsafeEnabled(ctx)) return outcome;
+  return askFailsafe(ctx, outcome.error, timeoutMs);
+}
 
 async function renew(ctx: LoopContext, dcs: Dcs, timeoutMs: number): Promise<RenewalOutcome> {
   try {
@@ -64,7 +72,7 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
     return;
   }
 
-  let outcome = await renew(ctx, dcs, requestTimeoutMs);
+  let outcome = await renewOrConfirm(ctx, dcs, requestTimeoutMs);
   for (;;) {
     const v = judgeLeaderLease(
       { now: clock.now(), outcome, heldUntil: d.heldUntil, paused: s.paused },
@@ -75,7 +83,7 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
       ctx.record('wait', v.reason, {}, 'leader-retry');
       await clock.sleep(Math.min(RETRY_PAUSE_MS, v.budgetMs / 4), ctx.signal);
       const left = (d.fenceBy ?? clock.now()) - clock.now();
-      outcome = await renew(ctx, dcs, Math.max(50, Math.min(requestTimeoutMs, left)));
+      outcome = await renewOrConfirm(ctx, dcs, Math.max(50, Math.min(requestTimeoutMs, left)));
       continue;
     }
     if (v.kind === 'fence') {
@@ -92,7 +100,10 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
       d.heldUntil = null;
       d.fenceBy = null;
     }
-    const snap = await publish(ctx, local);
+    // Held through failsafe: etcd failed a moment ago, do not spend the evidence's freshness
+    // on two more calls that will fail too.
+    const failsafe = outcome.kind === 'held' && outcome.failsafe !== undefined;
+    const snap = failsafe ? null : await publish(ctx, local);
     const guard = ctx.guard;
     if (guard) {
       const rival = snap?.members.find(
@@ -115,7 +126,9 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
     }
     ctx.record(
       v.kind === 'keep' ? 'none' : 'wait',
-      v.kind === 'keep' ? 'leading: leader key held' : v.reason,
+      v.kind === 'keep' && !failsafe ? 'leading: leader key held' : v.reason,
+      {},
+      failsafe ? 'failsafe-held' : undefined,
     );
     if (v.kind === 'keep' && snap?.leader?.name === c.node.name) await manageSync(ctx, local, snap);
     return;
@@ -146,6 +159,7 @@ async function publish(ctx: LoopContext, local: LocalFacts) {
         );
       }
     }
+    await keepFailsafeRecord(ctx, snap);
   }
   return snap;
 }

@@ -4,6 +4,7 @@ import { errorText, type LoopContext } from './context.js';
 import type { ClusterSnapshot, Handover, MemberRecord } from './dcs/index.js';
 import { dcsCall, followLeader, memberState, noteSnapshot, requireDcs } from './dcs-node.js';
 import { wantedSyncCount } from './dcs-sync.js';
+import { failsafeBlocksClaim } from './failsafe-decision.js';
 import type { LocalFacts } from './local-facts.js';
 import { withSession } from './session.js';
 import { promoteLocal } from './standby-loop.js';
@@ -100,6 +101,18 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     ctx.record('wait', 'no leader, but the cluster is paused by the operator: not promoting', {}, 'paused');
     return;
   }
+  const failsafeBlock = () =>
+    failsafeBlocksClaim({
+      self: c.node.name,
+      now: ctx.clock.now(),
+      promise: d.failsafePromise,
+      record: snap.failsafe,
+    });
+  const promised = failsafeBlock();
+  if (promised) {
+    ctx.record('wait', `leader ${former.name} gone, not promoting: ${promised}`, {}, 'failsafe-promise');
+    return;
+  }
   const members = await candidateFacts(ctx, snap, local);
   const decision = selectCandidate({
     members,
@@ -123,6 +136,33 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     );
     return;
   }
+  // Checked and claimed with no await in between: a failsafe request answered after this
+  // point is refused (failsafe.ts), one answered before it blocks the claim.
+  const blocked = failsafeBlock();
+  if (blocked) {
+    ctx.record('wait', `leader ${former.name} gone, not promoting: ${blocked}`, {}, 'failsafe-promise');
+    return;
+  }
+  d.claiming = true;
+  try {
+    await claimAndPromote(ctx, local, snap, former, handover, decision.reason);
+  } finally {
+    d.claiming = false;
+  }
+}
+
+/** Races for the leader key; promotes the local server only on a win (and appends the history). */
+async function claimAndPromote(
+  ctx: LoopContext,
+  local: LocalFacts,
+  snap: ClusterSnapshot,
+  former: { name: string },
+  handover: Handover | null,
+  why: string,
+): Promise<void> {
+  const { config: c, state: s } = ctx;
+  const dcs = requireDcs(ctx);
+  const d = s.dcs;
   const attempt = await dcsCall(ctx, 'acquire leader key', () =>
     dcs.acquireLeader({ signal: ctx.signal, expectSyncRevision: snap.syncRevision }),
   );
@@ -138,8 +178,8 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
     return;
   }
   const reason = handover
-    ? `promoting: ${handover.kind} from ${former.name} to ${c.node.name} requested by the operator, won the leader key; ${decision.reason}`
-    : `promoting: leader ${former.name} gone, won the leader key; ${decision.reason}`;
+    ? `promoting: ${handover.kind} from ${former.name} to ${c.node.name} requested by the operator, won the leader key; ${why}`
+    : `promoting: leader ${former.name} gone, won the leader key; ${why}`;
   ctx.record('promote', reason);
   const switchLsn = local.info.lsn ?? null;
   await promoteLocal(ctx, reason);
@@ -160,8 +200,8 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
         timeline: s.timeline ?? 0,
         switchLsn,
         reason: handover
-          ? `${handover.kind} from ${former.name} to ${c.node.name} (operator)${handover.force ? ', forced' : ''}; ${decision.reason}`
-          : `failover: ${former.name} gone; ${decision.reason}`,
+          ? `${handover.kind} from ${former.name} to ${c.node.name} (operator)${handover.force ? ', forced' : ''}; ${why}`
+          : `failover: ${former.name} gone; ${why}`,
         at: new Date().toISOString(),
         leader: c.node.name,
         previousLeader: former.name,

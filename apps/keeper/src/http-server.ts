@@ -27,7 +27,7 @@ import { parseSize } from './units.js';
  * | /metrics                                   | always: Prometheus text                         |
  *
  * otherwise 503 (404 for unknown paths). GET health responses carry the status JSON.
- * POST endpoints (`/switchover`, `/pause`, `/resume`, `/peer/notify`, `/witness/*`) need
+ * POST endpoints (`/switchover`, `/pause`, `/resume`, `/peer/notify`, `/failsafe`, `/witness/*`) need
  * `Authorization: Bearer <http.token>`; without a configured token they are refused (403).
  */
 

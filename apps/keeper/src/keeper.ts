@@ -12,6 +12,7 @@ import { dcsCall, memberState, noteSnapshot } from './dcs-node.js';
 import { dcsPrimaryIteration } from './dcs-primary-loop.js';
 import { dcsStandbyIteration } from './dcs-standby-loop.js';
 import { manualFailover } from './failover.js';
+import { answerFailsafe } from './failsafe.js';
 import { HookRunner } from './hooks.js';
 import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer } from './http-server.js';
 import { type LocalFacts, readLocal } from './local-facts.js';
@@ -364,6 +365,7 @@ async function startNodeKeeper(
       return { status: 200, body: { paused: false } };
     },
     '/peer/notify': async (body) => handleNotice(ctx, body),
+    '/failsafe': async (body) => answerFailsafe(ctx, body),
     '/switchover': async (body) => (dcs ? dcsSwitchover(ctx, body) : switchover(ctx)),
     '/failover': async (body) => (dcs ? dcsFailover(ctx, body) : manualFailover(ctx, body)),
   };

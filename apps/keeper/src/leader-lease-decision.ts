@@ -11,7 +11,8 @@ import { formatDuration } from './units.js';
  */
 
 export type RenewalOutcome =
-  | { kind: 'held'; heldUntil: number }
+  /** `failsafe`: not etcd but every member confirmed the leader (failsafe-decision.ts); why. */
+  | { kind: 'held'; heldUntil: number; failsafe?: string }
   /** etcd answered: the key is gone with our lease, or another member holds it. */
   | { kind: 'lost'; reason: string }
   /** etcd did not answer in time (or not at all). */
@@ -42,7 +43,9 @@ export function judgeLeaderLease(f: LeaderLeaseFacts, fenceBudgetMs: number): Le
     return {
       kind: 'keep',
       writeUntil: o.heldUntil - fenceBudgetMs,
-      reason: `leader key renewed, held for ${formatDuration(o.heldUntil - f.now)}`,
+      reason: o.failsafe
+        ? `failsafe mode: ${o.failsafe}`
+        : `leader key renewed, held for ${formatDuration(o.heldUntil - f.now)}`,
     };
   if (f.paused)
     return {

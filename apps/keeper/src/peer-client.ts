@@ -50,7 +50,7 @@ export async function postJson<T>(
         ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
       },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(opts.timeoutMs),
+      signal: AbortSignal.timeout(Math.max(1, Math.round(opts.timeoutMs))),
     });
   } catch (err) {
     const reason =

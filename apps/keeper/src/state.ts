@@ -117,6 +117,10 @@ export interface DcsMemory {
   /** Primary: each standby's last reply_time seen, and when it last streamed and replied. */
   lastReplyAt: Record<string, number>;
   lastGoodAt: Record<string, number>;
+  /** Standby: racing for the leader key or promoting after winning it (refuses failsafe requests). */
+  claiming: boolean;
+  /** Standby: the leader it last confirmed in failsafe mode, and until when it takes no key. */
+  failsafePromise: { leader: string; until: number } | null;
 }
 
 export const INITIAL_DCS_MEMORY: DcsMemory = {
@@ -131,6 +135,8 @@ export const INITIAL_DCS_MEMORY: DcsMemory = {
   syncSince: null,
   lastReplyAt: {},
   lastGoodAt: {},
+  claiming: false,
+  failsafePromise: null,
 };
 
 export function initialState(now: number): KeeperState {

@@ -284,7 +284,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: 1 primary + 2 standbys', () =
   });
   it('a standby tagged noFailover is never promoted: the other one is, and the tagged one follows it', async () => {
     // b would win the tie on names; its tag takes it out of the ranking.
-    const cl = await startEtcdCluster3(etcd, `tags${++n}`, undefined, 0, { b: { noFailover: true } });
+    const cl = await startEtcdCluster3(etcd, `tags${++n}`, { tags: { b: { noFailover: true } } });
     try {
       await sleep(500);
       const faultAt = Date.now();

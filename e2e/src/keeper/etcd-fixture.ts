@@ -31,15 +31,25 @@ export interface EtcdCluster3 {
   stop(): Promise<void>;
 }
 
+/** What a scenario changes in the three keepers' configs; defaults: TIMING, asynchronous, no tags. */
+export interface EtcdClusterOptions {
+  timing?: EtcdKeeperTiming;
+  /** cluster.syncCount for every keeper (quorum commit). */
+  syncCount?: number;
+  /** Per-node tags (noFailover, failoverPriority). */
+  tags?: Partial<Record<Name, Record<string, unknown>>>;
+  /** cluster.failsafeMode for every keeper. */
+  failsafeMode?: boolean;
+}
+
 /** Raw keeper configs: every member listed with its direct conninfo (probes, follow). */
 export async function etcdConfigs(
   etcd: EtcdCluster,
   cluster: string,
   nodes: Record<Name, SandboxNode>,
-  t: EtcdKeeperTiming = TIMING,
-  syncCount = 0,
-  tags: Partial<Record<Name, Record<string, unknown>>> = {},
+  opts: EtcdClusterOptions = {},
 ) {
+  const t = opts.timing ?? TIMING;
   const ports = { a: await freePort(), b: await freePort(), c: await freePort() };
   const members = NAMES.map((n) => ({
     name: n,
@@ -52,8 +62,13 @@ export async function etcdConfigs(
     failures: 3,
     connectTimeout: `${t.connectTimeoutMs}ms`,
     dcs: { etcd: { endpoints: etcd.endpoints({ from: `keeper-${n}` }), ttl: `${t.ttlSeconds}s` } },
-    cluster: { name: cluster, members, syncCount },
-    ...(tags[n] ? { tags: tags[n] } : {}),
+    cluster: {
+      name: cluster,
+      members,
+      syncCount: opts.syncCount ?? 0,
+      ...(opts.failsafeMode ? { failsafeMode: true } : {}),
+    },
+    ...(opts.tags?.[n] ? { tags: opts.tags[n] } : {}),
     http: { listen: `127.0.0.1:${ports[n]}`, token: TOKEN },
     log: { level: 'debug' },
   });
@@ -77,11 +92,7 @@ export function etcdAvailable(): boolean {
 export async function startEtcdCluster3(
   etcd: EtcdCluster,
   cluster: string,
-  t: EtcdKeeperTiming = TIMING,
-  /** cluster.syncCount for every keeper (quorum commit). */
-  syncCount = 0,
-  /** Per-node tags (noFailover, failoverPriority). */
-  tags: Partial<Record<Name, Record<string, unknown>>> = {},
+  opts: EtcdClusterOptions = {},
 ): Promise<EtcdCluster3> {
   const sb = await Sandbox.create({ name: cluster });
   const keepers: Partial<Record<Name, RunningKeeper>> = {};
@@ -97,7 +108,7 @@ export async function startEtcdCluster3(
     const b = await sb.createStandby('b', a);
     const c = await sb.createStandby('c', a);
     const nodes = { a, b, c };
-    const raw = await etcdConfigs(etcd, cluster, nodes, t, syncCount, tags);
+    const raw = await etcdConfigs(etcd, cluster, nodes, opts);
     for (const n of NAMES) keepers[n] = await startInProcess(n, raw[n]);
     const k = keepers as Record<Name, RunningKeeper>;
     await until('a leads with its write lease', () => k.a.handle.status().writable, 30_000);

@@ -25,7 +25,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: quorum commit (ANY 1) on 1 pr
   });
 
   it('degrades and restores per standby, and a failover loses no acknowledged write', async () => {
-    const cl = await startEtcdCluster3(etcd, 'sync1', undefined, 1);
+    const cl = await startEtcdCluster3(etcd, 'sync1', { syncCount: 1 });
     try {
       const { a, c } = cl.nodes;
       await until(
