@@ -149,13 +149,14 @@ export const KEEPER_HELP: ProgramHelp = {
     },
     {
       name: 'rejoin',
-      summary: 'make this node (a failed or fenced old primary) a standby of its peer (on etcd: of the leader)',
+      summary:
+        'make this node (a failed or fenced old primary) a standby of its peer (on etcd: of the leader)',
       usage: [
         'rejoin --config <file.yaml> [--pgdata <dir>] [--bindir <dir>] [--primary-conninfo <conninfo>]',
         '       [--slot <name>] [--force] [--json]',
       ],
       description:
-        "Stops the server, pg_rewind from the peer (on etcd: the member holding the leader key, through\n" +
+        'Stops the server, pg_rewind from the peer (on etcd: the member holding the leader key, through\n' +
         "its conninfo under cluster.members), keeps this node's own config files, writes standby.signal\n" +
         'and primary_conninfo, lifts the fence; then start PostgreSQL.',
       options: [
