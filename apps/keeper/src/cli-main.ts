@@ -14,6 +14,7 @@ import { systemClock } from './clock.js';
 import { clusterView, formatClusterTable, formatHistoryTable, historyView } from './cluster-view.js';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { createEtcdDcs } from './dcs/index.js';
+import { etcdSecurity } from './etcd-security.js';
 import { startKeeper } from './keeper.js';
 import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
@@ -304,6 +305,7 @@ function etcdOf(c: KeeperConfig) {
     memberName: c.node.name,
     ttlSeconds: etcd.ttlSeconds,
     requestTimeoutMs: Math.max(etcd.requestTimeoutMs, 2000),
+    security: etcdSecurity(etcd),
     logger: createLogger({ level: 'silent', format: 'json' }),
     clock: systemClock,
   });
