@@ -152,7 +152,10 @@ export async function followLeader(
   }
   const session = ctx.session;
   if (!session) return false;
-  return session.run('follow', async (q) => {
+  // Followed already by this keeper: two pg_settings reads saved in every loop.
+  const target = `${leader}@${where.host}:${where.port}`;
+  if (ctx.state.dcs.following === target) return false;
+  const changed = await session.run('follow', async (q) => {
     const current = await readConfiguredSetting(q, 'primary_conninfo');
     const params = current ? parseConninfo(current) : {};
     const slot = await readConfiguredSetting(q, 'primary_slot_name');
@@ -174,6 +177,43 @@ export async function followLeader(
     );
     return true;
   });
+  ctx.state.dcs.following = target;
+  return changed;
+}
+
+/**
+ * Host of a detached standby's primary_conninfo: a Unix socket directory that does not exist
+ * (never a network address), so the walreceiver cannot connect and acknowledges nothing,
+ * while user, password and every other parameter stay for the next followLeader (which
+ * rewrites host and port only).
+ */
+export const DETACHED_HOST = '/nonexistent/pgfleet-detached';
+
+/**
+ * Makes the local standby stop streaming from `former` (the leader key is gone): host of
+ * primary_conninfo set to DETACHED_HOST, reload; the walreceiver drops its connection.
+ * Returns true when it changed anything.
+ */
+export async function detachFromLeader(ctx: LoopContext, former: string): Promise<boolean> {
+  const session = ctx.session;
+  if (!session) return false;
+  const changed = await session.run('detach', async (q) => {
+    const current = await readConfiguredSetting(q, 'primary_conninfo');
+    if (!current) return false;
+    const p = parseConninfo(current);
+    if ((p.host ?? p.hostaddr) === DETACHED_HOST) return false;
+    const next = withConninfo(current, { host: DETACHED_HOST, hostaddr: undefined });
+    await q.query(`ALTER SYSTEM SET primary_conninfo = ${quoteLiteral(next)}`);
+    await q.query('SELECT pg_reload_conf()');
+    return true;
+  });
+  ctx.state.dcs.following = null;
+  if (changed)
+    ctx.logger.warn(
+      { event: 'detached', leader: former },
+      `stopped streaming from ${former}: its leader key is gone (this standby acknowledges none of its WAL until it follows the next leader)`,
+    );
+  return changed;
 }
 
 /**

@@ -48,6 +48,8 @@ export async function dcsPrimaryIteration(ctx: LoopContext, local: LocalFacts): 
   const timing = keeperTiming(c);
   const requestTimeoutMs = c.dcs?.etcd.requestTimeoutMs ?? c.intervalMs;
   const evidenceSince = clock.now();
+  // What this node followed as a standby says nothing once it is primary (a rejoin rewrites it).
+  d.following = null;
 
   if (s.switchoverRunning) {
     // Fenced for a switchover: keep the key (and so every other standby waiting) until the

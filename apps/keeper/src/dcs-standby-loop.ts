@@ -2,7 +2,14 @@ import { detectRoleOn, replayStatus } from '@pgfleet/roles';
 import { type CandidateFacts, selectCandidate } from './candidate-decision.js';
 import { errorText, type LoopContext } from './context.js';
 import type { ClusterSnapshot, Handover, MemberRecord } from './dcs/index.js';
-import { dcsCall, followLeader, memberState, noteSnapshot, requireDcs } from './dcs-node.js';
+import {
+  dcsCall,
+  detachFromLeader,
+  followLeader,
+  memberState,
+  noteSnapshot,
+  requireDcs,
+} from './dcs-node.js';
 import { wantedSyncCount } from './dcs-sync.js';
 import { failsafeBlocksClaim } from './failsafe-decision.js';
 import type { LocalFacts } from './local-facts.js';
@@ -114,6 +121,18 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
   if (promised) {
     ctx.record('wait', `leader ${former.name} gone, not promoting: ${promised}`, {}, 'failsafe-promise');
     return;
+  }
+  // The key is gone, so the old leader must not be writing: stop acknowledging its WAL before
+  // anything else. A frozen primary that thaws could otherwise commit, with this standby's
+  // quorum acknowledgement, in the moment before its keeper fences it, while another standby
+  // has already promoted.
+  try {
+    await detachFromLeader(ctx, former.name);
+  } catch (err) {
+    ctx.logger.warn(
+      { err: errorText(err) },
+      `could not stop streaming from ${former.name}: ${errorText(err)}`,
+    );
   }
   const members = await candidateFacts(ctx, snap, local);
   const decision = selectCandidate({

@@ -121,6 +121,8 @@ export interface DcsMemory {
   claiming: boolean;
   /** Standby: the leader it last confirmed in failsafe mode, and until when it takes no key. */
   failsafePromise: { leader: string; until: number } | null;
+  /** Standby: `leader@host:port` its primary_conninfo was last set to by this keeper (null: not known). */
+  following: string | null;
 }
 
 export const INITIAL_DCS_MEMORY: DcsMemory = {
@@ -137,6 +139,7 @@ export const INITIAL_DCS_MEMORY: DcsMemory = {
   lastGoodAt: {},
   claiming: false,
   failsafePromise: null,
+  following: null,
 };
 
 export function initialState(now: number): KeeperState {
