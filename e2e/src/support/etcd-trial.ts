@@ -1,0 +1,217 @@
+import { type EtcdCluster, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import pg from 'pg';
+import {
+  etcdConfigs,
+  type FailoverFacts,
+  judgeFailover,
+  NAMES,
+  type Name,
+  type Nodes,
+  streamingFrom,
+  watchEveryNode,
+} from './etcd-members.js';
+import { type KeeperProcess, keeperGet, startKeeperProcess } from './keeper-process.js';
+import type { WriteAttempt } from './write-ledger.js';
+import { LEDGER_DDL, type WriteWatch } from './write-watch.js';
+
+/**
+ * One adversarial failover trial of issue 10, shared by the e2e suite and the bench: a fresh
+ * primary `a` and standbys `b`, `c` on a real etcd, a keeper *process* beside each server (so
+ * a whole host, server and keeper, can be frozen and thawed), a watcher writing on every
+ * server directly every 50 ms. Then one fault, and what the ledgers and the keepers prove.
+ */
+
+export type EtcdFault = 'postmaster-kill' | 'host-freeze';
+
+export const ETCD_FAULTS: Record<EtcdFault, string> = {
+  'postmaster-kill': 'postmaster SIGKILL',
+  'host-freeze': "primary's host (server + keeper) SIGSTOP ~4 s, then SIGCONT",
+};
+
+export interface EtcdTrialResult extends FailoverFacts {
+  fault: EtcdFault;
+  major: number;
+  /** The standby that took over, and the other one. */
+  leader: Name | null;
+  follower: Name | null;
+  /** The other standby streams from the new primary at the end. */
+  followerFollows: boolean;
+  /** The old primary's keeper at the end (null: it did not answer). */
+  old: { role: string; fenced: boolean; writable: boolean } | null;
+  /** A write sent to the old primary's server at the end: 'accepted', or why it was refused. */
+  oldServerWrite: string;
+  notes: string[];
+  logs: Record<string, string[]>;
+  attempts: WriteAttempt[];
+}
+
+export interface EtcdTrialOptions {
+  /** PostgreSQL major (default: PGFLEET_PG_VERSION, else the newest found). */
+  major?: number;
+  /** Run the built keeper (apps/keeper/dist) instead of the sources. */
+  dist?: boolean;
+  echo?: boolean;
+  /** cluster.syncCount: 1 (ANY 1 of the two standbys, the default) or 0 (asynchronous). */
+  syncCount?: number;
+}
+
+const TOKEN = 'etcd-trial-token';
+const FREEZE_MS = 4000;
+const SETTLE_MS = 2000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => null);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`etcd trial: timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+interface Status {
+  role?: string;
+  writable?: boolean;
+  fenced?: boolean;
+  streaming?: boolean;
+  counters?: { promotions: number };
+}
+
+const status = async (k: { url: string }) => (await keeperGet(k.url, '/status'))?.body as Status | null;
+
+/** One INSERT on a fresh session to `node`: 'accepted', or the SQLSTATE / error that refused it. */
+async function tryWrite(node: SandboxNode): Promise<string> {
+  const client = new pg.Client({ ...node.facts(), connectionTimeoutMillis: 2000, query_timeout: 3000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query("INSERT INTO ledger (writer, n) VALUES ('probe', 1)");
+    return 'accepted';
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    return `${e.code ?? 'error'}: ${e.message ?? String(err)}`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The first write a standby acknowledged after the fault: which standby took over. */
+function firstNewWriter(attempts: WriteAttempt[], faultAt: number): Name | null {
+  const hit = attempts.find(
+    (x) => x.ok && x.node !== 'a' && x.serverAt !== undefined && x.serverAt >= faultAt,
+  );
+  return (hit?.node as Name | undefined) ?? null;
+}
+
+export async function runEtcdTrial(
+  etcd: EtcdCluster,
+  fault: EtcdFault,
+  opts: EtcdTrialOptions = {},
+): Promise<EtcdTrialResult> {
+  const name = `etcd-${fault}-${Date.now().toString(36)}`;
+  const sb = await Sandbox.create({ name, ...(opts.major ? { major: opts.major } : {}) });
+  const keepers: Partial<Record<Name, KeeperProcess & { cleanup(): void }>> = {};
+  const logs: Record<string, string[]> = {};
+  const notes: string[] = [];
+  let watch: WriteWatch | undefined;
+  let a: SandboxNode | undefined;
+  try {
+    // The server default (the sandbox lowers it): promotion must not depend on it.
+    const settings = { wal_retrieve_retry_interval: '5s' };
+    a = await sb.startNode('a', { settings });
+    await a.query(LEDGER_DDL);
+    const nodes: Nodes = {
+      a,
+      b: await sb.createStandby('b', a, { settings }),
+      c: await sb.createStandby('c', a, { settings }),
+    };
+    const syncCount = opts.syncCount ?? 1;
+    const raw = await etcdConfigs(etcd, name, nodes, TOKEN, { syncCount, pgdata: true, logLevel: 'info' });
+    for (const n of NAMES) {
+      keepers[n] = startKeeperProcess(`k${n}`, raw[n], {
+        ...(opts.dist ? { dist: true } : {}),
+        ...(opts.echo ? { echo: true } : {}),
+      });
+      logs[`k${n}`] = keepers[n].log;
+    }
+    const k = keepers as Record<Name, KeeperProcess & { cleanup(): void }>;
+    await until('a leads with its write lease, b and c stream from it', async () => {
+      const streaming = await streamingFrom(a!);
+      const sync =
+        syncCount === 0 ||
+        (await a!.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s"))[0]?.s;
+      return (await status(k.a))?.writable && streaming.has('b') && streaming.has('c') && sync;
+    });
+    watch = watchEveryNode(nodes);
+    await sleep(1000);
+
+    const faultAt = Date.now();
+    if (fault === 'postmaster-kill') await a.kill();
+    else {
+      a.pause();
+      k.a.kill('SIGSTOP');
+    }
+    const w = watch;
+    const leader = await until(
+      'a write acknowledged by a standby',
+      async () => firstNewWriter(w.attempts, faultAt),
+      30_000,
+    ).catch(() => null);
+    if (fault === 'host-freeze') {
+      await sleep(faultAt + FREEZE_MS - Date.now());
+      // A frozen host comes back all at once.
+      a.resume();
+      k.a.kill('SIGCONT');
+      notes.push(`thawed after ${Date.now() - faultAt} ms`);
+    }
+    const follower = leader ? (leader === 'b' ? 'c' : 'b') : null;
+    const followerFollows =
+      leader && follower
+        ? await until(
+            `${follower} streams from ${leader}`,
+            async () => (await streamingFrom(nodes[leader])).has(follower),
+            30_000,
+          )
+            .then(() => true)
+            .catch(() => false)
+        : false;
+    // The thawed keeper must notice that it lost the leader key and fence its server.
+    await until(
+      'the old primary is not writable',
+      async () => (await status(k.a))?.writable === false,
+      15_000,
+    ).catch(() => notes.push('the old primary still holds its write lease'));
+    await sleep(SETTLE_MS);
+    const attempts = await watch.stop();
+    watch = undefined;
+    const sa = await status(k.a);
+    const promoted: Name[] = [];
+    for (const n of ['b', 'c'] as Name[])
+      if (((await status(k[n]))?.counters?.promotions ?? 0) > 0) promoted.push(n);
+    return {
+      ...judgeFailover(attempts, 'a', promoted, faultAt),
+      fault,
+      major: sb.major,
+      leader,
+      follower,
+      followerFollows,
+      old: sa ? { role: String(sa.role), fenced: Boolean(sa.fenced), writable: Boolean(sa.writable) } : null,
+      oldServerWrite: await tryWrite(a),
+      notes,
+      logs,
+      attempts,
+    };
+  } finally {
+    await watch?.stop();
+    a?.resume();
+    for (const k of Object.values(keepers)) k.kill('SIGCONT');
+    for (const k of Object.values(keepers)) k.cleanup();
+    await sb.destroy();
+  }
+}
