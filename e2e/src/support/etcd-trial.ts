@@ -1,18 +1,15 @@
-import { type EtcdCluster, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { EtcdCluster, SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import {
-  etcdConfigs,
   type FailoverFacts,
   judgeFailover,
-  NAMES,
   type Name,
-  type Nodes,
   streamingFrom,
   watchEveryNode,
 } from './etcd-members.js';
-import { type KeeperProcess, keeperGet, startKeeperProcess } from './keeper-process.js';
+import { startEtcdProcessCluster, until } from './etcd-processes.js';
 import type { WriteAttempt } from './write-ledger.js';
-import { LEDGER_DDL, type WriteWatch } from './write-watch.js';
+import type { WriteWatch } from './write-watch.js';
 
 /**
  * One adversarial failover trial of issue 10, shared by the e2e suite and the bench: a fresh
@@ -55,35 +52,10 @@ export interface EtcdTrialOptions {
   syncCount?: number;
 }
 
-const TOKEN = 'etcd-trial-token';
 const FREEZE_MS = 4000;
 const SETTLE_MS = 2000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`etcd trial: timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-interface Status {
-  role?: string;
-  writable?: boolean;
-  fenced?: boolean;
-  streaming?: boolean;
-  counters?: { promotions: number };
-}
-
-const status = async (k: { url: string }) => (await keeperGet(k.url, '/status'))?.body as Status | null;
 
 /** One INSERT on a fresh session to `node`: 'accepted', or the SQLSTATE / error that refused it. */
 async function tryWrite(node: SandboxNode): Promise<string> {
@@ -115,39 +87,16 @@ export async function runEtcdTrial(
   opts: EtcdTrialOptions = {},
 ): Promise<EtcdTrialResult> {
   const name = `etcd-${fault}-${Date.now().toString(36)}`;
-  const sb = await Sandbox.create({ name, ...(opts.major ? { major: opts.major } : {}) });
-  const keepers: Partial<Record<Name, KeeperProcess & { cleanup(): void }>> = {};
-  const logs: Record<string, string[]> = {};
+  const cl = await startEtcdProcessCluster(etcd, name, {
+    ...(opts.major ? { major: opts.major } : {}),
+    ...(opts.syncCount !== undefined ? { syncCount: opts.syncCount } : {}),
+    keeper: { ...(opts.dist ? { dist: true } : {}), ...(opts.echo ? { echo: true } : {}) },
+  });
+  const { nodes, keepers: k, status } = cl;
+  const a = nodes.a;
   const notes: string[] = [];
   let watch: WriteWatch | undefined;
-  let a: SandboxNode | undefined;
   try {
-    // The server default (the sandbox lowers it): promotion must not depend on it.
-    const settings = { wal_retrieve_retry_interval: '5s' };
-    a = await sb.startNode('a', { settings });
-    await a.query(LEDGER_DDL);
-    const nodes: Nodes = {
-      a,
-      b: await sb.createStandby('b', a, { settings }),
-      c: await sb.createStandby('c', a, { settings }),
-    };
-    const syncCount = opts.syncCount ?? 1;
-    const raw = await etcdConfigs(etcd, name, nodes, TOKEN, { syncCount, pgdata: true, logLevel: 'info' });
-    for (const n of NAMES) {
-      keepers[n] = startKeeperProcess(`k${n}`, raw[n], {
-        ...(opts.dist ? { dist: true } : {}),
-        ...(opts.echo ? { echo: true } : {}),
-      });
-      logs[`k${n}`] = keepers[n].log;
-    }
-    const k = keepers as Record<Name, KeeperProcess & { cleanup(): void }>;
-    await until('a leads with its write lease, b and c stream from it', async () => {
-      const streaming = await streamingFrom(a!);
-      const sync =
-        syncCount === 0 ||
-        (await a!.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s"))[0]?.s;
-      return (await status(k.a))?.writable && streaming.has('b') && streaming.has('c') && sync;
-    });
     watch = watchEveryNode(nodes);
     await sleep(1000);
 
@@ -184,34 +133,32 @@ export async function runEtcdTrial(
     // The thawed keeper must notice that it lost the leader key and fence its server.
     await until(
       'the old primary is not writable',
-      async () => (await status(k.a))?.writable === false,
+      async () => (await status('a'))?.writable === false,
       15_000,
     ).catch(() => notes.push('the old primary still holds its write lease'));
     await sleep(SETTLE_MS);
     const attempts = await watch.stop();
     watch = undefined;
-    const sa = await status(k.a);
+    const sa = await status('a');
     const promoted: Name[] = [];
     for (const n of ['b', 'c'] as Name[])
-      if (((await status(k[n]))?.counters?.promotions ?? 0) > 0) promoted.push(n);
+      if (((await status(n))?.counters?.promotions ?? 0) > 0) promoted.push(n);
     return {
       ...judgeFailover(attempts, 'a', promoted, faultAt),
       fault,
-      major: sb.major,
+      major: cl.sb.major,
       leader,
       follower,
       followerFollows,
       old: sa ? { role: String(sa.role), fenced: Boolean(sa.fenced), writable: Boolean(sa.writable) } : null,
       oldServerWrite: await tryWrite(a),
       notes,
-      logs,
+      logs: cl.logs,
       attempts,
     };
   } finally {
     await watch?.stop();
-    a?.resume();
-    for (const k of Object.values(keepers)) k.kill('SIGCONT');
-    for (const k of Object.values(keepers)) k.cleanup();
-    await sb.destroy();
+    a.resume();
+    await cl.stop();
   }
 }
