@@ -6,7 +6,7 @@ import { EtcdCluster } from '@pgfleet/sandbox';
 import { etcdAvailable, TIMING } from '../support/etcd-members.js';
 import { startEtcdProcessCluster } from '../support/etcd-processes.js';
 import { ETCD_FAULTS, type EtcdFault, type EtcdTrialResult, runEtcdTrial } from '../support/etcd-trial.js';
-import { hotFunctions } from './cpu-profile.js';
+import { type HotFunction, hotSpots } from './cpu-profile.js';
 import { processFootprint } from './keeper-footprint.js';
 import { fmtMs, summarize } from './stats.js';
 
@@ -96,14 +96,32 @@ export async function etcdIdleFootprint(etcd: EtcdCluster, seconds: number, node
   });
   try {
     await sleep(2000);
+    // New sessions on every server (all keepers, and one of ours): a keeper that opens a
+    // connection per probe pays for TCP, startup and SCRAM every loop.
+    const sessions = async () =>
+      Promise.all(
+        (['a', 'b', 'c'] as const).map(async (n) =>
+          Number(
+            (await cl.nodes[n].query<{ s: string }>('SELECT sum(sessions) AS s FROM pg_stat_database'))[0]?.s,
+          ),
+        ),
+      );
+    const before = await sessions();
     const [primary, standby] = await Promise.all([
       processFootprint(cl.keepers.a.child.pid ?? 0, seconds),
       processFootprint(cl.keepers.b.child.pid ?? 0, seconds),
     ]);
+    const after = await sessions();
+    const sessionsPerSecond = after.reduce((n, x, i) => n + x - before[i]!, 0) / seconds;
     // A clean exit, so that --cpu-prof writes its profile.
     for (const k of Object.values(cl.keepers)) k.kill('SIGTERM');
     await Promise.all(Object.values(cl.keepers).map((k) => k.exit));
-    return { primary, standby, pids: { a: cl.keepers.a.child.pid, b: cl.keepers.b.child.pid } };
+    return {
+      primary,
+      standby,
+      sessionsPerSecond,
+      pids: { a: cl.keepers.a.child.pid, b: cl.keepers.b.child.pid },
+    };
   } finally {
     await cl.stop();
   }
@@ -123,11 +141,20 @@ async function whereCpuGoes(etcd: EtcdCluster, seconds: number): Promise<void> {
         say(`  (no profile written for the ${who}'s keeper)`);
         continue;
       }
-      say(`  where the ${who} keeper's CPU goes over the last ${seconds} s (self time, --cpu-prof):`);
-      for (const h of hotFunctions(join(dir, file), seconds, 10))
-        say(
-          `    ${h.selfMs.toFixed(0).padStart(6)} ms ${(h.share * 100).toFixed(1).padStart(5)}%  ${h.where}`,
-        );
+      const h = hotSpots(join(dir, file), seconds, 8);
+      say(
+        `  where the ${who} keeper's CPU goes over the last ${seconds} s (--cpu-prof, busy ${h.busyMs.toFixed(0)} ms):`,
+      );
+      const list = (title: string, xs: HotFunction[]) => {
+        say(`    ${title}:`);
+        for (const x of xs)
+          say(
+            `      ${x.selfMs.toFixed(0).padStart(5)} ms ${(x.share * 100).toFixed(1).padStart(5)}%  ${x.where}`,
+          );
+      };
+      list('by the deepest keeper function on the stack', h.ours);
+      list('by the deepest library on the stack', h.libraries);
+      list('by the function sampled (self time)', h.self);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -149,7 +176,8 @@ export async function keeperEtcdBench(majors: Array<number | undefined>, n: numb
       `RSS ${x.rssMb.toFixed(1)} MB, CPU ${x.cpuPercent.toFixed(2)}%`;
     say(
       `- idle keeper on etcd (3 nodes, interval ${TIMING.intervalMs} ms, ${seconds} s): primary's ${fmt(idle.primary)}; ` +
-        `a standby's ${fmt(idle.standby)} (targets: RSS < 60 MB, CPU < 1%; Patroni 60 MB + etcd 27-30 MB)`,
+        `a standby's ${fmt(idle.standby)} (targets: RSS < 60 MB, CPU < 1%; Patroni 60 MB + etcd 27-30 MB); ` +
+        `new PostgreSQL sessions on the three servers: ${idle.sessionsPerSecond.toFixed(1)}/s`,
     );
     if (Math.max(idle.primary.cpuPercent, idle.standby.cpuPercent) >= 1) await whereCpuGoes(etcd, seconds);
   } finally {
