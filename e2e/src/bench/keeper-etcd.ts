@@ -49,6 +49,16 @@ function row(fault: EtcdFault, o: Outcome): string {
   );
 }
 
+/** The last few things the follower's keeper said (warnings and up), for a trial that went wrong. */
+function lastWords(r: EtcdTrialResult): string {
+  const lines = r.logs[`k${r.follower}`] ?? [];
+  return lines
+    .filter((l) => /"level":(4|5)0/.test(l))
+    .slice(-4)
+    .map((l) => (JSON.parse(l) as { msg?: string }).msg ?? l)
+    .join(' | ');
+}
+
 async function trials(etcd: EtcdCluster, fault: EtcdFault, n: number, major?: number): Promise<Outcome> {
   const o: Outcome = { results: [], errors: [] };
   for (let i = 0; i < n; i++)
@@ -78,6 +88,9 @@ export async function etcdFaultBench(
       const o = await trials(etcd, fault, n, major);
       say(row(fault, o));
       for (const e of o.errors) say(`  trial failed: ${e}`);
+      for (const r of o.results)
+        if (!r.followerFollows)
+          say(`  ${r.follower ?? '?'} did not follow ${r.leader ?? '?'}: ${lastWords(r)}`);
     }
     say(`machine: load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
   }
