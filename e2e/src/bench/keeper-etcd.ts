@@ -38,12 +38,13 @@ function row(fault: EtcdFault, o: Outcome): string {
   const timing = done.length
     ? `${fmtMs(t.min)} / ${fmtMs(t.median)} / ${fmtMs(t.max)}${never ? ` (${never} never)` : ''}`
     : `never (${never})`;
+  const decided = summarize(r.filter((x) => x.promoteDecidedMs !== null).map((x) => x.promoteDecidedMs!));
   const sum = (f: (x: EtcdTrialResult) => number) => r.reduce((n, x) => n + f(x), 0);
   const promotedOne = r.filter((x) => x.promoted.length === 1).length;
   const fenced = r.filter((x) => x.old?.writable === false && x.oldServerWrite !== 'accepted').length;
   const follows = r.filter((x) => x.followerFollows).length;
   return (
-    `| ${ETCD_FAULTS[fault]} | ${r.length + o.errors.length} | ${timing} | ${TARGETS[fault]} | ` +
+    `| ${ETCD_FAULTS[fault]} | ${r.length + o.errors.length} | ${timing} | ${fmtMs(decided.median)} | ${TARGETS[fault]} | ` +
     `${sum((x) => x.twoWriters.count)} | ${sum((x) => x.oldAfterNew)} | ${promotedOne}/${r.length} | ` +
     `${fenced}/${r.length} | ${follows}/${r.length} |`
   );
@@ -80,10 +81,10 @@ export async function etcdFaultBench(
         `connectTimeout ${TIMING.connectTimeoutMs} ms; quorum commit ANY 1 (b, c); no HAProxy: a watcher on each server`,
     );
     say(
-      '| fault | trials | first write on the new primary min / median / max | target | two-writer moments | ' +
+      '| fault | trials | first write on the new primary min / median / max | promotion decided (leader key won), median | target | two-writer moments | ' +
         "old primary's writes after the new one's first | exactly one promoted | old primary fenced, refuses writes | other standby follows |",
     );
-    say('|---|---|---|---|---|---|---|---|---|');
+    say('|---|---|---|---|---|---|---|---|---|---|');
     for (const fault of Object.keys(ETCD_FAULTS) as EtcdFault[]) {
       const o = await trials(etcd, fault, n, major);
       say(row(fault, o));

@@ -31,6 +31,8 @@ export interface EtcdTrialResult extends FailoverFacts {
   /** The standby that took over, and the other one. */
   leader: Name | null;
   follower: Name | null;
+  /** Fault to the new primary's keeper deciding to promote (it won the leader key), ms. */
+  promoteDecidedMs: number | null;
   /** The other standby streams from the new primary at the end. */
   followerFollows: boolean;
   /** The old primary's keeper at the end (null: it did not answer). */
@@ -71,6 +73,13 @@ async function tryWrite(node: SandboxNode): Promise<string> {
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** When a keeper's log (pino JSON lines) first says it decided to promote. */
+function promoteDecidedAt(lines: string[]): number | null {
+  for (const l of lines)
+    if (l.includes('"decision":"promote"')) return (JSON.parse(l) as { time: number }).time;
+  return null;
 }
 
 /** The first write a standby acknowledged after the fault: which standby took over. */
@@ -143,12 +152,14 @@ export async function runEtcdTrial(
     const promoted: Name[] = [];
     for (const n of ['b', 'c'] as Name[])
       if (((await status(n))?.counters?.promotions ?? 0) > 0) promoted.push(n);
+    const decidedAt = leader ? promoteDecidedAt(cl.logs[`k${leader}`] ?? []) : null;
     return {
       ...judgeFailover(attempts, 'a', promoted, faultAt),
       fault,
       major: cl.sb.major,
       leader,
       follower,
+      promoteDecidedMs: decidedAt === null ? null : decidedAt - faultAt,
       followerFollows,
       old: sa ? { role: String(sa.role), fenced: Boolean(sa.fenced), writable: Boolean(sa.writable) } : null,
       oldServerWrite: await tryWrite(a),
