@@ -139,6 +139,7 @@ export async function runEtcdTrial(
             .then(() => true)
             .catch(() => false)
         : false;
+    if (follower && !followerFollows) notes.push(`${follower}'s server log:\n${nodes[follower].logTail(12)}`);
     // The thawed keeper must notice that it lost the leader key and fence its server.
     await until(
       'the old primary is not writable',
