@@ -149,21 +149,23 @@ export const KEEPER_HELP: ProgramHelp = {
     },
     {
       name: 'rejoin',
-      summary: 'make this node (a failed or fenced old primary) a standby of its peer',
+      summary:
+        'make this node (a failed or fenced old primary) a standby of its peer (on etcd: of the leader)',
       usage: [
         'rejoin --config <file.yaml> [--pgdata <dir>] [--bindir <dir>] [--primary-conninfo <conninfo>]',
         '       [--slot <name>] [--force] [--json]',
       ],
       description:
-        "Stops the server, pg_rewind from the peer, keeps this node's own config files, writes\n" +
-        'standby.signal and primary_conninfo, lifts the fence; then start PostgreSQL.',
+        'Stops the server, pg_rewind from the peer (on etcd: the member holding the leader key, through\n' +
+        "its conninfo under cluster.members), keeps this node's own config files, writes standby.signal\n" +
+        'and primary_conninfo, lifts the fence; then start PostgreSQL.',
       options: [
         { flag: '-c, --config <file>', text: 'keeper config of this node' },
         { flag: '--pgdata <dir>', text: 'data directory (needed when the server is down)' },
         { flag: '--bindir <dir>', text: 'where pg_rewind and pg_ctl live' },
         {
           flag: '--primary-conninfo <c>',
-          text: 'what the new standby streams from (default: peer.conninfo)',
+          text: 'what the new standby rewinds from and streams from (default: peer.conninfo; on etcd the leader)',
         },
         { flag: '--slot <name>', text: 'stream through this physical slot on the peer (created if missing)' },
         { flag: '--force', text: 'rewind even an unfenced primary, discarding its writes' },

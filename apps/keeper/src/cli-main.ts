@@ -14,9 +14,11 @@ import { systemClock } from './clock.js';
 import { clusterView, formatClusterTable, formatHistoryTable, historyView } from './cluster-view.js';
 import { type KeeperConfig, loadConfig } from './config.js';
 import { createEtcdDcs } from './dcs/index.js';
+import { etcdSecurity } from './etcd-security.js';
 import { startKeeper } from './keeper.js';
 import { preflight } from './preflight.js';
 import { rejoin } from './rejoin.js';
+import { rejoinSource } from './rejoin-source.js';
 import type { KeeperStatus } from './state.js';
 import { formatBytes } from './units.js';
 
@@ -303,6 +305,7 @@ function etcdOf(c: KeeperConfig) {
     memberName: c.node.name,
     ttlSeconds: etcd.ttlSeconds,
     requestTimeoutMs: Math.max(etcd.requestTimeoutMs, 2000),
+    security: etcdSecurity(etcd),
     logger: createLogger({ level: 'silent', format: 'json' }),
     clock: systemClock,
   });
@@ -411,7 +414,34 @@ async function cmdRejoin(args: Args, env: NodeJS.ProcessEnv): Promise<number> {
   }
   const json = args.bools.has('json');
   const steps: string[] = [];
+  // On etcd the node follows whoever holds the leader key; --primary-conninfo overrides it.
+  let source: { name: string; conninfo: string } | undefined;
+  const dcs = etcdOf(config);
+  if (dcs) {
+    try {
+      const found = rejoinSource(config, await dcs.readCluster());
+      if ('error' in found) {
+        if (!primaryConninfo) {
+          write(process.stderr, `pgfleet-keeper rejoin: ${found.error}`);
+          return EXIT_RUNTIME;
+        }
+        source = { name: 'the primary', conninfo: primaryConninfo };
+      } else source = primaryConninfo ? { name: found.name, conninfo: primaryConninfo } : found;
+    } catch (err) {
+      if (!primaryConninfo) {
+        write(
+          process.stderr,
+          `pgfleet-keeper rejoin: cannot read the leader from etcd (${(err as Error).message}): pass --primary-conninfo`,
+        );
+        return EXIT_RUNTIME;
+      }
+      source = { name: 'the primary', conninfo: primaryConninfo };
+    } finally {
+      await dcs.close();
+    }
+  }
   const { plan, pgdata: dir } = await rejoin(config, {
+    ...(source ? { source } : {}),
     ...(pgdata ? { pgdata: pgdata.trim() } : {}),
     ...(bindir ? { bindir: bindir.trim() } : {}),
     ...(primaryConninfo ? { primaryConninfo } : {}),

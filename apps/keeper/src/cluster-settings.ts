@@ -17,6 +17,8 @@ import { conninfo, duration } from './config-fields.js';
  *     prefix: /pgfleet        # keys live under <prefix>/<cluster.name>/
  *     ttl: 10s                # leader/member lease; whole seconds
  *     requestTimeout: 2s      # hard limit of one etcd call
+ *     username: pgfleet       # etcd auth (optional), with password (PGFLEET_KEEPER_DCS_ETCD_PASSWORD)
+ *     cacert: /etc/pgfleet/etcd-ca.pem   # https:// endpoints; cert + key for client-cert auth
  * tags: { noFailover: false, failoverPriority: 1 }
  * cluster:
  *   name: main
@@ -51,6 +53,13 @@ const etcdSchema = z.strictObject({
     .default('/pgfleet'),
   ttl: duration.optional(),
   requestTimeout: duration.optional(),
+  /** etcd user (auth enabled on the cluster) and its password. */
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  /** PEM files: the CA of the members' certificates, and a client certificate and key. */
+  cacert: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
 });
 
 const tagsSchema = z.strictObject({
@@ -93,6 +102,12 @@ export interface EtcdSettings {
   prefix: string;
   ttlSeconds: number;
   requestTimeoutMs: number;
+  username?: string;
+  password?: string;
+  /** Paths of PEM files (read when the DCS client is made: etcd-security.ts). */
+  cacert?: string;
+  cert?: string;
+  key?: string;
 }
 
 export interface ClusterMember {
@@ -146,6 +161,20 @@ export function checkClusterSettings(c: ParsedClusterSettings, ctx: ClusterSetti
         message: `ttl (${ttlMs / 1000}s) must be at least interval + 2 × requestTimeout (${(ctx.intervalMs + 2 * requestTimeout) / 1000}s)`,
       });
     }
+  }
+  if (etcd) {
+    if ((etcd.cert === undefined) !== (etcd.key === undefined))
+      issues.push({
+        path: ['dcs', 'etcd', etcd.cert === undefined ? 'cert' : 'key'],
+        message: 'a client certificate needs both dcs.etcd.cert and dcs.etcd.key',
+      });
+    if (etcd.password !== undefined && etcd.username === undefined)
+      issues.push({ path: ['dcs', 'etcd', 'username'], message: 'dcs.etcd.password is set: name its user' });
+    if ((etcd.cacert || etcd.cert) && etcd.endpoints.some((e) => !e.startsWith('https://')))
+      issues.push({
+        path: ['dcs', 'etcd', 'endpoints'],
+        message: 'must all be https:// when dcs.etcd.cacert or cert is set',
+      });
   }
   const members = c.cluster.members;
   if (etcd) {
@@ -210,6 +239,11 @@ export function resolveClusterSettings(
               prefix: etcd.prefix,
               ttlSeconds,
               requestTimeoutMs: etcd.requestTimeout ?? defaultRequestTimeoutMs(ctx.intervalMs, ttlSeconds),
+              ...(etcd.username !== undefined ? { username: etcd.username } : {}),
+              ...(etcd.password !== undefined ? { password: etcd.password } : {}),
+              ...(etcd.cacert !== undefined ? { cacert: etcd.cacert } : {}),
+              ...(etcd.cert !== undefined ? { cert: etcd.cert } : {}),
+              ...(etcd.key !== undefined ? { key: etcd.key } : {}),
             },
           },
         }
@@ -255,6 +289,11 @@ export const CLUSTER_SETTINGS_KEYS: readonly ConfigKey[] = [
   { path: 'dcs.etcd.prefix' },
   { path: 'dcs.etcd.ttl' },
   { path: 'dcs.etcd.requestTimeout' },
+  { path: 'dcs.etcd.username' },
+  { path: 'dcs.etcd.password' },
+  { path: 'dcs.etcd.cacert' },
+  { path: 'dcs.etcd.cert' },
+  { path: 'dcs.etcd.key' },
   { path: 'tags.noFailover' },
   { path: 'tags.failoverPriority', kind: 'integer' },
   { path: 'cluster.name' },

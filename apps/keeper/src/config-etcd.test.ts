@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError } from '@pgfleet/connection';
 import { describe, expect, it } from 'vitest';
 import { configFromEnv, parseConfig } from './config.js';
+import { etcdSecurity } from './etcd-security.js';
 
 /** The keeper configuration of a cluster on etcd: config.ts with cluster-settings.ts inside. */
 
@@ -85,6 +89,24 @@ describe('parseConfig with dcs.etcd', () => {
       /required with cluster.failsafeMode/,
     ],
     [
+      'a client certificate without its key',
+      { dcs: { etcd: { endpoints: ['https://127.0.0.1:2379'], cert: '/etc/pgfleet/etcd.pem' } } },
+      'dcs.etcd.key',
+      /needs both dcs.etcd.cert and dcs.etcd.key/,
+    ],
+    [
+      'a password without a user',
+      { dcs: { etcd: { endpoints: ['http://127.0.0.1:2379'], password: 's3cret' } } },
+      'dcs.etcd.username',
+      /name its user/,
+    ],
+    [
+      'a CA with plain http endpoints',
+      { dcs: { etcd: { endpoints: ['http://127.0.0.1:2379'], cacert: '/etc/pgfleet/ca.pem' } } },
+      'dcs.etcd.endpoints',
+      /must all be https:\/\//,
+    ],
+    [
       'a bad endpoint',
       { dcs: { etcd: { endpoints: ['127.0.0.1:2379'] } } },
       'dcs.etcd.endpoints.0',
@@ -111,6 +133,34 @@ describe('parseConfig with dcs.etcd', () => {
     expect(c.dcs?.etcd.endpoints).toEqual(['http://10.0.0.1:2379', 'http://10.0.0.2:2379']);
     expect(c.tags.noFailover).toBe(true);
     expect(c.cluster.failsafeMode).toBe(true);
+  });
+
+  it('reads the etcd credentials once, naming the key of a file it cannot read', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgfleet-etcd-sec-'));
+    try {
+      writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
+      const c = parseConfig({
+        node,
+        dcs: {
+          etcd: {
+            endpoints: ['https://127.0.0.1:2379'],
+            cacert: join(dir, 'ca.pem'),
+            username: 'pgfleet',
+            password: 's3cret',
+          },
+        },
+        cluster: { members: [{ name: 'a' }, { name: 'b', conninfo: 'host=x' }] },
+      });
+      expect(etcdSecurity(c.dcs!.etcd)).toEqual({ ca: 'CA PEM', username: 'pgfleet', password: 's3cret' });
+      const missing = configError(() =>
+        etcdSecurity({ ...c.dcs!.etcd, cert: join(dir, 'nope.pem'), key: join(dir, 'nope.key') }),
+      );
+      expect(missing.details?.keys).toEqual(['dcs.etcd.cert']);
+      expect(missing.message).toMatch(/"dcs.etcd.cert": cannot read .*nope.pem \(ENOENT\)/);
+      expect(missing.message).not.toContain('s3cret');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses failsafe mode without etcd', () => {

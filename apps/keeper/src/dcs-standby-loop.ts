@@ -107,6 +107,8 @@ export async function dcsStandbyIteration(ctx: LoopContext, local: LocalFacts): 
       now: ctx.clock.now(),
       promise: d.failsafePromise,
       record: snap.failsafe,
+      startedAt: s.startedAt,
+      ttlMs: (c.dcs?.etcd.ttlSeconds ?? 0) * 1000,
     });
   const promised = failsafeBlock();
   if (promised) {

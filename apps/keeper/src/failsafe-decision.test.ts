@@ -80,8 +80,21 @@ describe('judgeFailsafeRequest', () => {
 });
 
 describe('failsafeBlocksClaim', () => {
+  it('a keeper that started less than one TTL ago waits it out while failsafe mode is on (its promises were in memory)', () => {
+    const record = { a: 'http://127.0.0.1:1', b: 'http://127.0.0.1:2' };
+    const facts = { self: 'b', promise: null, record, ttlMs: 3000, startedAt: 10_000 };
+    expect(failsafeBlocksClaim({ ...facts, now: 12_000 })).toMatch(
+      /started 2000 ms ago: it may have confirmed/,
+    );
+    expect(failsafeBlocksClaim({ ...facts, now: 13_000 })).toBeNull();
+    // Failsafe mode off (no record, or an empty one): no wait after a restart.
+    expect(failsafeBlocksClaim({ ...facts, record: {}, now: 10_001 })).toBeNull();
+    expect(failsafeBlocksClaim({ ...facts, record: null, now: 10_001 })).toBeNull();
+  });
+
   const now = 50_000;
-  it.each<[string, Parameters<typeof failsafeBlocksClaim>[0], RegExp | null]>([
+  const base = { startedAt: 0, ttlMs: 3000 };
+  it.each<[string, Omit<Parameters<typeof failsafeBlocksClaim>[0], 'startedAt' | 'ttlMs'>, RegExp | null]>([
     ['no promise, no record: free to claim', { self: 'b', now, promise: null, record: null }, null],
     [
       'a promise still running blocks the claim',
@@ -109,7 +122,7 @@ describe('failsafeBlocksClaim', () => {
       null,
     ],
   ])('%s', (_what, facts, blocked) => {
-    const r = failsafeBlocksClaim(facts);
+    const r = failsafeBlocksClaim({ ...base, ...facts });
     if (blocked === null) expect(r).toBeNull();
     else expect(r).toMatch(blocked);
   });

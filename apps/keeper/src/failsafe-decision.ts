@@ -101,16 +101,26 @@ export function judgeFailsafeRequest(f: FailsafeRequestFacts): { ok: true } | { 
   return { ok: true };
 }
 
-/** A standby may race for the leader key: no failsafe promise stands, and the record lists it. */
+/**
+ * A standby may race for the leader key: no failsafe promise stands, and the record lists it.
+ * A promise lives in the keeper's memory: one that restarted less than a TTL ago may have
+ * given one it no longer knows, so while failsafe mode is on (the record is not empty) it
+ * waits out one TTL from its start.
+ */
 export function failsafeBlocksClaim(f: {
   self: string;
   now: number;
   promise: { leader: string; until: number } | null;
   record: Readonly<Record<string, string>> | null;
+  startedAt: number;
+  ttlMs: number;
 }): string | null {
   if (f.promise && f.promise.until > f.now)
     return `confirmed ${f.promise.leader} as the leader in failsafe mode: not taking the key for another ${Math.ceil(f.promise.until - f.now)} ms`;
-  if (f.record && Object.keys(f.record).length > 0 && !(f.self in f.record))
+  const failsafeOn = f.record !== null && Object.keys(f.record).length > 0;
+  if (failsafeOn && !(f.self in (f.record ?? {})))
     return `the leader's failsafe record does not list ${f.self}: it could not have been asked, so it does not take the key`;
+  if (failsafeOn && f.now < f.startedAt + f.ttlMs)
+    return `failsafe mode is on and this keeper started ${Math.round(f.now - f.startedAt)} ms ago: it may have confirmed the leader before, so it waits one TTL before taking the key`;
   return null;
 }

@@ -11,6 +11,7 @@ import { dcsFailover, dcsSwitchover } from './dcs-handover.js';
 import { dcsCall, memberState, noteSnapshot } from './dcs-node.js';
 import { dcsPrimaryIteration } from './dcs-primary-loop.js';
 import { dcsStandbyIteration } from './dcs-standby-loop.js';
+import { etcdSecurity } from './etcd-security.js';
 import { manualFailover } from './failover.js';
 import { answerFailsafe } from './failsafe.js';
 import { HookRunner } from './hooks.js';
@@ -131,6 +132,7 @@ async function startNodeKeeper(
         memberName: c.node.name,
         ttlSeconds: etcd.ttlSeconds,
         requestTimeoutMs: etcd.requestTimeoutMs,
+        security: etcdSecurity(etcd),
         logger: opts.logger.child({ component: 'dcs' }),
         clock,
       })

@@ -36,8 +36,10 @@ export interface RejoinOptions {
   /** Where pg_rewind and pg_ctl live; default: found from postmaster.opts, PATH, distro dirs. */
   bindir?: string;
   force?: boolean;
-  /** What the new standby streams from; default: peer.conninfo. */
+  /** What the new standby streams from; default: the source's conninfo. */
   primaryConninfo?: string;
+  /** The primary to follow and rewind from; default: peer (a pair). On etcd: the leader. */
+  source?: { name: string; conninfo: string };
   /**
    * Physical replication slot on the peer for the new standby (created if missing). Default:
    * none (primary_slot_name = ''), so a node that never comes back cannot fill the peer's disk.
@@ -75,10 +77,11 @@ function facts(info: RoleInfo): NodeFacts {
 
 export async function rejoin(c: KeeperConfig, opts: RejoinOptions = {}): Promise<RejoinResult> {
   const print = opts.print ?? (() => {});
+  const source = opts.source ?? c.peer;
   const timeoutMs = Math.max(c.connectTimeoutMs, 2000);
   const [local, remote] = await Promise.all([
     detectRole(c.node.conninfo, { timeoutMs }),
-    detectRole(c.peer.conninfo, { timeoutMs }),
+    detectRole(source.conninfo, { timeoutMs }),
   ]);
   let pgdata = opts.pgdata;
   if (!pgdata) {
@@ -99,7 +102,7 @@ export async function rejoin(c: KeeperConfig, opts: RejoinOptions = {}): Promise
   const rewind = findPgRewind(pgdata, opts);
   const plan = decideRejoin({
     node: c.node.name,
-    peer: c.peer.name,
+    peer: source.name,
     local: facts(local),
     remote: facts(remote),
     rewind,
@@ -124,9 +127,9 @@ export async function rejoin(c: KeeperConfig, opts: RejoinOptions = {}): Promise
   for (const f of kept) writeFileSync(join(backup, f.name), f.text, { mode: 0o600 });
 
   // The password goes through the environment, never the command line (ps shows that).
-  const password = parseConninfo(c.peer.conninfo).password;
-  const sourceConninfo = withConninfo(c.peer.conninfo, { password: undefined });
-  print(`pg_rewind from ${c.peer.name} into ${pgdata}`);
+  const password = parseConninfo(source.conninfo).password;
+  const sourceConninfo = withConninfo(source.conninfo, { password: undefined });
+  print(`pg_rewind from ${source.name} into ${pgdata}`);
   try {
     const out = await runAsOwner(
       rewind.path,
@@ -146,16 +149,16 @@ export async function rejoin(c: KeeperConfig, opts: RejoinOptions = {}): Promise
   restore(pgdata, kept, owner);
   if (opts.slot) {
     const slot = opts.slot;
-    await withSession(c.peer.conninfo, { timeoutMs, node: c.peer.name, action: 'create slot' }, (q) =>
+    await withSession(source.conninfo, { timeoutMs, node: source.name, action: 'create slot' }, (q) =>
       createPhysicalSlot(q, slot, { reserve: true }),
     );
-    print(`physical replication slot ${slot} on ${c.peer.name}`);
+    print(`physical replication slot ${slot} on ${source.name}`);
   }
-  const conninfo = withConninfo(opts.primaryConninfo ?? c.peer.conninfo, { application_name: c.node.name });
+  const conninfo = withConninfo(opts.primaryConninfo ?? source.conninfo, { application_name: c.node.name });
   configureStandby(pgdata, conninfo, opts.slot ?? '', owner);
   rmSync(backup, { recursive: true, force: true });
   print(
-    `${c.node.name} is now a standby of ${c.peer.name}: start PostgreSQL (e.g. systemctl start postgresql); ` +
+    `${c.node.name} is now a standby of ${source.name}: start PostgreSQL (e.g. systemctl start postgresql); ` +
       'its keeper follows in standby mode',
   );
   return { plan, pgdata };

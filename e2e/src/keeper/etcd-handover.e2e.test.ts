@@ -36,7 +36,7 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: switchover and failover to a 
     await etcd?.destroy();
   });
 
-  it('switchover --candidate c: c leads, b follows it, a stays fenced, nothing acknowledged lost', async () => {
+  it('switchover --candidate c: c leads, b follows it, a stays fenced, nothing acknowledged lost; rejoin takes a back from etcd', async () => {
     const cl = await startEtcdCluster3(etcd, 'switch1');
     try {
       await sleep(500);
@@ -65,6 +65,26 @@ describe.skipIf(!etcdAvailable())('keeper on etcd: switchover and failover to a 
       const hist = await runCli(['history', '--json', '--config', file]);
       expect(JSON.parse(hist.stdout)).toMatchObject([{ timeline: 2, leader: 'c', previousLeader: 'a' }]);
       expect(JSON.parse(hist.stdout)[0].reason).toMatch(/^switchover from a to c \(operator\)/);
+      if (!cl.sb.installation.hasRewind) return; // embedded PostgreSQL ships no pg_rewind
+      // rejoin with no --primary-conninfo: the leader (c) and its conninfo come from etcd.
+      const rejoined = await runCli(['rejoin', '--config', writeConfig(cl.raw.a)], {}, 120_000);
+      expect(rejoined.code, `${rejoined.stdout}\n${rejoined.stderr}`).toBe(0);
+      expect(rejoined.stdout).toMatch(/rejoining a as a standby of c \(timeline 2\)/);
+      expect(rejoined.stdout).toMatch(/a is now a standby of c/);
+      expect(`${rejoined.stdout}${rejoined.stderr}`).not.toContain(cl.nodes.a.facts().password);
+      await until('a stopped by rejoin', () => !cl.nodes.a.isRunning);
+      await cl.nodes.a.start();
+      await until('a streams from c', () => streamsFrom(cl, 'c', 'a'), 30_000);
+      await until('a follows c, unfenced', () => {
+        const s = cl.keepers.a.handle.status();
+        return s.role === 'standby' && !s.fenced && s.decision?.reason.startsWith('following c');
+      });
+      await cl.nodes.c.query("INSERT INTO ledger (writer, n) VALUES ('after-rejoin', 1)");
+      await until(
+        'a replays c',
+        async () =>
+          (await cl.nodes.a.query("SELECT 1 FROM ledger WHERE writer = 'after-rejoin'")).length === 1,
+      );
     } finally {
       await cl.stop();
     }

@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trackForCleanup, untrackForCleanup } from './cleanup.js';
 import { SandboxError } from './errors.js';
 import { type EtcdBinary, findEtcd } from './etcd-binary.js';
 import { EtcdMember } from './etcd-member.js';
+import { type EtcdTlsClient, type EtcdTlsFiles, makeEtcdTls, tlsClient } from './etcd-tls.js';
 import { freePort, freePortSync } from './ports.js';
 import { ProcessRegistry } from './process-registry.js';
 import { PartyProxy } from './proxy.js';
@@ -29,6 +32,13 @@ export interface EtcdClusterOptions {
   electionTimeoutMs?: number;
   /** Wait until every member is healthy (default true). */
   waitHealthy?: boolean;
+  /**
+   * Serve clients over TLS only (https://, certificates from a throw-away CA made with openssl)
+   * and require a client certificate signed by it (etcd's --client-cert-auth).
+   */
+  tls?: boolean;
+  /** etcd's --auth-token-ttl in seconds (its default 300): how long an unused auth token lives. */
+  authTokenTtlSeconds?: number;
 }
 
 /**
@@ -48,6 +58,10 @@ export class EtcdCluster {
   private readonly proxies = new Map<string, PartyProxy>();
   private readonly cuts = new Set<string>();
   private destroyed = false;
+  /** The PEM files when the cluster serves TLS (`tls: true`), else null. */
+  tlsFiles: EtcdTlsFiles | null = null;
+  /** What a client presents to it (CA, client certificate and key as PEM text), else null. */
+  tlsClient: EtcdTlsClient | null = null;
 
   private constructor(root: string, binary: EtcdBinary) {
     this.root = root;
@@ -74,6 +88,12 @@ export class EtcdCluster {
     for (let i = 1; i <= count; i++)
       ports.push({ name: `etcd${i}`, client: await freePort(), peer: await freePort() });
     const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peer}`).join(',');
+    if (opts.tls) {
+      cluster.tlsFiles = makeEtcdTls(join(root, 'tls'));
+      cluster.tlsClient = tlsClient(cluster.tlsFiles);
+    }
+    const tls = cluster.tlsFiles;
+    const scheme = tls ? 'https' : 'http';
     const token = `pgfleet-${randomBytes(6).toString('hex')}`;
     for (const p of ports) {
       const dataDir = join(root, p.name);
@@ -86,11 +106,20 @@ export class EtcdCluster {
         peerPort: p.peer,
         registry: cluster.registry,
         onStart: () => cluster.resetProxiesTo(p.name),
+        ...(cluster.tlsClient ? { tls: cluster.tlsClient } : {}),
         args: [
           `--name=${p.name}`,
           `--data-dir=${dataDir}`,
-          `--listen-client-urls=http://127.0.0.1:${p.client}`,
-          `--advertise-client-urls=http://127.0.0.1:${p.client}`,
+          `--listen-client-urls=${scheme}://127.0.0.1:${p.client}`,
+          `--advertise-client-urls=${scheme}://127.0.0.1:${p.client}`,
+          ...(tls
+            ? [
+                `--cert-file=${tls.serverCert}`,
+                `--key-file=${tls.serverKey}`,
+                `--trusted-ca-file=${tls.ca}`,
+                '--client-cert-auth',
+              ]
+            : []),
           `--listen-peer-urls=http://127.0.0.1:${p.peer}`,
           `--initial-advertise-peer-urls=http://127.0.0.1:${p.peer}`,
           `--initial-cluster=${initialCluster}`,
@@ -98,6 +127,7 @@ export class EtcdCluster {
           `--initial-cluster-token=${token}`,
           `--heartbeat-interval=${opts.heartbeatMs ?? 100}`,
           `--election-timeout=${opts.electionTimeoutMs ?? 1000}`,
+          ...(opts.authTokenTtlSeconds ? [`--auth-token-ttl=${opts.authTokenTtlSeconds}`] : []),
           '--logger=zap',
           '--log-outputs=stderr',
         ],
@@ -136,7 +166,9 @@ export class EtcdCluster {
    */
   endpoints(opts: { from?: string } = {}): string[] {
     return this.members.map((m) =>
-      opts.from === undefined ? m.clientUrl : `http://127.0.0.1:${this.route(opts.from, m)}`,
+      opts.from === undefined
+        ? m.clientUrl
+        : `${this.tlsFiles ? 'https' : 'http'}://127.0.0.1:${this.route(opts.from, m)}`,
     );
   }
 
@@ -146,6 +178,21 @@ export class EtcdCluster {
     for (const m of this.members) {
       if (m.isRunning) await m.waitHealthy(Math.max(1, deadline - Date.now()));
     }
+  }
+
+  /**
+   * Turns on etcd's authentication with one user, `root` (role root), whose password is given:
+   * from then on every client needs a token from /v3/auth/authenticate (or, with TLS, a client
+   * certificate whose CN names a user).
+   */
+  async enableAuth(rootPassword: string): Promise<void> {
+    const m = this.members.find((x) => x.isRunning);
+    if (!m) throw new SandboxError('SANDBOX_ETCD', 'no running etcd member to enable auth on');
+    const post = (path: string, body: unknown) => gatewayPost(m.clientUrl, path, body, this.tlsClient);
+    await post('/v3/auth/user/add', { name: 'root', password: rootPassword });
+    await post('/v3/auth/role/add', { name: 'root' });
+    await post('/v3/auth/user/grant', { user: 'root', role: 'root' });
+    await post('/v3/auth/enable', {});
   }
 
   /** SIGKILL of one member. */
@@ -273,4 +320,40 @@ function defaultBaseDir(): string {
     // not writable: fall back to the temp dir
   }
   return tmpdir();
+}
+
+/** One JSON request to etcd's v3 gateway; throws with etcd's message unless it answers 200. */
+function gatewayPost(base: string, path: string, body: unknown, tls: EtcdTlsClient | null): Promise<unknown> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = (tls ? httpsRequest : httpRequest)(
+      `${base}${path}`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        timeout: 10_000,
+        ...(tls ?? {}),
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve(JSON.parse(text || '{}'))
+            : reject(
+                new SandboxError(
+                  'SANDBOX_ETCD',
+                  `etcd ${path}: HTTP ${res.statusCode} ${text.slice(0, 200)}`,
+                ),
+              ),
+        );
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer in 10 s')));
+    req.on('error', (err) => reject(new SandboxError('SANDBOX_ETCD', `etcd ${path}: ${err.message}`)));
+    req.end(payload);
+  });
 }

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SandboxEtcdError } from './errors.js';
+import type { EtcdTlsClient } from './etcd-tls.js';
 import type { ProcessRegistry } from './process-registry.js';
 
 export interface EtcdMemberInit {
@@ -16,6 +18,8 @@ export interface EtcdMemberInit {
   args: string[];
   registry: ProcessRegistry;
   onStart: () => void;
+  /** Client side of TLS when the member serves https (its health check uses it). */
+  tls?: EtcdTlsClient;
 }
 
 /** One real etcd server process on 127.0.0.1, started and faulted by an EtcdCluster. */
@@ -54,7 +58,7 @@ export class EtcdMember {
 
   /** The direct client URL (tests that must bypass the per-client proxies use it). */
   get clientUrl(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.init.tls ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
   }
 
   /** Spawns the server; an existing data directory makes it rejoin with its old identity. */
@@ -86,15 +90,20 @@ export class EtcdMember {
   async isHealthy(timeoutMs = 1_000): Promise<boolean> {
     if (!this.isRunning || this.paused) return false;
     return new Promise<boolean>((resolve) => {
-      const req = get(`${this.clientUrl}/health`, { timeout: timeoutMs }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve(res.statusCode === 200 && /"health"\s*:\s*"true"/.test(body)));
-        res.on('error', () => resolve(false));
-      });
+      const tls = this.init.tls;
+      const req = (tls ? httpsGet : get)(
+        `${this.clientUrl}/health`,
+        { timeout: timeoutMs, ...(tls ?? {}) },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => resolve(res.statusCode === 200 && /"health"\s*:\s*"true"/.test(body)));
+          res.on('error', () => resolve(false));
+        },
+      );
       req.on('timeout', () => req.destroy());
       req.on('error', () => resolve(false));
     });

@@ -9,6 +9,7 @@ export {
 export { type EtcdBinary, findEtcd } from './etcd-binary.js';
 export { EtcdCluster, type EtcdClusterOptions } from './etcd-cluster.js';
 export type { EtcdMember } from './etcd-member.js';
+export type { EtcdTlsClient, EtcdTlsFiles } from './etcd-tls.js';
 export { eventually } from './eventually.js';
 export { SandboxNode, type StopMode } from './node.js';
 export { freePort, freePortSync } from './ports.js';

@@ -10,7 +10,7 @@ import type {
   SessionLease,
 } from './dcs.js';
 import { DcsError, DcsErrorCode } from './errors.js';
-import { EtcdGateway, GRPC_NOT_FOUND } from './etcd-gateway.js';
+import { EtcdGateway, type GatewaySecurity, GRPC_NOT_FOUND } from './etcd-gateway.js';
 import {
   type ClusterConfig,
   DEFAULT_CLUSTER_CONFIG,
@@ -39,6 +39,8 @@ export interface EtcdDcsOptions {
   ttlSeconds: number;
   /** Default hard limit of one call, all round trips included. */
   requestTimeoutMs: number;
+  /** TLS material and etcd user (see GatewaySecurity); none: plain http, auth off. */
+  security?: GatewaySecurity;
   /** Bound by the caller with `component: 'dcs'`. */
   logger: Logger;
   clock: Clock;
@@ -103,7 +105,7 @@ export class EtcdDcs implements Dcs {
   constructor(opts: EtcdDcsOptions) {
     this.opts = opts;
     this.memberName = opts.memberName;
-    this.gw = new EtcdGateway(opts.endpoints);
+    this.gw = new EtcdGateway(opts.endpoints, opts.security);
     const prefix = `/${opts.prefix.replace(/^\/+|\/+$/g, '')}`.replace(/^\/$/, '');
     this.base = `${prefix}/${opts.cluster}/`;
   }

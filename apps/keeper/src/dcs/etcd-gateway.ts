@@ -13,6 +13,18 @@ import { DcsError, DcsErrorCode } from './errors.js';
  * then does the call fail, with DCS_UNAVAILABLE. Needs etcd 3.4+ (the `/v3` prefix).
  */
 
+/** How the keeper proves who it is to etcd: TLS (server CA, client certificate) and etcd's own users. */
+export interface GatewaySecurity {
+  /** PEM text: the CA that signed the members' server certificates (https:// endpoints). */
+  ca?: string;
+  /** PEM text: client certificate and key, for etcd's --client-cert-auth. */
+  cert?: string;
+  key?: string;
+  /** etcd user and password (`etcdctl auth enable`): a token from /v3/auth/authenticate on every call. */
+  username?: string;
+  password?: string;
+}
+
 export interface GatewayCallOptions {
   /** Absolute deadline in `performance.now()` milliseconds. */
   deadline: number;
@@ -28,6 +40,8 @@ const TRANSIENT_GRPC_CODES = new Set([
 
 /** etcd's NOT_FOUND, used for "requested lease not found". */
 export const GRPC_NOT_FOUND = 5;
+/** UNAUTHENTICATED: the auth token expired or etcd restarted (simple tokens live in memory). */
+const GRPC_UNAUTHENTICATED = 16;
 
 /** Each attempt gets at least this much of the remaining time (or all of it, when less remains). */
 const MIN_ATTEMPT_MS = 250;
@@ -44,9 +58,19 @@ export class EtcdGateway {
   private readonly urls: URL[];
   private preferred = 0;
   private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
-  private readonly httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
+  private readonly httpsAgent: HttpsAgent;
+  private readonly tls: { ca?: string; cert?: string; key?: string };
+  /** The etcd auth token in use (null: none yet, or auth is off). */
+  private token: string | null = null;
+  private authenticating: Promise<void> | null = null;
 
-  constructor(endpoints: readonly string[]) {
+  constructor(
+    endpoints: readonly string[],
+    private readonly security: GatewaySecurity = {},
+  ) {
+    const { ca, cert, key } = security;
+    this.tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+    this.httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 4, ...this.tls });
     if (endpoints.length === 0) throw new DcsError(DcsErrorCode.DCS_REJECTED, 'no etcd endpoints configured');
     this.urls = endpoints.map((e) => {
       const u = new URL(e);
@@ -69,6 +93,56 @@ export class EtcdGateway {
    * (`details.grpcCode`, `details.etcdMessage`), DCS_ABORTED when `signal` fired.
    */
   async call<T>(path: string, body: unknown, opts: GatewayCallOptions): Promise<T> {
+    if (this.security.username === undefined) return this.callOnce<T>(path, body, opts);
+    if (this.token === null) await this.authenticate(opts);
+    try {
+      return await this.callOnce<T>(path, body, opts);
+    } catch (err) {
+      // A token etcd no longer knows (it expired, or the member restarted): once more with a new one.
+      if (!(err instanceof DcsError) || err.details?.grpcCode !== GRPC_UNAUTHENTICATED) throw err;
+      this.token = null;
+      await this.authenticate(opts);
+      return this.callOnce<T>(path, body, opts);
+    }
+  }
+
+  /** Gets a token for username/password (one request at a time, shared by concurrent calls). */
+  private authenticate(opts: GatewayCallOptions): Promise<void> {
+    this.authenticating ??= this.callOnce<{ token?: string }>(
+      '/auth/authenticate',
+      { name: this.security.username, password: this.security.password ?? '' },
+      opts,
+      false,
+    )
+      .then((r) => {
+        if (!r.token)
+          throw new DcsError(
+            DcsErrorCode.DCS_REJECTED,
+            `etcd gave no auth token to user ${this.security.username}: is auth enabled on the cluster?`,
+          );
+        this.token = r.token;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof DcsError && err.code === DcsErrorCode.DCS_REJECTED)
+          throw new DcsError(
+            DcsErrorCode.DCS_REJECTED,
+            `etcd refused user ${this.security.username} (dcs.etcd.username / dcs.etcd.password): ${String(err.details?.etcdMessage ?? err.message)}`,
+            { ...err.details },
+          );
+        throw err;
+      })
+      .finally(() => {
+        this.authenticating = null;
+      });
+    return this.authenticating;
+  }
+
+  private async callOnce<T>(
+    path: string,
+    body: unknown,
+    opts: GatewayCallOptions,
+    withToken = true,
+  ): Promise<T> {
     const payload = JSON.stringify(body);
     const started = performance.now();
     const failures: string[] = [];
@@ -80,7 +154,7 @@ export class EtcdGateway {
         if (remaining <= 0) break rounds;
         const idx = (this.preferred + i) % n;
         const budget = Math.min(remaining, Math.max(remaining / (n - i), MIN_ATTEMPT_MS));
-        const res = await this.attempt(this.urls[idx]!, path, payload, budget, opts.signal);
+        const res = await this.attempt(this.urls[idx]!, path, payload, budget, opts.signal, withToken);
         if (res.kind === 'ok') {
           this.preferred = idx;
           return res.body as T;
@@ -149,7 +223,8 @@ export class EtcdGateway {
           path: `/v3${path}`,
           method: 'POST',
           agent: false,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          ...(https ? this.tls : {}),
+          headers: this.headers(payload, true),
         },
         (res) => {
           let buf = '';
@@ -184,6 +259,14 @@ export class EtcdGateway {
     });
   }
 
+  private headers(payload: string, withToken: boolean): Record<string, string | number> {
+    return {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(payload),
+      ...(withToken && this.token !== null ? { authorization: this.token } : {}),
+    };
+  }
+
   /** Closes idle keep-alive sockets. */
   close(): void {
     this.httpAgent.destroy();
@@ -195,7 +278,8 @@ export class EtcdGateway {
     path: string,
     payload: string,
     budgetMs: number,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    withToken: boolean,
   ): Promise<Attempt> {
     return new Promise<Attempt>((resolve) => {
       let settled = false;
@@ -215,7 +299,7 @@ export class EtcdGateway {
           path: `/v3${path}`,
           method: 'POST',
           agent: https ? this.httpsAgent : this.httpAgent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          headers: this.headers(payload, withToken),
         },
         (res) => readAnswer(res, finish),
       );

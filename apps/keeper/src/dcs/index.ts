@@ -10,6 +10,7 @@ export type {
 } from './dcs.js';
 export { DcsError, DcsErrorCode, isDcsUnavailable } from './errors.js';
 export { createEtcdDcs, EtcdDcs, type EtcdDcsOptions } from './etcd-dcs.js';
+export type { GatewaySecurity } from './etcd-gateway.js';
 export {
   type ClusterConfig,
   DEFAULT_CLUSTER_CONFIG,
