@@ -1,4 +1,4 @@
-import { fence, unfence } from '@pgfleet/roles';
+import { fence } from '@pgfleet/roles';
 import { currentWalLsn, formatLsn, type Lsn } from '@pgfleet/wal';
 import { selectCandidate } from './candidate-decision.js';
 import { errorText, type LoopContext } from './context.js';
@@ -8,6 +8,7 @@ import { otherMembersFacts } from './dcs-standby-loop.js';
 import { wantedSyncCount } from './dcs-sync.js';
 import type { PostResult } from './http-server.js';
 import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
+import { rollBackSwitchoverFence } from './switchover.js';
 
 /**
  * Operator handovers on etcd. Both write the handover into the cluster's config key (only its
@@ -153,24 +154,7 @@ export async function dcsSwitchover(ctx: LoopContext, body: unknown): Promise<Po
   } catch (err) {
     logger.error({ event: 'switchover_failed', err: errorText(err) }, `switchover failed: ${errorText(err)}`);
     await setHandover(ctx, undefined).catch(() => {});
-    if (!released) {
-      try {
-        await withSession(
-          c.node.conninfo,
-          { timeoutMs: 10_000, node: c.node.name, action: 'switchover rollback' },
-          (q) => unfence(q, { node: c.node.name }),
-        );
-        s.fenced = false;
-        s.fenceReason = null;
-        s.holdFence = false;
-        ctx.hook('unfence', 'switchover rolled back');
-      } catch (undo) {
-        logger.error(
-          { err: errorText(undo) },
-          `could not lift the fence after the failed switchover: ${errorText(undo)}`,
-        );
-      }
-    }
+    if (!released) await rollBackSwitchoverFence(ctx);
     return {
       status: 500,
       body: { ok: false, error: `switchover failed: ${errorText(err)}`, fenced: s.fenced },

@@ -128,6 +128,21 @@ describe('keeper operations on real servers (blip, keeper restart, switchover)',
     });
   });
 
+  it("rolls a switchover back when the standby's keeper cannot take it: the primary is unfenced and writes again", async () => {
+    await kb.stop();
+    const res = await post(`${ka.url}/switchover`, TOKEN);
+    expect(res.status).toBe(500);
+    expect(await res.json()).toMatchObject({
+      error: expect.stringMatching(/^switchover failed/),
+      fenced: false,
+    });
+    expect(ka.status()).toMatchObject({ role: 'primary', fenced: false, fenceReason: null });
+    await a.query('INSERT INTO t VALUES (8888)');
+    await a.query('DELETE FROM t WHERE id = 8888');
+    kb = await startTestKeeper(configB, 'kb');
+    await until('b synchronous again', () => kb.status().sync.observation === 'sync');
+  });
+
   it('switches over without losing a committed row: old primary fenced, standby promoted', async () => {
     await a.query('INSERT INTO t SELECT generate_series(10, 500)');
     const res = await post(`${ka.url}/switchover`, TOKEN);

@@ -1,6 +1,5 @@
 import { ConfigError } from '@pgfleet/connection';
 import type { RoleInfo } from '@pgfleet/roles';
-import { formatLsn } from '@pgfleet/wal';
 import pino, { type Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import { clusterView, historyView } from './cluster-view.js';
@@ -19,17 +18,17 @@ import { type HttpApi, type HttpServerHandle, type PostResult, startHttpServer }
 import { type LocalFacts, readLocal } from './local-facts.js';
 import { LocalSession } from './local-session.js';
 import { KeeperMetrics } from './metrics.js';
-import type { PeerNotice } from './peer-client.js';
+import { handleNotice } from './peer-notice.js';
 import { INITIAL_STANDBY_WATCH } from './primary-decision.js';
 import { PrimaryGuard } from './primary-guard.js';
 import { announceDown, primaryIteration } from './primary-loop.js';
 import { INITIAL_WATCH } from './standby-decision.js';
 import { standbyIteration } from './standby-loop.js';
 import { initialState, type KeeperState, type KeeperStatus } from './state.js';
-import { acceptSwitchover, switchover } from './switchover.js';
+import { buildStatus } from './status-view.js';
+import { switchover } from './switchover.js';
 import { keeperTiming } from './timing.js';
 import { startWitness } from './witness-service.js';
-import { describeLease } from './write-lease.js';
 
 /**
  * The keeper daemon: one loop that re-learns the local server's role every iteration and runs
@@ -475,38 +474,6 @@ async function startNodeKeeper(
   return { url: http.url, status, stop, done };
 }
 
-async function handleNotice(ctx: LoopContext, body: unknown): Promise<PostResult> {
-  const { config: c, state: s, logger } = ctx;
-  const n = body as Partial<PeerNotice>;
-  if (typeof n?.event !== 'string' || typeof n.node !== 'string')
-    return { status: 400, body: { error: 'expected { event, node }' } };
-  if (n.node !== c.peer.name) return { status: 403, body: { error: `${n.node} is not this keeper's peer` } };
-  logger.info({ event: 'peer_notice', notice: n.event, reason: n.reason }, `peer ${n.node} says: ${n.event}`);
-  switch (n.event) {
-    case 'primary-down':
-      if (s.role === 'standby') {
-        s.peerReportedDownAt = ctx.clock.now();
-        ctx.wake();
-      }
-      return { status: 200, body: { ok: true } };
-    case 'degraded':
-      s.sync = 'degraded';
-      return { status: 200, body: { ok: true } };
-    case 'restored':
-      // Not trusted as such: our last probe may have seen '' just before the restore, and
-      // until a probe sees us synchronous we would refuse to promote. Re-probe now.
-      if (s.role === 'standby') {
-        s.syncRecheckUntil = ctx.clock.now() + c.intervalMs;
-        ctx.wake();
-      }
-      return { status: 200, body: { ok: true } };
-    case 'switchover':
-      return acceptSwitchover(ctx, n.node, (body as { lsn?: unknown }).lsn);
-    default:
-      return { status: 400, body: { error: `unknown event ${String(n.event)}` } };
-  }
-}
-
 /** A listen failure names the key to change: `http.listen 127.0.0.1:8008: address already in use`. */
 export function httpListenError(c: Pick<KeeperConfig, 'http'>, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -520,73 +487,4 @@ export function httpListenError(c: Pick<KeeperConfig, 'http'>, err: unknown): Er
           ? 'permission denied (ports below 1024 need privileges)'
           : errorText(err);
   return new ConfigError(`http.listen ${where}: ${why}`, { key: 'http.listen', errno: code }, { cause: err });
-}
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export function buildStatus(
-  c: KeeperConfig,
-  s: KeeperState,
-  now: number,
-  alive: boolean,
-  writable = false,
-): KeeperStatus {
-  const primary = s.role === 'primary';
-  const lag = primary ? s.standbyLagBytes : s.lagBytes;
-  return {
-    node: c.node.name,
-    mode: 'node',
-    role: s.role,
-    roleSince: iso(s.roleSince)!,
-    roleReason: s.roleReason,
-    timeline: s.timeline,
-    lsn: s.lsn === null ? null : formatLsn(s.lsn),
-    fenced: s.fenced,
-    fenceReason: s.fenced ? (s.fenceReason ?? 'fenced before this keeper started') : null,
-    writable,
-    lease: describeLease(s.lease, now),
-    paused: s.paused,
-    healthy: alive && (s.role === 'primary' || s.role === 'standby'),
-    streaming: s.role === 'standby' && s.replicaStreaming,
-    lagBytes: lag === null ? null : Number(lag),
-    replayPaused: s.role === 'standby' && s.replayPaused,
-    peer: {
-      name: c.peer.name,
-      role: s.peerRole,
-      timeline: s.peerTimeline,
-      consecutiveFailures: primary ? s.standbyWatch.consecutiveFailures : s.primaryWatch.consecutiveFailures,
-      lastProbeLatencyMs: s.lastProbeLatencyMs,
-    },
-    sync: {
-      // On etcd: what the keeper aims at (ANY n over the healthy standbys).
-      configured: c.dcs
-        ? c.cluster.syncCount > 0
-          ? `ANY ${c.cluster.syncCount} (healthy standbys)`
-          : ''
-        : c.syncStandbyNames,
-      current: s.currentSyncNames,
-      degraded: primary && s.degraded,
-      observation: s.sync,
-    },
-    decision: s.decision
-      ? { kind: s.decision.kind, reason: s.decision.reason, at: iso(s.decision.at)! }
-      : null,
-    lastIterationAt: iso(s.lastIterationAt),
-    lastError: s.lastError,
-    counters: { ...s.counters },
-    ...(c.dcs
-      ? {
-          cluster: {
-            leader: s.dcs.snapshot?.leader?.name ?? null,
-            members: (s.dcs.snapshot?.members ?? []).map((m) => ({
-              name: m.name,
-              role: m.role,
-              state: m.state,
-              timeline: m.timeline,
-            })),
-            etcdError: s.dcs.lastError,
-          },
-        }
-      : {}),
-  };
 }

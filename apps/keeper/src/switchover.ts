@@ -78,24 +78,35 @@ export async function switchover(ctx: LoopContext): Promise<PostResult> {
     };
   } catch (err) {
     logger.error({ event: 'switchover_failed', err: errorText(err) }, `switchover failed: ${errorText(err)}`);
-    if (!promoted) {
-      try {
-        await withSession(c.node.conninfo, local('switchover rollback'), (q) =>
-          unfence(q, { node: c.node.name }),
-        );
-        s.fenced = false;
-        s.holdFence = false;
-        ctx.hook('unfence', 'switchover rolled back');
-      } catch (undo) {
-        logger.error(
-          { err: errorText(undo) },
-          `could not lift the fence after the failed switchover: ${errorText(undo)}`,
-        );
-      }
-    }
+    if (!promoted) await rollBackSwitchoverFence(ctx);
     return { status: 500, body: { error: `switchover failed: ${errorText(err)}`, fenced: s.fenced } };
   } finally {
     s.switchoverRunning = false;
+  }
+}
+
+/**
+ * A switchover that failed before the other side took over: lift the fence it set, so the old
+ * primary takes writes again (pair and etcd alike). A failure to unfence is logged; the node
+ * then stays fenced, which is safe.
+ */
+export async function rollBackSwitchoverFence(ctx: LoopContext): Promise<void> {
+  const { config: c, state: s, logger } = ctx;
+  try {
+    await withSession(
+      c.node.conninfo,
+      { timeoutMs: 10_000, node: c.node.name, action: 'switchover rollback' },
+      (q) => unfence(q, { node: c.node.name }),
+    );
+    s.fenced = false;
+    s.fenceReason = null;
+    s.holdFence = false;
+    ctx.hook('unfence', 'switchover rolled back');
+  } catch (undo) {
+    logger.error(
+      { err: errorText(undo) },
+      `could not lift the fence after the failed switchover: ${errorText(undo)}`,
+    );
   }
 }
 

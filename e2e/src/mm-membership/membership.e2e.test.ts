@@ -152,7 +152,15 @@ describe('multimaster membership: add-node under load, remove-node', () => {
     const inserted = await Promise.all(writers.map((w) => w.stop()));
     expect(inserted.every((n) => n > 20)).toBe(true);
 
-    await quiesce([a, b, c, d], 90_000);
+    await quiesce([a, b, c, d], 90_000).catch((err: Error) => {
+      // What the replicator said last, for an edge that stopped confirming.
+      const tail = logs.lines
+        .filter((l) => Number(l.level) >= 40)
+        .slice(-25)
+        .map((l) => `${String(l.edge ?? '')} ${String(l.msg)}`)
+        .join('\n');
+      throw new Error(`${err.message}\nreplicator warnings and errors, last 25:\n${tail}`);
+    });
     const checks = await checkMesh(four);
     for (const t of checks) expect(t, t.table).toMatchObject({ equal: true, differingKeys: [] });
     const events = await d.query<{ origin: string; n: number }>(

@@ -142,15 +142,16 @@ export async function quiesce(nodes: MeshNode[], timeoutMs = 30_000): Promise<vo
       marks.set(n.name, r[0]?.lsn as string);
     }
     for (const n of nodes) {
+      // The slots still behind, by name, position and activity: what a timeout reports.
       await eventually(
         `slots on ${n.name} to confirm ${marks.get(n.name)}`,
         () =>
-          n.query<{ behind: number }>(
-            `SELECT count(*)::int AS behind FROM pg_replication_slots
+          n.query<{ slot: string; confirmed: string | null; active: boolean }>(
+            `SELECT slot_name AS slot, confirmed_flush_lsn::text AS confirmed, active FROM pg_replication_slots
               WHERE slot_name LIKE 'pgfleet\\_%' AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < $1::pg_lsn)`,
             [marks.get(n.name)],
           ),
-        (r) => r[0]?.behind === 0,
+        (r) => r.length === 0,
         { timeoutMs, intervalMs: 100 },
       );
     }
