@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FAULTS, type FaultName } from '../support/keeper-trial.js';
+import { keeperEtcdBench } from './keeper-etcd.js';
 import { keeperFaultBench } from './keeper-faults.js';
 import { idleFootprint } from './keeper-footprint.js';
 
@@ -38,16 +39,27 @@ function spawnKeeperCli(root: string) {
   };
 }
 
+const PARTS = ['pair', 'etcd', 'all'] as const;
+
 /**
- * Keeper figures: every fault of issue 9 through a real HAProxy, `trials` times on each
- * PostgreSQL major of PGFLEET_PG_VERSIONS (BENCH_FAULTS narrows the faults), then the idle
- * footprint.
+ * Keeper figures: every fault of issue 9 on a pair + witness through a real HAProxy, then
+ * issue 10's faults on 3 nodes on etcd, `trials` times on each PostgreSQL major of
+ * PGFLEET_PG_VERSIONS, each with its idle footprint. BENCH_KEEPER=pair|etcd|all (default all)
+ * picks the part; BENCH_FAULTS narrows the pair's faults.
  */
 export async function keeperBench(root: string, trials: number): Promise<void> {
   const majors = (process.env.PGFLEET_PG_VERSION ?? process.env.PGFLEET_PG_VERSIONS ?? '15,17')
     .split(',')
     .map((v) => Number(v.trim()))
     .filter((v) => v > 0);
+  const part = (process.env.BENCH_KEEPER ?? 'all').trim();
+  if (!(PARTS as readonly string[]).includes(part))
+    throw new Error(`BENCH_KEEPER: unknown part '${part}' (one of ${PARTS.join(', ')})`);
+  if (part !== 'etcd') await pairBench(root, majors, trials);
+  if (part !== 'pair') await keeperEtcdBench(majors, trials);
+}
+
+async function pairBench(root: string, majors: number[], trials: number): Promise<void> {
   const faults = process.env.BENCH_FAULTS
     ? (process.env.BENCH_FAULTS.split(',').map((f) => f.trim()) as FaultName[])
     : (Object.keys(FAULTS) as FaultName[]);
@@ -57,7 +69,7 @@ export async function keeperBench(root: string, trials: number): Promise<void> {
   await keeperFaultBench(majors, trials, faults);
   const idle = await idleFootprint(spawnKeeperCli(root), 10);
   say(
-    `- idle keeper process: RSS ${idle.rssMb.toFixed(1)} MB (target < 80 MB), CPU ${idle.cpuPercent.toFixed(2)}% ` +
+    `- idle keeper process (pair): RSS ${idle.rssMb.toFixed(1)} MB (target < 80 MB), CPU ${idle.cpuPercent.toFixed(2)}% ` +
       `(target < 1%)`,
   );
 }

@@ -41,13 +41,7 @@ export async function idleFootprint(
         async () => (await fetch(`http://127.0.0.1:${port}/health`)).status < 500,
       );
       await sleep(2_000);
-      const before = cpuTicks(keeper.pid);
-      const t0 = performance.now();
-      await sleep(seconds * 1000);
-      const ticks = cpuTicks(keeper.pid) - before;
-      const wallS = (performance.now() - t0) / 1000;
-      const cpuPercent = (ticks / CLK_TCK / wallS) * 100;
-      return { rssMb: rssKb(keeper.pid) / 1024, cpuPercent };
+      return await processFootprint(keeper.pid, seconds);
     } finally {
       await keeper.stop();
     }
@@ -57,6 +51,19 @@ export async function idleFootprint(
 }
 
 const CLK_TCK = 100;
+
+/** RSS at the end, and CPU share over `seconds` of wall time, of a running process. */
+export async function processFootprint(
+  pid: number,
+  seconds: number,
+): Promise<{ rssMb: number; cpuPercent: number }> {
+  const before = cpuTicks(pid);
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  const ticks = cpuTicks(pid) - before;
+  const wallS = (performance.now() - t0) / 1000;
+  return { rssMb: rssKb(pid) / 1024, cpuPercent: (ticks / CLK_TCK / wallS) * 100 };
+}
 
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -28,6 +28,8 @@ export interface KeeperProcessOptions {
   args?: string[];
   /** Echo the log lines (KEEPER_E2E_LOG=1). */
   echo?: boolean;
+  /** Node.js options before the entry, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/x']. */
+  nodeArgs?: string[];
 }
 
 /** Writes the config (JSON is YAML) and starts the keeper on it. */
@@ -44,11 +46,15 @@ export function startKeeperProcess(
     opts.dist && existsSync(dist)
       ? [dist]
       : ['--conditions=source', '--import', 'tsx', join(ROOT, 'apps/keeper/src/cli.ts')];
-  const child = spawn(process.execPath, [...entry, 'run', '--config', file, ...(opts.args ?? [])], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env },
-  });
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), ...entry, 'run', '--config', file, ...(opts.args ?? [])],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },
+    },
+  );
   const log: string[] = [];
   let partial = '';
   const take = (d: Buffer) => {
