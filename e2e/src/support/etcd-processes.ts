@@ -6,7 +6,10 @@ import {
   keeperGet,
   startKeeperProcess,
 } from './keeper-process.js';
+import { until } from './until.js';
 import { LEDGER_DDL } from './write-watch.js';
+
+export { until };
 
 /**
  * A 3-node cluster on etcd with every keeper a child process, the way users run it: fresh
@@ -46,22 +49,6 @@ export interface EtcdProcessCluster {
 }
 
 const TOKEN = 'etcd-trial-token';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-export async function until<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`etcd cluster: timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 export async function startEtcdProcessCluster(
   etcd: EtcdCluster,

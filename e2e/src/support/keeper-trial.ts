@@ -1,6 +1,7 @@
 import { freePort, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { type HaproxyHandle, startHaproxy } from './haproxy.js';
 import { type KeeperProcess, keeperGet, startKeeperProcess } from './keeper-process.js';
+import { sleep, until } from './until.js';
 import {
   firstAck,
   longestGap,
@@ -183,22 +184,6 @@ export const TRIAL_TIMING = { intervalMs: 500, failures: 3, startupGraceMs: 3000
 const FREEZE_MS = 4000;
 const SETTLE_MS = 2500;
 const SYNC = 'ANY 1 (a, b)';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`trial: timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 interface Status {
   role?: string;
