@@ -1,4 +1,10 @@
-import { backoffDelay, NodeUnreachableError, pgClientConfig, toPgfleetError } from '@pgfleet/connection';
+import {
+  backoffDelay,
+  NodeUnreachableError,
+  pause,
+  pgClientConfig,
+  toPgfleetError,
+} from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -33,7 +39,6 @@ import type { EdgeMetrics } from './metrics.js';
 import type { Edge } from './naming.js';
 import { pgMicrosToUnixMs } from './pg-time.js';
 import { VALUE_TEXT_SETTINGS } from './session-settings.js';
-import { sleep } from './sleep.js';
 
 export type EdgeState = 'starting' | 'streaming' | 'paused' | 'reconnecting' | 'stopped';
 
@@ -226,7 +231,7 @@ export class EdgeRunner {
           'replaying transaction on the careful path',
         );
         if (attempt > 0)
-          await sleep(this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect })), signal);
+          await pause(this.ha.retryDelay(backoffDelay(attempt, { ...config.reconnect })), signal);
         continue;
       }
       const e = toPgfleetError(outcome.error, { node: this.target.name });
@@ -237,7 +242,7 @@ export class EdgeRunner {
         this.setState('paused');
         if (again) this.log.debug({ err: { code: e.code, message: e.message } }, 'edge still paused');
         else this.log.error({ err: { code: e.code, message: e.message } }, 'edge paused');
-        await sleep(Math.min(config.reconnect.maxDelayMs, 2000), signal);
+        await pause(Math.min(config.reconnect.maxDelayMs, 2000), signal);
         continue;
       }
       attempt++;
@@ -247,7 +252,7 @@ export class EdgeRunner {
         { err: { code: e.code, message: e.message }, attempt, delayMs: delay },
         'edge lost; reconnecting',
       );
-      await sleep(delay, signal);
+      await pause(delay, signal);
     }
     this.setState('stopped');
   }
@@ -446,7 +451,7 @@ export class EdgeRunner {
       const first = await Promise.race([streamEnded, a.failed, aborted]);
       if (first === 'aborted') {
         await s.stop();
-        await Promise.race([a.drain(), sleep(10_000, new AbortController().signal)]);
+        await Promise.race([a.drain(), pause(10_000, new AbortController().signal)]);
         await tick(false).catch(() => {});
         return { kind: 'stopped' };
       }
@@ -459,7 +464,7 @@ export class EdgeRunner {
       if (applier) this.lastSessionHandled = applier.lastHandledEndLsn;
       this.current = null;
       await stream?.stop();
-      if (applier) await Promise.race([applier.drain(), sleep(5000, new AbortController().signal)]);
+      if (applier) await Promise.race([applier.drain(), pause(5000, new AbortController().signal)]);
       await db?.end().catch(() => {});
       await control?.end().catch(() => {});
       await sourceClient?.end().catch(() => {});

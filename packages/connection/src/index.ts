@@ -32,6 +32,7 @@ export {
 export { ConfigError, ConninfoError, NodeUnreachableError, PgError, PgfleetError } from './errors.js';
 export { type HandshakeProbeResult, probeHandshake } from './handshake-probe.js';
 export { type ErrorContext, toPgfleetError } from './map-error.js';
+export { pause } from './pause.js';
 export {
   findPgpassPassword,
   type PgpassEnv,

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { pause } from '@pgfleet/connection';
 import { DcsError, DcsErrorCode } from './errors.js';
 
 /**
@@ -397,16 +398,4 @@ function aborted(path: string, signal: AbortSignal): DcsError {
     { path },
     { cause: signal.reason },
   );
-}
-
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -1,9 +1,8 @@
-import { quoteLiteral, toPgfleetError } from '@pgfleet/connection';
+import { pause, quoteLiteral, toPgfleetError } from '@pgfleet/connection';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
 import { edgesFor } from '../naming.js';
-import { sleep } from '../sleep.js';
 import { releaseNodeLock, tryNodeLock } from './claim.js';
 import { haSession, primaryFacts, standbyFacts } from './node-facts.js';
 import { assertWritable, findPrimary, type PrimaryTarget } from './primary.js';
@@ -62,7 +61,7 @@ export class NodeSupervisor {
       await this.check().catch((err: unknown) => {
         this.log.warn({ err: toPgfleetError(err).message }, 'node check failed');
       });
-      await sleep(config.ha.checkIntervalMs, signal);
+      await pause(config.ha.checkIntervalMs, signal);
     }
   }
 

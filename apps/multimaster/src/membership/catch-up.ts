@@ -1,8 +1,7 @@
-import { SqlState, sqlStateOf } from '@pgfleet/connection';
+import { pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import { edgeSlotName, originName } from '../naming.js';
-import { sleep } from '../sleep.js';
 import { type CatchUp, type CatchUpFacts, sourceCaughtUp } from './plan.js';
 
 /**
@@ -103,6 +102,6 @@ export async function waitSourceCaughtUp(w: CatchUpWait): Promise<CatchUp> {
       if (verdict.ok) return verdict;
     }
     if (Date.now() > deadline) return verdict;
-    await sleep(100);
+    await pause(100);
   }
 }

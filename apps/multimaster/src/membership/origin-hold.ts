@@ -1,8 +1,7 @@
-import { connect, SqlState, sqlStateOf } from '@pgfleet/connection';
+import { connect, pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { sleep } from '../sleep.js';
 
 export interface OriginHold {
   /** The session holding each origin; usable for work that must run through that origin. */
@@ -60,7 +59,7 @@ export async function holdOrigins(
             opts.logger?.info({ origin, pid: Number(pid) }, 'pausing apply session that holds the origin');
             await c.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
           }
-          await sleep(20);
+          await pause(20);
         }
       }
     }

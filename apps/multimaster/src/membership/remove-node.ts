@@ -1,9 +1,8 @@
-import { connect, quoteIdent, SqlState, sqlStateOf, toPgfleetError } from '@pgfleet/connection';
+import { connect, pause, quoteIdent, SqlState, sqlStateOf, toPgfleetError } from '@pgfleet/connection';
 import { dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config.js';
-import { sleep } from '../sleep.js';
 import { MembershipError } from './errors.js';
 import { removalPlan } from './plan.js';
 
@@ -51,7 +50,7 @@ export async function dropOriginForce(client: pg.Client, name: string, timeoutMs
       // "could not drop replication origin with ID n, in use by PID p" (origin.c).
       const pid = /PID (\d+)/.exec((err as Error).message ?? '')?.[1];
       if (pid) await client.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
-      await sleep(50);
+      await pause(50);
     }
   }
 }

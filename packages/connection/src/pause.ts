@@ -1,8 +1,8 @@
 /**
- * Resolves after `ms`, or as soon as `signal` aborts (never rejects): loops that wait between
- * rounds check the signal themselves right after.
+ * Resolves after `ms`, or as soon as `signal` aborts, and never rejects: for loops that wait
+ * between rounds and check the signal themselves right after (retry and poll loops).
  */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const t = setTimeout(done, ms);
