@@ -1,21 +1,11 @@
 import { overridesFromEnv } from '@pgfleet/cli';
-import { ConfigError } from '@pgfleet/connection';
 import { describe, expect, it } from 'vitest';
 import { CLUSTER_SETTINGS_KEYS, parseClusterSettings } from './cluster-settings.js';
+import { configError } from './test-support/config-error.js';
 
 const ctx = { nodeName: 'a', intervalMs: 1000, failures: 3 };
 const members = [{ name: 'a' }, { name: 'b', conninfo: 'host=127.0.0.1 port=5433 user=postgres' }];
 const etcd = { endpoints: ['http://127.0.0.1:2379', 'http://127.0.0.1:2380/'] };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('parseClusterSettings', () => {
   it('needs nothing for a pair: no DCS, default tags, an asynchronous cluster', () => {

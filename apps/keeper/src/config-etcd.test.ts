@@ -1,25 +1,15 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError } from '@pgfleet/connection';
 import { describe, expect, it } from 'vitest';
 import { configFromEnv, parseConfig } from './config.js';
 import { etcdSecurity } from './etcd-security.js';
+import { configError } from './test-support/config-error.js';
 
 /** The keeper configuration of a cluster on etcd: config.ts with cluster-settings.ts inside. */
 
 const node = { name: 'a', conninfo: 'host=127.0.0.1 port=5432 user=postgres password=s3cret' };
 const dcs = { etcd: { endpoints: ['http://127.0.0.1:2379'] } };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('parseConfig with dcs.etcd', () => {
   it('needs no peer: the members are on etcd (and, for probes, under cluster.members)', () => {

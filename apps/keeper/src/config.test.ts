@@ -1,24 +1,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError } from '@pgfleet/connection';
 import { describe, expect, it } from 'vitest';
 import { configFromEnv, envName, loadConfig, parseConfig, parseListen } from './config.js';
+import { configError } from './test-support/config-error.js';
 
 const base = {
   node: { name: 'a', conninfo: 'host=127.0.0.1 port=5432 user=postgres password=s3cret' },
   peer: { name: 'b', conninfo: 'host=127.0.0.1 port=5433 user=postgres password=s3cret' },
 };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('parseConfig', () => {
   it('fills the documented defaults', () => {
