@@ -197,6 +197,8 @@ export const DETACHED_HOST = '/nonexistent/pgfleet-detached';
 export async function detachFromLeader(ctx: LoopContext, former: string): Promise<boolean> {
   const session = ctx.session;
   if (!session) return false;
+  // Detached already by this keeper: no pg_settings read in every loop while no one leads.
+  if (ctx.state.dcs.following === DETACHED_HOST) return false;
   const changed = await session.run('detach', async (q) => {
     const current = await readConfiguredSetting(q, 'primary_conninfo');
     if (!current) return false;
@@ -207,7 +209,7 @@ export async function detachFromLeader(ctx: LoopContext, former: string): Promis
     await q.query('SELECT pg_reload_conf()');
     return true;
   });
-  ctx.state.dcs.following = null;
+  ctx.state.dcs.following = DETACHED_HOST;
   if (changed)
     ctx.logger.warn(
       { event: 'detached', leader: former },

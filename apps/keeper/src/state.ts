@@ -121,7 +121,7 @@ export interface DcsMemory {
   claiming: boolean;
   /** Standby: the leader it last confirmed in failsafe mode, and until when it takes no key. */
   failsafePromise: { leader: string; until: number } | null;
-  /** Standby: `leader@host:port` its primary_conninfo was last set to by this keeper (null: not known). */
+  /** Standby: `leader@host:port` its primary_conninfo was last set to by this keeper, DETACHED_HOST once it stopped streaming (null: not known). */
   following: string | null;
 }
 
