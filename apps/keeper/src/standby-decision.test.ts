@@ -166,6 +166,13 @@ describe('decideStandby', () => {
       'blocked',
       /not synchronous/,
     ],
+    [
+      'a standby no commit could be acknowledged without promotes, streaming or not',
+      { sync: 'required' },
+      { syncRequired: true },
+      'promote',
+      /gates passed/,
+    ],
     ['async pair ignores sync status', { sync: 'async' }, { syncRequired: false }, 'promote', /gates passed/],
     [
       'witness: asks once gates pass',

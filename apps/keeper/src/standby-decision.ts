@@ -11,8 +11,13 @@ import { formatBytes, formatDuration } from './units.js';
  * keeper's business: that keeper stops it (see server-watch-decision.ts) and says so.
  */
 
-/** What this standby last learned about its own synchronous status from the primary. */
-export type SyncObservation = 'sync' | 'async' | 'degraded' | 'unknown';
+/**
+ * What this standby last learned about its own synchronous status from the primary.
+ * 'required': not streaming (or not counted) at that moment, but the primary's
+ * synchronous_standby_names lets no commit be acknowledged without this standby, so it holds
+ * every acknowledged one all the same.
+ */
+export type SyncObservation = 'sync' | 'required' | 'async' | 'degraded' | 'unknown';
 
 /** Outcome of asking the witness. 'none': no witness configured (2-node mode). */
 export type WitnessVote = 'none' | 'not-asked' | 'granted' | 'denied' | 'unreachable';
@@ -150,7 +155,7 @@ export function decideStandby(f: StandbyFacts, p: StandbyPolicy): StandbyAction 
       text: `replay lag ${formatBytes(f.lagBytes)} > maxLagOnFailover ${formatBytes(p.maxLagOnFailover)}`,
     });
   if (f.replayPaused) gates.push({ key: 'replay-paused', text: 'replay is paused on this standby' });
-  if (p.syncRequired && f.watch.primarySeenOnce && f.sync !== 'sync') {
+  if (p.syncRequired && f.watch.primarySeenOnce && f.sync !== 'sync' && f.sync !== 'required') {
     const why =
       f.sync === 'degraded'
         ? 'the primary had degraded synchronous replication'

@@ -1,7 +1,9 @@
 import {
+  commitsNeedStandby,
   detectRoleOn,
   downReasonFromError,
   type NodeRole,
+  parseSyncStandbyNames,
   promote,
   readSyncStandbyNames,
   replicationStatus,
@@ -67,7 +69,15 @@ export async function probePrimary(ctx: LoopContext): Promise<PrimaryProbe> {
           else {
             const rows = await replicationStatus(q);
             const mine = rows.find((r) => r.applicationName === c.node.name && r.state === 'streaming');
-            res.sync = mine && (mine.syncState === 'sync' || mine.syncState === 'quorum') ? 'sync' : 'async';
+            // The walsender of a primary whose postmaster just died can exit before the
+            // backend answering this probe: no row then means "dying", not "async". Where no
+            // commit can be acknowledged without us anyway, we hold every acknowledged one.
+            res.sync =
+              mine && (mine.syncState === 'sync' || mine.syncState === 'quorum')
+                ? 'sync'
+                : commitsNeedStandby(parseSyncStandbyNames(names), c.node.name, c.peer.name)
+                  ? 'required'
+                  : 'async';
           }
         } catch (err) {
           ctx.logger.debug({ err: errorText(err) }, 'could not read the primary sync status');

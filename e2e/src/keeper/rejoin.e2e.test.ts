@@ -140,14 +140,18 @@ describe('keeper e2e: rejoin the old primary', async () => {
       expect(r.stdout).toMatch(/rejoining b as a standby of a \(timeline 3\): pg_rewind/);
       expect(r.stdout).not.toMatch(/stop the server/);
       await b.start();
+      // After pg_rewind, b's walreceiver may find its slot not yet made on a and retry only
+      // after wal_retrieve_retry_interval (5 s): allow for two of those on a busy machine.
       await until(
         'b keeper in standby mode',
         () => {
           const s = kb.handle.status();
           return s.role === 'standby' && s.streaming && !s.fenced;
         },
-        8000,
-      );
+        30_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; b's keeper: ${JSON.stringify(kb.handle.status())}`);
+      });
       await a.query('INSERT INTO t VALUES (1001)');
       await until(
         'b replicates',

@@ -262,11 +262,18 @@ export async function runKeeperTrial(fault: FaultName, opts: TrialOptions = {}):
     const kb = start('kb', cb);
     const keepersStartedAt = Date.now();
 
+    let seen: unknown[] = [];
     await until('a writable, b streaming', async () => {
       const [sa, sbs] = [await status(ka), await status(kb)];
+      seen = [sa, sbs];
       const syncOk =
         !spec.sync || broken === cb || (sa?.sync?.current === SYNC && sbs?.sync?.observation === 'sync');
       return sa?.role === 'primary' && sa.writable && sbs?.role === 'standby' && sbs.streaming && syncOk;
+    }).catch((err: Error) => {
+      const tail = (k: KeeperProcess) => k.log.slice(-6).join('\n');
+      throw new Error(
+        `${err.message}; status a, b: ${JSON.stringify(seen)}\nka:\n${tail(ka)}\nkb:\n${tail(kb)}`,
+      );
     });
     haproxy = await startHaproxy([
       { name: 'a', port: a.port, checkPort: pa },

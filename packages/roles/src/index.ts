@@ -32,6 +32,7 @@ export {
 } from './server-processes.js';
 export { readSyncStandbyNames, type SetSyncStandbyNamesOptions, setSyncStandbyNames } from './sync-config.js';
 export {
+  commitsNeedStandby,
   formatSyncStandbyNames,
   NO_SYNC_STANDBYS,
   parseSyncStandbyNames,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  commitsNeedStandby,
   formatSyncStandbyNames,
   parseSyncStandbyNames,
   SyncStandbyNamesSyntaxError,
@@ -163,5 +164,27 @@ describe('standbyIsSync', () => {
     ['ANY 1 (a)', 'b', [], false],
   ])('%j for %j with others %j → %j', (value, app, connected, expected) => {
     expect(standbyIsSync(parseSyncStandbyNames(value), app, { connected })).toBe(expected);
+  });
+});
+
+describe('commitsNeedStandby', () => {
+  it.each<[string, string, string, boolean]>([
+    // a pair: the primary's own name never confirms, so b alone confirms every commit
+    ['ANY 1 (a, b)', 'b', 'a', true],
+    ['FIRST 1 (a, b)', 'b', 'a', true],
+    ['b', 'b', 'a', true],
+    ['"B"', 'b', 'a', true],
+    ['ANY 2 (a, b)', 'b', 'a', true],
+    // someone else could confirm
+    ['ANY 1 (a, b, c)', 'b', 'a', false],
+    ['FIRST 1 (c, b)', 'b', 'a', false],
+    ['*', 'b', 'a', false],
+    ['ANY 1 (b, *)', 'b', 'a', false],
+    // not listed, or nothing configured
+    ['c', 'b', 'a', false],
+    ['a', 'b', 'a', false],
+    ['', 'b', 'a', false],
+  ])('%j, standby %j, primary %j → %j', (value, standby, primary, expected) => {
+    expect(commitsNeedStandby(parseSyncStandbyNames(value), standby, primary)).toBe(expected);
   });
 });

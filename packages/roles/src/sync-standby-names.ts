@@ -238,3 +238,15 @@ export function standbyIsSync(
   }
   return ahead < spec.num;
 }
+
+/**
+ * Can no synchronous commit be acknowledged without this standby's confirmation? True when
+ * every name in the list other than the primary's own (a server never confirms its own WAL)
+ * is this standby: then each acknowledged commit waited for it, streaming or not at this
+ * moment. False for an empty value, for `*`, and when any other standby could confirm.
+ */
+export function commitsNeedStandby(spec: SyncStandbySpec, standby: string, primary: string): boolean {
+  if (spec.method === 'none' || spec.num < 1) return false;
+  const others = spec.names.filter((entry) => entry === '*' || asciiLower(entry) !== asciiLower(primary));
+  return others.length > 0 && others.every((entry) => entry !== '*' && nameMatches(entry, standby));
+}
