@@ -61,7 +61,10 @@ describe("standby keeper's reading of its own synchronous status", () => {
     await until('kb sees itself asynchronous', () => observation() === 'async');
 
     await setReceiver(conninfo);
-    await until('kb sees itself synchronous', () => observation() === 'sync');
-    expect(kb.status().streaming).toBe(true);
+    // The primary's walsender row and this standby's own walreceiver are read apart.
+    await until(
+      'kb sees itself synchronous, and streaming',
+      () => observation() === 'sync' && kb?.status().streaming,
+    );
   });
 });
