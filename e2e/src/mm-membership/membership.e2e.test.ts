@@ -157,7 +157,7 @@ describe('multimaster membership: add-node under load, remove-node', () => {
       const tail = logs.lines
         .filter((l) => Number(l.level) >= 40)
         .slice(-25)
-        .map((l) => `${String(l.edge ?? '')} ${String(l.msg)}`)
+        .map((l) => `${String(l.edge ?? '')} ${String(l.msg)} ${l.err ? JSON.stringify(l.err) : ''}`)
         .join('\n');
       throw new Error(`${err.message}\nreplicator warnings and errors, last 25:\n${tail}`);
     });
