@@ -451,7 +451,7 @@ export class EdgeRunner {
       const first = await Promise.race([streamEnded, a.failed, aborted]);
       if (first === 'aborted') {
         await s.stop();
-        await Promise.race([a.drain(), pause(10_000, new AbortController().signal)]);
+        await Promise.race([a.drain(), pause(10_000)]);
         await tick(false).catch(() => {});
         return { kind: 'stopped' };
       }
@@ -464,7 +464,7 @@ export class EdgeRunner {
       if (applier) this.lastSessionHandled = applier.lastHandledEndLsn;
       this.current = null;
       await stream?.stop();
-      if (applier) await Promise.race([applier.drain(), pause(5000, new AbortController().signal)]);
+      if (applier) await Promise.race([applier.drain(), pause(5000)]);
       await db?.end().catch(() => {});
       await control?.end().catch(() => {});
       await sourceClient?.end().catch(() => {});

@@ -9,8 +9,6 @@ import {
 import { until } from './until.js';
 import { LEDGER_DDL } from './write-watch.js';
 
-export { until };
-
 /**
  * A 3-node cluster on etcd with every keeper a child process, the way users run it: fresh
  * primary `a` and standbys `b`, `c` from the sandbox, healthy (a leads with its write lease,

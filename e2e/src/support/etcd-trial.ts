@@ -7,7 +7,8 @@ import {
   streamingFrom,
   watchEveryNode,
 } from './etcd-members.js';
-import { startEtcdProcessCluster, until } from './etcd-processes.js';
+import { startEtcdProcessCluster } from './etcd-processes.js';
+import { until } from './until.js';
 import type { WriteAttempt } from './write-ledger.js';
 import type { WriteWatch } from './write-watch.js';
 
