@@ -73,6 +73,32 @@ async function objectsOf(n: SandboxNode, node: string): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
+/**
+ * For a failure message, per node: replication origins and their progress, named sessions,
+ * advisory locks and their holders, slots, and the last lines of the server log.
+ */
+async function serverState(nodes: SandboxNode[]): Promise<string> {
+  const out: string[] = [];
+  for (const n of nodes) {
+    const facts = await n
+      .query(
+        `SELECT 'origin ' || o.roname || ' at ' || coalesce(s.remote_lsn::text, '-') AS f
+           FROM pg_replication_origin o LEFT JOIN pg_replication_origin_status s ON s.local_id = o.roident
+         UNION ALL SELECT 'session ' || pid || ' ' || application_name || ' ' || coalesce(state, '')
+           FROM pg_stat_activity WHERE application_name <> '' AND pid <> pg_backend_pid()
+         UNION ALL SELECT 'lock ' || l.objid || ' pid ' || l.pid || ' ' || coalesce(a.application_name, '')
+           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted
+         UNION ALL SELECT 'slot ' || slot_name || ' active ' || active || ' confirmed ' || coalesce(confirmed_flush_lsn::text, '-')
+           FROM pg_replication_slots`,
+      )
+      .then((r) => r.map((x) => String(x.f)).join('; '))
+      .catch((e: Error) => `unreadable: ${e.message}`);
+    out.push(`--- ${n.name}: ${facts}\n${n.logTail(15)}`);
+  }
+  return out.join('\n');
+}
+
 describe('multimaster membership: add-node under load, remove-node', () => {
   let sb: Sandbox;
   let a: SandboxNode;
@@ -152,14 +178,16 @@ describe('multimaster membership: add-node under load, remove-node', () => {
     const inserted = await Promise.all(writers.map((w) => w.stop()));
     expect(inserted.every((n) => n > 20)).toBe(true);
 
-    await quiesce([a, b, c, d], 90_000).catch((err: Error) => {
+    await quiesce([a, b, c, d], 90_000).catch(async (err: Error) => {
       // What the replicator said last, for an edge that stopped confirming.
       const tail = logs.lines
         .filter((l) => Number(l.level) >= 40)
         .slice(-25)
         .map((l) => `${String(l.edge ?? '')} ${String(l.msg)} ${l.err ? JSON.stringify(l.err) : ''}`)
         .join('\n');
-      throw new Error(`${err.message}\nreplicator warnings and errors, last 25:\n${tail}`);
+      throw new Error(
+        `${err.message}\nreplicator warnings and errors, last 25:\n${tail}\n${await serverState([a, b, c, d])}`,
+      );
     });
     const checks = await checkMesh(four);
     for (const t of checks) expect(t, t.table).toMatchObject({ equal: true, differingKeys: [] });
@@ -191,7 +219,9 @@ describe('multimaster membership: add-node under load, remove-node', () => {
     const writers = [writer(a, 5_000_000), writer(c, 6_000_000), writer(d, 7_000_000)];
     await sleep(1000);
     await Promise.all(writers.map((w) => w.stop()));
-    await quiesce([a, c, d], 60_000);
+    await quiesce([a, c, d], 60_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await serverState([a, c, d])}`);
+    });
     for (const t of await checkMesh(acd)) expect(t, t.table).toMatchObject({ equal: true });
     // b no longer receives anything.
     expect(await b.query(`SELECT count(*)::int AS n FROM app.items WHERE id >= 5000000`)).toEqual([{ n: 0 }]);
