@@ -11,6 +11,7 @@ import { waitSourceCaughtUp } from './catch-up.js';
 import { type CopyProgress, type CopyTable, copySnapshot } from './copy.js';
 import { MembershipError } from './errors.js';
 import { createSlotWithSnapshot, type ExportedSlot } from './exported-snapshot.js';
+import { readSourceView, startingSeen, writeStartingSeen } from './join-view.js';
 import { holdOrigins, type OriginHold } from './origin-hold.js';
 import { chooseCopySource } from './plan.js';
 import { dropOriginForce } from './remove-node.js';
@@ -357,6 +358,7 @@ async function join(
       // Rows from nodes no longer (or never) in the mesh are attributed to the source.
       return originName(node !== null && members.has(node) ? node : source);
     };
+    const view = await readSourceView(reader, source, others);
     const copyTables = await copyPlan(reader, newClient, tables, newNode);
     const result = await copySnapshot({
       reader,
@@ -385,6 +387,11 @@ async function join(
       await session.query('COMMIT');
     }
     const starts = Object.fromEntries([...startAt].map(([k, v]) => [k, formatLsn(v)]));
+    // The new node knows the mesh, and what the source had seen, before its origins are given
+    // back: an edge session into it reads both once, when it starts (edge-session.ts). Its
+    // floor is the source's, since the copy holds the source's versions (join-view.ts).
+    await registerNodes(newClient, config, newNode, view.floor);
+    await writeStartingSeen(newClient, startingSeen(newNode, source, others, view, result.newestByOrigin));
     await newClient.query(
       `UPDATE pgfleet.membership SET state = 'joined', joined_at = now(), snapshot_lsn = $2::pg_lsn WHERE node = $1`,
       [newNode, formatLsn(exported.consistentPoint)],
@@ -532,17 +539,28 @@ async function finishJoin(
     });
     if (s.created) created.slots.push(`${newNode}:${s.name}`);
   }
-  for (const c of conns) {
-    for (const n of config.nodes) {
-      await c.client.query(
-        `INSERT INTO pgfleet.nodes (name, rank, is_local) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET rank = EXCLUDED.rank, is_local = EXCLUDED.is_local
-         WHERE (pgfleet.nodes.rank, pgfleet.nodes.is_local) IS DISTINCT FROM (EXCLUDED.rank, EXCLUDED.is_local)`,
-        [n.name, n.rank, n.name === c.node.name],
-      );
-    }
-  }
+  for (const c of conns) await registerNodes(c.client, config, c.node.name);
   return created;
+}
+
+/**
+ * Every node of the mesh in `me`'s pgfleet.nodes, `me` marked local (what init writes); a
+ * new row for `me` is registered at `floor` when given (the copy source's), else now.
+ */
+async function registerNodes(
+  client: pg.Client,
+  config: ResolvedConfig,
+  me: string,
+  floor: string | null = null,
+): Promise<void> {
+  for (const n of config.nodes) {
+    await client.query(
+      `INSERT INTO pgfleet.nodes (name, rank, is_local, registered_at) VALUES ($1, $2, $3, coalesce($4::timestamptz, now()))
+       ON CONFLICT (name) DO UPDATE SET rank = EXCLUDED.rank, is_local = EXCLUDED.is_local
+       WHERE (pgfleet.nodes.rank, pgfleet.nodes.is_local) IS DISTINCT FROM (EXCLUDED.rank, EXCLUDED.is_local)`,
+      [n.name, n.rank, n.name === me, n.name === me ? floor : null],
+    );
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type pg from 'pg';
+import { parsePgMicros, sqlMicros } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS, setStatements, VALUE_TEXT_SETTINGS } from '../session-settings.js';
 
 /** One table to copy, as the edge source → new publishes it. */
@@ -49,6 +50,8 @@ export interface CopyResult {
   tables: Array<{ table: string; rows: number; bytes: number }>;
   /** Transactions committed on the new node (one per source commit timestamp and origin run). */
   transactions: number;
+  /** Newest commit time (µs since 2000) among the copied rows, by the origin they were copied under. */
+  newestByOrigin: Map<string, bigint>;
 }
 
 /**
@@ -92,7 +95,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
   const groupRows = o.groupRows ?? 1000;
   const batchBytes = o.batchBytes ?? 1 << 20;
   const sinks = new Map<string, Sink>();
-  const result: CopyResult = { tables: [], transactions: 0 };
+  const result: CopyResult = { tables: [], transactions: 0, newestByOrigin: new Map() };
 
   const sinkFor = async (origin: string): Promise<Sink> => {
     let s = sinks.get(origin);
@@ -123,7 +126,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
       const inner = `SELECT t.xmin AS "?xmin"${t.columns.map((c, i) => `, t.${quoteIdent(c)}::text AS "${i}"`).join('')} FROM ONLY ${q} AS t${t.rowFilter ? ` WHERE (${t.rowFilter})` : ''}`;
       await o.reader.query(
         `DECLARE pgfleet_copy NO SCROLL CURSOR FOR
-           SELECT x.timestamp::text, x.roident::int${t.columns.map((_, i) => `, s."${i}"`).join('')}
+           SELECT x.timestamp::text, x.roident::int, ${sqlMicros('x.timestamp')}::text${t.columns.map((_, i) => `, s."${i}"`).join('')}
              FROM (${inner}) AS s LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(s."?xmin") AS x ON true`,
       );
       const insert = `INSERT INTO ${q} (${cols.join(', ')}) OVERRIDING SYSTEM VALUE VALUES `;
@@ -156,6 +159,10 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
         for (const r of rows as Array<Array<string | number | null>>) {
           const ts = (r[0] as string | null) ?? UNKNOWN_COMMIT_TS;
           const origin = o.originFor((r[1] as number | null) ?? 0);
+          if (r[2] !== null) {
+            const us = parsePgMicros(r[2] as string);
+            if (us > (result.newestByOrigin.get(origin) ?? us - 1n)) result.newestByOrigin.set(origin, us);
+          }
           if (
             group &&
             (group.ts !== ts ||
@@ -168,7 +175,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
           if (!group) group = { origin, ts, values: [], bytes: 0 };
           let bytes = 0;
           const vals: string[] = [];
-          for (let i = 2; i < r.length; i++) {
+          for (let i = 3; i < r.length; i++) {
             const v = r[i] as string | null;
             if (v === null) vals.push('NULL');
             else {
