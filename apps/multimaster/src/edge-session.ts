@@ -123,7 +123,7 @@ export async function openApplySession(
 export interface TargetFacts {
   /** The target's replication origins by id, with the mesh node behind each. */
   origins: Map<number, OriginInfo>;
-  /** µs since 2000 when the target joined the mesh (pgfleet.nodes, its own row). */
+  /** µs since 2000: the target's floor, its own registration in pgfleet.nodes (for a node joined by add-node, the copy source's). */
   floor: bigint;
   /** The source's view as the last applied transaction recorded it (pgfleet.edge_seen), µs by node. */
   persistedSeen: Map<string, bigint>;

@@ -31,7 +31,8 @@ export class SeenTracker {
   version = 0;
 
   /**
-   * @param floor µs since 2000 of the target's join to the mesh: versions older than that
+   * @param floor µs since 2000, the target's floor (pgfleet.nodes; a node joined by add-node
+   *   has its copy source's): versions older than that
    *   existed, the same, on every node before replication started (init's premise).
    * @param nodes every node of the mesh.
    * @param persisted what the last applied transaction recorded (pgfleet.edge_seen), µs.
