@@ -11,11 +11,10 @@ import {
   startReplicator,
   type TableCheck,
 } from '@pgfleet/multimaster';
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { Sandbox, type SandboxNode, slotsConfirmed } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import type { ClusterNode, ClusterProvider } from '../providers/types.js';
-import { eventually } from '../support/eventually.js';
 
 /** What the helpers need of a node: a sandbox node, or a provider's (sandbox or containers). */
 export type MeshNode = Pick<ClusterNode, 'name' | 'conninfo' | 'uri' | 'query'>;
@@ -128,34 +127,9 @@ export async function originPositions(nodes: MeshNode[]): Promise<Record<string,
   return out;
 }
 
-/**
- * Waits until every edge has applied everything its source wrote: each source's WAL
- * position is captured, then every pgfleet slot on it must confirm at least that far (an
- * edge confirms only what is durable on its target). Done twice, because applying writes
- * WAL on the targets that their own slots must pass as well.
- */
-export async function quiesce(nodes: MeshNode[], timeoutMs = 30_000): Promise<void> {
-  for (let round = 0; round < 2; round++) {
-    const marks = new Map<string, string>();
-    for (const n of nodes) {
-      const r = await n.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      marks.set(n.name, r[0]?.lsn as string);
-    }
-    for (const n of nodes) {
-      // The slots still behind, by name, position and activity: what a timeout reports.
-      await eventually(
-        `slots on ${n.name} to confirm ${marks.get(n.name)}`,
-        () =>
-          n.query<{ slot: string; confirmed: string | null; active: boolean }>(
-            `SELECT slot_name AS slot, confirmed_flush_lsn::text AS confirmed, active FROM pg_replication_slots
-              WHERE slot_name LIKE 'pgfleet\\_%' AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < $1::pg_lsn)`,
-            [marks.get(n.name)],
-          ),
-        (r) => r.length === 0,
-        { timeoutMs, intervalMs: 100 },
-      );
-    }
-  }
+/** Waits until every pgfleet slot on every node confirmed what its node had written (sandbox slotsConfirmed). */
+export function quiesce(nodes: MeshNode[], timeoutMs = 30_000): Promise<void> {
+  return slotsConfirmed(nodes, { prefix: 'pgfleet\\_', timeoutMs });
 }
 
 /** checkMesh restricted to some tables (others may differ on purpose: filters). */

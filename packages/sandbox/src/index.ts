@@ -15,6 +15,7 @@ export { SandboxNode, type StopMode } from './node.js';
 export { freePort, freePortSync } from './ports.js';
 export { PartyProxy } from './proxy.js';
 export { Sandbox, type SandboxOptions } from './sandbox.js';
+export { type SlotNode, slotsConfirmed } from './slots-confirmed.js';
 export type {
   ConnectionFacts,
   InstallationSource,
