@@ -161,7 +161,8 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
           const origin = o.originFor((r[1] as number | null) ?? 0);
           if (r[2] !== null) {
             const us = parsePgMicros(r[2] as string);
-            if (us > (result.newestByOrigin.get(origin) ?? us - 1n)) result.newestByOrigin.set(origin, us);
+            const newest = result.newestByOrigin.get(origin);
+            if (newest === undefined || us > newest) result.newestByOrigin.set(origin, us);
           }
           if (
             group &&
