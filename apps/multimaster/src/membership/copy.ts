@@ -159,11 +159,6 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
         for (const r of rows as Array<Array<string | number | null>>) {
           const ts = (r[0] as string | null) ?? UNKNOWN_COMMIT_TS;
           const origin = o.originFor((r[1] as number | null) ?? 0);
-          if (r[2] !== null) {
-            const us = parsePgMicros(r[2] as string);
-            const newest = result.newestByOrigin.get(origin);
-            if (newest === undefined || us > newest) result.newestByOrigin.set(origin, us);
-          }
           if (
             group &&
             (group.ts !== ts ||
@@ -173,7 +168,15 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
           ) {
             await closeGroup();
           }
-          if (!group) group = { origin, ts, values: [], bytes: 0 };
+          if (!group) {
+            // Rows of one group share commit time and origin: the newest is tracked per group.
+            group = { origin, ts, values: [], bytes: 0 };
+            if (r[2] !== null) {
+              const us = parsePgMicros(r[2] as string);
+              const newest = result.newestByOrigin.get(origin);
+              if (newest === undefined || us > newest) result.newestByOrigin.set(origin, us);
+            }
+          }
           let bytes = 0;
           const vals: string[] = [];
           for (let i = 3; i < r.length; i++) {
