@@ -1,4 +1,4 @@
-import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { initMesh } from '../init/init.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
 import { addNode } from './add-node.js';
 import { holdOrigins } from './origin-hold.js';
-import { meshConfig, quiesce } from './pg-test-support.js';
+import { meshConfig, quiesce, startThreeNodes } from './pg-test-support.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
 
@@ -24,14 +24,11 @@ describe('add-node: a change racing with a copied row version', () => {
   let rep: ReplicatorHandle | undefined;
 
   beforeAll(async () => {
-    sb = await Sandbox.create();
-    [a, b, c] = (await sb.startLogicalNodes(['a', 'b', 'c'], { autovacuum: false })) as [
-      SandboxNode,
-      SandboxNode,
-      SandboxNode,
-    ];
-    for (const n of [a, b, c])
-      await n.query('CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, note text)');
+    let nodes: SandboxNode[];
+    ({ sb, nodes } = await startThreeNodes(
+      'CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, note text)',
+    ));
+    [a, b, c] = nodes as [SandboxNode, SandboxNode, SandboxNode];
   });
   afterAll(async () => {
     await rep?.stop();

@@ -1,4 +1,4 @@
-import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { eventually, type Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { initMesh } from '../init/init.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
 import { type AddNodeProgress, addNode } from './add-node.js';
 import { MembershipError } from './errors.js';
-import { meshConfig as config, quiesce } from './pg-test-support.js';
+import { meshConfig as config, quiesce, startThreeNodes } from './pg-test-support.js';
 import { removeNode } from './remove-node.js';
 import { sequenceOffsets } from './sequences.js';
 
@@ -90,13 +90,9 @@ describe('membership: add-node, remove-node, sequence offsets', () => {
   let rep: ReplicatorHandle | undefined;
 
   beforeAll(async () => {
-    sb = await Sandbox.create();
-    [a, b, c] = (await sb.startLogicalNodes(['a', 'b', 'c'], { autovacuum: false })) as [
-      SandboxNode,
-      SandboxNode,
-      SandboxNode,
-    ];
-    for (const n of [a, b, c]) await n.query(DDL);
+    let nodes: SandboxNode[];
+    ({ sb, nodes } = await startThreeNodes(DDL));
+    [a, b, c] = nodes as [SandboxNode, SandboxNode, SandboxNode];
   });
   afterAll(async () => {
     await rep?.stop();

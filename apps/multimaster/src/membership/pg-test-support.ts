@@ -1,4 +1,4 @@
-import { type SandboxNode, slotsConfirmed } from '@pgfleet/sandbox';
+import { Sandbox, type SandboxNode, slotsConfirmed } from '@pgfleet/sandbox';
 import { type ResolvedConfig, resolveConfig } from '../config.js';
 
 /** Shared by the membership pg tests. */
@@ -17,4 +17,18 @@ export function meshConfig(nodes: SandboxNode[]): ResolvedConfig {
 /** Every pgfleet slot on every node confirmed at least the WAL its node had written. */
 export function quiesce(nodes: SandboxNode[]): Promise<void> {
   return slotsConfirmed(nodes, { prefix: 'pgfleet\\_', timeoutMs: 60_000 });
+}
+
+/** A sandbox with logical nodes a, b and c (autovacuum off), `ddl` run on each. */
+export async function startThreeNodes(
+  ddl: string,
+): Promise<{ sb: Sandbox; nodes: [SandboxNode, SandboxNode, SandboxNode] }> {
+  const sb = await Sandbox.create();
+  const nodes = (await sb.startLogicalNodes(['a', 'b', 'c'], { autovacuum: false })) as [
+    SandboxNode,
+    SandboxNode,
+    SandboxNode,
+  ];
+  for (const n of nodes) await n.query(ddl);
+  return { sb, nodes };
 }
