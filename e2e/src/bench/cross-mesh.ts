@@ -37,11 +37,14 @@ export interface CrossMeshResult {
 function writerSql(node: string, count: number, rate: number, accounts: number): string {
   const lit = node.replaceAll("'", "''");
   return `DO $$
-    DECLARE i int; t0 timestamptz := clock_timestamp(); ahead float8;
+    DECLARE i int; k int; t0 timestamptz := clock_timestamp(); ahead float8;
     BEGIN
       FOR i IN 0..${count - 1} LOOP
+        -- The account is drawn first: random() in the WHERE clause would be drawn per row
+        -- (a sequential scan updating any number of rows, not one).
+        k := (random() * ${accounts - 1})::int;
         UPDATE xm_accounts SET balance = balance + 1, last_node = '${lit}', at = clock_timestamp()
-         WHERE id = (random() * ${accounts - 1})::int;
+         WHERE id = k;
         INSERT INTO xm_events (node, seq) VALUES ('${lit}', i);
         COMMIT;
         IF i % 10 = 9 THEN
