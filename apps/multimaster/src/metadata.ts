@@ -202,5 +202,7 @@ export const METADATA_DDL = [
 
 /** SQLSTATE raised by pgfleet.apply_guard. */
 export const SQLSTATE_GUARD = 'PF002';
+/** Prefix of the notice pgfleet.record_conflicts sends, followed by the conflicts as a JSON array. */
+export const CONFLICTS_NOTICE = 'pgfleet conflicts ';
 /** SQLSTATE raised by pgfleet.record_conflicts for a conflict under policy `error`. */
 export const SQLSTATE_CONFLICT_ERROR = 'PF003';

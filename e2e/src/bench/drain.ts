@@ -62,6 +62,7 @@ export async function drainNativeWorkload(
     const [sub] = await target.query<{ oid: number }>(
       `SELECT oid FROM pg_subscription WHERE subname = 'bench_sub'`,
     );
+    await w.writeOnTarget?.(target);
     const written = await w.writeBacklog(source);
     const marker = await commitMarker(source);
     const t0 = performance.now();
@@ -100,6 +101,7 @@ export async function drainPgfleetWorkload(
   const config = benchMeshConfig(nodes, [...w.tables, MARKER_TABLE]);
   await initMesh(config, { logger: benchLogger });
   try {
+    await w.writeOnTarget?.(target);
     const written = await w.writeBacklog(source);
     const marker = await commitMarker(source);
     const edge = `${source.name}_${target.name}`;

@@ -10,6 +10,7 @@ import {
   findPgbench,
   insertWorkload,
   largeTransactionWorkload,
+  tpcbRacedWorkload,
   tpcbWorkload,
 } from './workload.js';
 
@@ -28,11 +29,16 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
   const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
   try {
     const [source, target, third] = await sb.startLogicalNodes(['src', 'dst', 'n3']);
-    const only = (process.env.BENCH_ONLY ?? 'insert1,insert20,tpcb,delete,large,mesh,big').split(',');
+    const only = (process.env.BENCH_ONLY ?? 'insert1,insert20,tpcb,tpcb-raced,delete,large,mesh,big').split(
+      ',',
+    );
     const workloads: DrainWorkload[] = [
       ...(only.includes('insert1') ? [insertWorkload(n(40_000), 1)] : []),
       ...(only.includes('insert20') ? [insertWorkload(n(8_000), 20)] : []),
       ...(only.includes('tpcb') ? [tpcbWorkload(findPgbench(sb.installation.binDir), n(20_000))] : []),
+      ...(only.includes('tpcb-raced')
+        ? [tpcbRacedWorkload(findPgbench(sb.installation.binDir), n(20_000))]
+        : []),
       ...(only.includes('delete') ? [deleteWorkload(n(40_000), 1)] : []),
       ...(only.includes('large') ? [largeTransactionWorkload(n(200_000))] : []),
     ];

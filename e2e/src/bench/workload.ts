@@ -20,6 +20,11 @@ export interface DrainWorkload {
   tables: string[];
   /** Creates and loads the tables; runs on every node, so they start with the same rows. */
   setup(node: SandboxNode): Promise<void>;
+  /**
+   * Local writes on the target after replication was set up and before the backlog:
+   * rows the source has not seen, so the backlog's changes of them race (conflicts).
+   */
+  writeOnTarget?(target: SandboxNode): Promise<void>;
   /** Writes the backlog on the source; returns what it wrote. */
   writeBacklog(source: SandboxNode): Promise<{ transactions: number; changes: number }>;
   /** Tables to compare row by row after a drain (default: `tables`). */
@@ -197,6 +202,30 @@ export function tpcbWorkload(pgbenchBin: string, transactions: number, clients =
       const perClient = Math.ceil(transactions / clients);
       await pgbench(pgbenchBin, source, ['-n', '-c', String(clients), '-j', '2', '-t', String(perClient)]);
       return { transactions: perClient * clients, changes: perClient * clients * 4 };
+    },
+  };
+}
+
+/**
+ * TPC-B where every update races: after replication is set up the target rewrites every
+ * account, teller and branch itself (same values, a new local row version the source has
+ * not seen, committed before the backlog), so each of the backlog's three updates per
+ * transaction is an update_differs conflict that the remote change wins
+ * (last_update_wins). Native replication just applies them; both end equal to the source.
+ */
+export function tpcbRacedWorkload(pgbenchBin: string, transactions: number, clients = 4): DrainWorkload {
+  const plain = tpcbWorkload(pgbenchBin, transactions, clients);
+  return {
+    ...plain,
+    name: `pgbench TPC-B, ${transactions.toLocaleString('en-US')} tx on rows the target rewrote meanwhile (every account update a conflict)`,
+    async writeOnTarget(target) {
+      for (const [table, balance] of [
+        ['pgbench_accounts', 'abalance'],
+        ['pgbench_tellers', 'tbalance'],
+        ['pgbench_branches', 'bbalance'],
+      ])
+        await target.query(`UPDATE ${table} SET ${balance} = ${balance}`);
+      await target.query('VACUUM ANALYZE pgbench_accounts, pgbench_tellers, pgbench_branches');
     },
   };
 }

@@ -321,6 +321,68 @@ describe('Applier on a real server', () => {
     expect(await progress()).toBe(missing.endLsn);
   });
 
+  it('decides a raced row of a one-row-per-group transaction in place: the groups around it apply once, in the same transaction', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv`);
+    await admin.query('DELETE FROM pgfleet.conflicts WHERE edge = $1', [edge.id]);
+    const h = await makeApplier({});
+    await h.init();
+    // Rows 1 to 3 were last written by o at T0 + 50 (after the floor), unseen by s.
+    await writeAs('pgfleet_o', T0 + 50n, `INSERT INTO ${SCHEMA}.kv VALUES (1, 'o1'), (2, 'o2'), (3, 'o3')`);
+    // Later than o's versions: the update and the delete win; the inserts around them are no race.
+    const won = tx([ins(1, ['10', 'a']), upd(1, ['1', 's1']), del(1, ['2', null]), ins(1, ['11', 'b'])], {
+      ts: T0 + 60n,
+    });
+    // Earlier than o's version: the update loses, the insert after it still applies.
+    const lost = tx([upd(1, ['3', 's3']), ins(1, ['12', 'c'])], { ts: T0 + 40n });
+    for (const t of [won, lost]) h.feed(t.msgs);
+    await h.settled();
+    expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=s1', '3=o3', '10=a', '11=b', '12=c']);
+    const { rows: c } = await admin.query(
+      `SELECT key->>'id' AS id, kind, resolution, local_row, remote_row, remote_commit_lsn::text AS lsn
+         FROM pgfleet.conflicts c WHERE edge = $1 ORDER BY c.id`,
+      [edge.id],
+    );
+    expect(c).toEqual([
+      {
+        id: '1',
+        kind: 'update_differs',
+        resolution: 'apply',
+        local_row: { id: 1, v: 'o1' },
+        remote_row: { id: '1', v: 's1' },
+        lsn: formatLsn(won.finalLsn),
+      },
+      {
+        id: '2',
+        kind: 'delete_differs',
+        resolution: 'apply',
+        local_row: { id: 2, v: 'o2' },
+        remote_row: null,
+        lsn: formatLsn(won.finalLsn),
+      },
+      expect.objectContaining({
+        id: '3',
+        kind: 'update_differs',
+        resolution: 'skip',
+        lsn: formatLsn(lost.finalLsn),
+      }),
+    ]);
+    // Each conflict reported once: nothing was decided twice.
+    expect(h.conflicts().map((e) => (e.type === 'conflict' ? `${e.kind}:${e.resolution}` : ''))).toEqual([
+      'update_differs:apply',
+      'delete_differs:apply',
+      'update_differs:skip',
+    ]);
+    // One target transaction per source transaction, with its commit time.
+    const { rows: meta } = await admin.query(
+      `SELECT id, xmin::text AS x, pg_xact_commit_timestamp(xmin) = $1::timestamptz AS lost_ts
+         FROM ${SCHEMA}.kv WHERE id IN (1, 10, 11, 12) ORDER BY id`,
+      [formatPgTimestamp(T0 + 40n)],
+    );
+    expect(new Set(meta.slice(0, 3).map((r) => r.x)).size).toBe(1);
+    expect(meta.map((r) => r.lost_ts)).toEqual([false, false, false, true]);
+    expect(await progress()).toBe(lost.endLsn);
+  });
+
   it('resolves insert_exists by the policy and overwrites a row whose identity ALWAYS value changes by moving it', async () => {
     await admin.query(`TRUNCATE ${SCHEMA}.kv, ${SCHEMA}.moved`);
     const h = await makeApplier({ policy: 'first_update_wins' });

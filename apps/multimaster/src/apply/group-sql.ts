@@ -1,5 +1,6 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import type { ConflictPolicy } from '../config.js';
+import { CONFLICTS_NOTICE, SQLSTATE_CONFLICT_ERROR } from '../metadata.js';
 import type { ApplyTable } from './statements.js';
 
 export type ChangeKind = 'insert' | 'update' | 'delete';
@@ -250,43 +251,118 @@ function lockRead(p: GroupParams, keys: string): string {
   );
 }
 
+/** The local version and decision of one row, as SQL expressions, for its pgfleet.conflicts record. */
+interface ConflictRow {
+  kind: string;
+  resolution: string;
+  reason: string;
+  /** Index of the row among the group's parameters. */
+  index: string;
+  img: string;
+  lts: string;
+  lid: string;
+}
+
+/** `jsonb_build_object(...)` of one conflict, the document pgfleet.record_conflicts takes. */
+/** Name of the local version's origin for pgfleet.conflicts: `local:<target>`, a node's origin, or `origin#<id>`. */
+function originName(ctx: ConflictSqlContext, lid: string): string {
+  return `CASE WHEN ${lid} IS NULL THEN NULL WHEN ${lid} = 0 THEN ${quoteLiteral(`local:${ctx.edge.target}`)} ELSE coalesce(p_oname[${lid}], 'origin#' || ${lid}) END`;
+}
+
+function conflictObject(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow): string {
+  const origin = originName(ctx, r.lid);
+  return (
+    'jsonb_build_object(' +
+    [
+      `'edge', ${quoteLiteral(ctx.edge.id)}`,
+      `'source_node', ${quoteLiteral(ctx.edge.source)}`,
+      `'target_node', ${quoteLiteral(ctx.edge.target)}`,
+      `'table_schema', ${quoteLiteral(p.t.schema)}`,
+      `'table_name', ${quoteLiteral(p.t.name)}`,
+      `'kind', ${r.kind}`,
+      `'policy', ${quoteLiteral(ctx.policy)}`,
+      `'resolution', ${r.resolution}`,
+      `'reason', ${r.reason}`,
+      `'key', ${p.keyJson(r.index)}`,
+      `'local_row', ${r.img}`,
+      `'remote_row', ${p.remoteJson(r.index)}`,
+      `'local_commit_ts', ${r.lts}`,
+      `'local_origin', ${origin}`,
+      "'remote_commit_ts', pgf_ts",
+      "'remote_commit_lsn', pgf_lsn",
+      "'remote_xid', pgf_xid",
+    ].join(', ') +
+    ')'
+  );
+}
+
+/** pgfleet.resolve_conflict of a conflict of kind `kind` with the local version (lts, lid). */
+function resolveCall(ctx: ConflictSqlContext, kind: string, lts: string, lid: string): string {
+  return `pgfleet.resolve_conflict(${kind}, ${quoteLiteral(ctx.policy)}, ${lts}, coalesce(p_rank[${lid}], 9007199254740991), pgf_ts, ${ctx.sourceRank})`;
+}
+
+/**
+ * Records one conflict as pgfleet.record_conflicts does for a set (same row, same notice
+ * for the replicator's log and metrics, PF003 under policy `error`), written out: no
+ * document to build and take apart again.
+ */
+function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow): string {
+  const lit = quoteLiteral;
+  const t = p.t;
+  const refuse =
+    ctx.policy === 'error'
+      ? `RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', ${r.kind}, ${lit(t.schema)}, ${lit(t.name)} USING ERRCODE = '${SQLSTATE_CONFLICT_ERROR}'; `
+      : '';
+  const notice = `jsonb_build_array(jsonb_build_object('table_schema', ${lit(t.schema)}, 'table_name', ${lit(t.name)}, 'kind', ${r.kind}, 'resolution', ${r.resolution}, 'reason', ${r.reason}))`;
+  return (
+    refuse +
+    'INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, ' +
+    'key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES (' +
+    [
+      lit(ctx.edge.id),
+      lit(ctx.edge.source),
+      lit(ctx.edge.target),
+      lit(t.schema),
+      lit(t.name),
+      r.kind,
+      lit(ctx.policy),
+      r.resolution,
+      r.reason,
+      p.keyJson(r.index),
+      r.img,
+      p.remoteJson(r.index),
+      r.lts,
+      originName(ctx, r.lid),
+      'pgf_ts',
+      'pgf_lsn',
+      'pgf_xid',
+    ].join(', ') +
+    '); ' +
+    `RAISE NOTICE '${CONFLICTS_NOTICE}%', ${notice};`
+  );
+}
+
 /**
  * Decides every locked row (pgf_r* arrays), records the conflicts (pgfleet.record_conflicts
  * raises PF003 for policy `error`) and leaves in pgf_apply the row indexes to write.
  * `kindSql` names the conflict of a row (NULL: none) from u.ctid, u.lts, u.lid.
  */
 function decide(p: GroupParams, ctx: ConflictSqlContext, kindSql: string): string {
-  const t = p.t;
-  const rank = 'coalesce(p_rank[x.lid], 9007199254740991)';
-  const origin = `CASE WHEN x.lid IS NULL THEN NULL WHEN x.lid = 0 THEN ${quoteLiteral(`local:${ctx.edge.target}`)} ELSE coalesce(p_oname[x.lid], 'origin#' || x.lid) END`;
-  const conflict =
-    'jsonb_build_object(' +
-    [
-      `'edge', ${quoteLiteral(ctx.edge.id)}`,
-      `'source_node', ${quoteLiteral(ctx.edge.source)}`,
-      `'target_node', ${quoteLiteral(ctx.edge.target)}`,
-      `'table_schema', ${quoteLiteral(t.schema)}`,
-      `'table_name', ${quoteLiteral(t.name)}`,
-      "'kind', x.kind",
-      `'policy', ${quoteLiteral(ctx.policy)}`,
-      "'resolution', z.resolution",
-      "'reason', z.reason",
-      `'key', ${p.keyJson('x.k')}`,
-      "'local_row', x.img",
-      `'remote_row', ${p.remoteJson('x.k')}`,
-      "'local_commit_ts', x.lts",
-      `'local_origin', ${origin}`,
-      "'remote_commit_ts', pgf_ts",
-      "'remote_commit_lsn', pgf_lsn",
-      "'remote_xid', pgf_xid",
-    ].join(', ') +
-    ')';
+  const conflict = conflictObject(p, ctx, {
+    kind: 'x.kind',
+    resolution: 'z.resolution',
+    reason: 'z.reason',
+    index: 'x.k',
+    img: 'x.img',
+    lts: 'x.lts',
+    lid: 'x.lid',
+  });
   return (
     `SELECT coalesce(jsonb_agg(${conflict} ORDER BY x.k) FILTER (WHERE x.kind IS NOT NULL), '[]'), ` +
     "coalesce(array_agg(x.k) FILTER (WHERE x.ctid IS NOT NULL AND (x.kind IS NULL OR z.resolution = 'apply')), '{}') " +
     'INTO pgf_conf, pgf_apply ' +
     `FROM (SELECT u.*, ${kindSql} AS kind FROM unnest(pgf_rk, pgf_rctid, pgf_rimg, pgf_rts, pgf_rid) AS u(k, ctid, img, lts, lid)) AS x ` +
-    `LEFT JOIN LATERAL pgfleet.resolve_conflict(x.kind, ${quoteLiteral(ctx.policy)}, x.lts, ${rank}, pgf_ts, ${ctx.sourceRank}) AS z ON x.kind IS NOT NULL; ` +
+    `LEFT JOIN LATERAL ${resolveCall(ctx, 'x.kind', 'x.lts', 'x.lid')} AS z ON x.kind IS NOT NULL; ` +
     'PERFORM pgfleet.record_conflicts(pgf_conf);'
   );
 }
@@ -368,6 +444,50 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
   );
 }
 
+/**
+ * Plpgsql of the careful apply of the one row at index `index` of a group (remote commit
+ * pgf_ts / pgf_lsn / pgf_xid, vector pgf_v), in place: the optimistic statement for this
+ * row matched nothing, so nothing of it was written, and the groups before it in the
+ * transaction stay applied. Same decisions as carefulGroupSql, without its arrays: an
+ * update or delete locks the row and reads its version (the commit timestamp from the
+ * locked version's xmin, in a statement of its own: computed at the lock, a function of
+ * xmin would be evaluated before a lock wait), decides, records a conflict, writes by ctid.
+ * Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
+ * one row.
+ */
+export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext, index: string): string {
+  const p = new GroupParams(n, g);
+  const t = g.table;
+  if (g.kind === 'insert' || p.identityAlways().length > 0)
+    return `pgf_lo := ${index}; pgf_hi := ${index}; ${carefulGroupSql(n, g, ctx)}`;
+  const [missing, differs] =
+    g.kind === 'update' ? ['update_missing', 'update_differs'] : ['delete_missing', 'delete_differs'];
+  const write =
+    g.kind === 'update'
+      ? `UPDATE ${only(t)} AS t SET ${p.setList(index)} WHERE t.ctid = pgf_c;`
+      : `DELETE FROM ${only(t)} AS t WHERE t.ctid = pgf_c;`;
+  const recorded = recordConflictSql(p, ctx, {
+    kind: 'pgf_kind',
+    resolution: 'pgf_res',
+    reason: 'pgf_why',
+    index,
+    img: 'pgf_img',
+    lts: 'pgf_lts',
+    lid: 'pgf_lid',
+  });
+  return (
+    `SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ${only(t)} AS t WHERE ${p.keyMatch('t', index)} LIMIT 1 FOR UPDATE OF t; ` +
+    `IF pgf_c IS NULL THEN pgf_kind := '${missing}'; pgf_lts := NULL; pgf_lid := NULL; ` +
+    'ELSE pgf_lts := pg_xact_commit_timestamp(pgf_x); pgf_lid := (pg_xact_commit_timestamp_origin(pgf_x)).roident; ' +
+    `pgf_kind := CASE WHEN ${seenOf('pgf_lts', 'pgf_lid')} THEN NULL ELSE '${differs}' END; END IF; ` +
+    `IF pgf_kind IS NULL THEN ${write} ` +
+    `ELSE SELECT z.resolution, z.reason INTO pgf_res, pgf_why FROM ${resolveCall(ctx, 'pgf_kind', 'pgf_lts', 'pgf_lid')} AS z; ` +
+    `${recorded} ` +
+    `IF pgf_res = 'apply' AND pgf_c IS NOT NULL THEN ${write} END IF; ` +
+    'END IF;'
+  );
+}
+
 /** Declarations every generated block needs (see fastGroupSql and carefulGroupSql). */
 export const GROUP_DECLARATIONS = [
   'pgf_lo int',
@@ -387,4 +507,12 @@ export const GROUP_DECLARATIONS = [
   'pgf_missing int[]',
   'pgf_todo int[]',
   'pgf_try int',
+  'pgf_c tid',
+  'pgf_x xid',
+  'pgf_img jsonb',
+  'pgf_lts timestamptz',
+  'pgf_lid int',
+  'pgf_kind text',
+  'pgf_res text',
+  'pgf_why text',
 ].join('; ');

@@ -84,6 +84,55 @@ describe('generated apply SQL', () => {
     );
   });
 
+  it('a shape of one-row groups applies a row that fell short carefully in place: no ROLLBACK, no companion', () => {
+    const plain: ApplyTable = {
+      ...t,
+      columns: t.columns.map((c) => ({ ...c, identityAlways: false })),
+    };
+    const shape: TxShape = {
+      groups: [
+        { shape: { table: plain, kind: 'update', setIndexes: [1] }, single: true },
+        { shape: { table: plain, kind: 'insert', setIndexes: [0, 1, 2] }, single: true },
+      ],
+      persists: false,
+    };
+    const statements = procedureSql('pgf_s3', shape, ctx, 'a_b');
+    expect(statements).toHaveLength(1);
+    const proc = statements[0] as string;
+    expect(proc).not.toContain('ROLLBACK');
+    // The update's careful pass locks its row and writes by ctid, inside the IF NOT FOUND of its statement.
+    const update = proc.indexOf('UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t."id"');
+    const lock = proc.indexOf(
+      'SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ONLY "app"."Orders" AS t WHERE t."id" = (g1_a[1][i])::bigint LIMIT 1 FOR UPDATE OF t;',
+    );
+    const insert = proc.indexOf('INSERT INTO "app"."Orders"');
+    expect(update).toBeGreaterThan(0);
+    expect(lock).toBeGreaterThan(update);
+    expect(insert).toBeGreaterThan(lock);
+    expect(proc.slice(update, lock)).toContain('IF NOT FOUND THEN pgf_v := p_sv[i];');
+    expect(proc).toContain(
+      "pgf_kind := CASE WHEN coalesce(pgf_lts IS NULL OR pgf_lts <= p_floor OR pgf_lts <= p_seen[pgf_v][pgf_lid], false) THEN NULL ELSE 'update_differs' END;",
+    );
+    expect(proc).toContain(
+      "INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES ('a_b', 'a', 'b', 'app', 'Orders', pgf_kind, 'last_update_wins', pgf_res, pgf_why, jsonb_build_object('id', g1_a[1][i]), pgf_img, jsonb_build_object('id', g1_a[1][i], 'v', g1_a[2][i]),",
+    );
+    expect(proc).toContain(
+      `RAISE NOTICE 'pgfleet conflicts %', jsonb_build_array(jsonb_build_object('table_schema', 'app'`,
+    );
+    expect(proc).not.toContain('PF003');
+    const [refusing] = procedureSql('pgf_s4', shape, () => ({ ...ctx(), policy: 'error' as const }), 'a_b');
+    expect(refusing).toContain(
+      "RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', pgf_kind, 'app', 'Orders' USING ERRCODE = 'PF003'; INSERT INTO pgfleet.conflicts",
+    );
+    expect(proc).toContain(
+      'IF pgf_res = \'apply\' AND pgf_c IS NOT NULL THEN UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c; END IF;',
+    );
+    // The insert's careful pass works on its one row.
+    expect(proc).toContain(
+      'pgf_lo := i; pgf_hi := i; pgf_todo := ARRAY(SELECT generate_series(pgf_lo, pgf_hi));',
+    );
+  });
+
   it('keeps a procedure of the largest shape within the 100 arguments a function may take', () => {
     const groups = Array.from({ length: 32 }, () => ({ shape: insert, single: false }));
     expect(procedureParamCount({ groups, persists: true }) + 1).toBeLessThanOrEqual(100);

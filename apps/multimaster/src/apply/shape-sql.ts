@@ -2,14 +2,13 @@ import { quoteIdent, quoteLiteral } from '@pgfleet/connection';
 import {
   type ConflictSqlContext,
   carefulGroupSql,
+  carefulRowSql,
   fastGroupSql,
   GROUP_DECLARATIONS,
   type GroupShape,
   type RowRange,
 } from './group-sql.js';
 
-/** Prefix of the notice pgfleet.record_conflicts sends, followed by the conflicts as JSON. */
-export const CONFLICTS_NOTICE = 'pgfleet conflicts ';
 /** SQLSTATE a group function raises into its own subtransaction when the optimistic apply fell short. */
 const SQLSTATE_GROUP_MISMATCH = 'PF004';
 
@@ -116,10 +115,15 @@ function carefulFunctionSql(
 /**
  * A procedure that applies a run of source transactions of one shape (the same sequence
  * of groups), each as its OWN target transaction: for transaction i it applies every
- * group optimistically (fastGroupSql); if one group fell short it rolls the transaction
- * back and applies all of it carefully (lock first, decide every row against the locked
- * version, record the conflicts; carefulGroupSql, in the companion function). Then it
- * records the edge's "seen" vector when it changed, sets the origin's progress to
+ * group optimistically (fastGroupSql). A group that fell short is applied carefully (lock
+ * first, decide every row against the locked version, record the conflicts):
+ * - when every group of the shape has one row per transaction (TPC-B, most OLTP), the
+ *   statement that fell short wrote nothing, so only that row is applied carefully, in
+ *   place (carefulRowSql), and the transaction goes on with its next group;
+ * - otherwise a multi-row statement may have written part of its rows: the transaction is
+ *   rolled back and applied again, every group carefully (carefulGroupSql, in the
+ *   companion function).
+ * Then it records the edge's "seen" vector when it changed, sets the origin's progress to
  * (p_end[i], p_ts[i]) and COMMITs. Called once for the whole run (CALL, outside a
  * transaction block), so one protocol message carries many transactions and the plans
  * stay cached in the session.
@@ -131,8 +135,9 @@ function carefulFunctionSql(
  * aborted transaction would move the origin too). If transaction i fails, the ones before
  * it stay committed and origin progress names the last of them.
  *
- * Returns the statements that create the procedure and its careful companion. Both live
- * in pg_temp: per session, never replicated, dropped with the apply connection.
+ * Returns the statements that create the procedure (and its careful companion when it has
+ * one). Both live in pg_temp: per session, never replicated, dropped with the apply
+ * connection.
  */
 export function procedureSql(
   name: string,
@@ -141,19 +146,32 @@ export function procedureSql(
   edgeId: string,
 ): string[] {
   const params = procedureParams(shape);
+  const inPlace = shape.groups.every((g) => g.single);
   const careful = `${name}_c`;
   const args = params.map((p) => p.split(' ')[0]).join(', ');
-  const onMismatch = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
+  const rollBackAndRedo = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
+  // An xid, so that the commit record carries the origin's progress even if every row is skipped.
+  const carefulHere = (k: number, g: GroupShape) =>
+    'pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; PERFORM pg_current_xact_id(); ' +
+    carefulRowSql(k, g, ctx(g), 'i');
   const fast = shape.groups
-    .map((g, k) => fastGroupSql(k + 1, g.shape, rowsOf(k + 1, g), 'p_sv[i]', onMismatch))
+    .map((g, k) =>
+      fastGroupSql(
+        k + 1,
+        g.shape,
+        rowsOf(k + 1, g),
+        'p_sv[i]',
+        inPlace ? carefulHere(k + 1, g.shape) : rollBackAndRedo,
+      ),
+    )
     .join(' ');
   const persist = shape.persists
     ? `IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = ${quoteLiteral(edgeId)}; END IF; `
     : '';
   return [
-    carefulFunctionSql(careful, shape, ctx),
+    ...(inPlace ? [] : [carefulFunctionSql(careful, shape, ctx)]),
     `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(${params.join(', ')}) LANGUAGE plpgsql AS $pgf$ ` +
-      'DECLARE i int; pgf_n int8; ' +
+      `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8'}; ` +
       'BEGIN ' +
       'PERFORM pgfleet.apply_guard(p_expected); ' +
       'FOR i IN 1..cardinality(p_end) LOOP ' +
