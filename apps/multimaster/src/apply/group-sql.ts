@@ -453,7 +453,7 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
  * locked version's xmin, in a statement of its own: computed at the lock, a function of
  * xmin would be evaluated before a lock wait), decides, records a conflict, writes by ctid.
  * Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
- * one row.
+ * one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
  */
 export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext, index: string): string {
   const p = new GroupParams(n, g);
@@ -476,12 +476,13 @@ export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext,
     lid: 'pgf_lid',
   });
   return (
-    `SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ${only(t)} AS t WHERE ${p.keyMatch('t', index)} LIMIT 1 FOR UPDATE OF t; ` +
+    `SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ${only(t)} AS t WHERE ${p.keyMatch('t', index)} FOR UPDATE OF t; ` +
     `IF pgf_c IS NULL THEN pgf_kind := '${missing}'; pgf_lts := NULL; pgf_lid := NULL; ` +
     'ELSE pgf_lts := pg_xact_commit_timestamp(pgf_x); pgf_lid := (pg_xact_commit_timestamp_origin(pgf_x)).roident; ' +
     `pgf_kind := CASE WHEN ${seenOf('pgf_lts', 'pgf_lid')} THEN NULL ELSE '${differs}' END; END IF; ` +
     `IF pgf_kind IS NULL THEN ${write} ` +
-    `ELSE SELECT z.resolution, z.reason INTO pgf_res, pgf_why FROM ${resolveCall(ctx, 'pgf_kind', 'pgf_lts', 'pgf_lid')} AS z; ` +
+    // A plain expression (no function scan and its tuplestore), into a record.
+    `ELSE pgf_z := ${resolveCall(ctx, 'pgf_kind', 'pgf_lts', 'pgf_lid')}; pgf_res := pgf_z.resolution; pgf_why := pgf_z.reason; ` +
     `${recorded} ` +
     `IF pgf_res = 'apply' AND pgf_c IS NOT NULL THEN ${write} END IF; ` +
     'END IF;'
@@ -515,4 +516,5 @@ export const GROUP_DECLARATIONS = [
   'pgf_kind text',
   'pgf_res text',
   'pgf_why text',
+  'pgf_z record',
 ].join('; ');

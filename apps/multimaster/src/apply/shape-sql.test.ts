@@ -103,7 +103,7 @@ describe('generated apply SQL', () => {
     // The update's careful pass locks its row and writes by ctid, inside the IF NOT FOUND of its statement.
     const update = proc.indexOf('UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t."id"');
     const lock = proc.indexOf(
-      'SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ONLY "app"."Orders" AS t WHERE t."id" = (g1_a[1][i])::bigint LIMIT 1 FOR UPDATE OF t;',
+      'SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ONLY "app"."Orders" AS t WHERE t."id" = (g1_a[1][i])::bigint FOR UPDATE OF t;',
     );
     const insert = proc.indexOf('INSERT INTO "app"."Orders"');
     expect(update).toBeGreaterThan(0);
