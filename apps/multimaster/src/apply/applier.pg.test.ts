@@ -217,6 +217,11 @@ describe('Applier on a real server', () => {
     await admin?.end();
   });
 
+  /** `columns` of this edge's pgfleet.conflicts rows, in the order they were recorded. */
+  const recordedConflicts = async (columns: string) =>
+    (await admin.query(`SELECT ${columns} FROM pgfleet.conflicts c WHERE edge = $1 ORDER BY c.id`, [edge.id]))
+      .rows;
+
   const rows = async (table: string) =>
     (await admin.query(`SELECT * FROM ${SCHEMA}.${table} ORDER BY id`)).rows as Array<
       Record<string, unknown>
@@ -283,10 +288,8 @@ describe('Applier on a real server', () => {
     await h.settled();
     expect(h.a.hasFailed()).toBe(false);
     expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=s1', '2=o2', '3=s3']);
-    const { rows: c } = await admin.query(
-      `SELECT key->>'id' AS id, kind, resolution, reason, local_row, remote_row, local_origin, remote_commit_lsn::text AS lsn
-         FROM pgfleet.conflicts c WHERE edge = $1 ORDER BY c.id`,
-      [edge.id],
+    const c = await recordedConflicts(
+      "key->>'id' AS id, kind, resolution, reason, local_row, remote_row, local_origin, remote_commit_lsn::text AS lsn",
     );
     expect(c).toEqual([
       {
@@ -337,10 +340,8 @@ describe('Applier on a real server', () => {
     for (const t of [won, lost]) h.feed(t.msgs);
     await h.settled();
     expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=s1', '3=o3', '10=a', '11=b', '12=c']);
-    const { rows: c } = await admin.query(
-      `SELECT key->>'id' AS id, kind, resolution, local_row, remote_row, remote_commit_lsn::text AS lsn
-         FROM pgfleet.conflicts c WHERE edge = $1 ORDER BY c.id`,
-      [edge.id],
+    const c = await recordedConflicts(
+      "key->>'id' AS id, kind, resolution, local_row, remote_row, remote_commit_lsn::text AS lsn",
     );
     expect(c).toEqual([
       {
