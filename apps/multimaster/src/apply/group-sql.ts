@@ -263,12 +263,12 @@ interface ConflictRow {
   lid: string;
 }
 
-/** `jsonb_build_object(...)` of one conflict, the document pgfleet.record_conflicts takes. */
 /** Name of the local version's origin for pgfleet.conflicts: `local:<target>`, a node's origin, or `origin#<id>`. */
 function originName(ctx: ConflictSqlContext, lid: string): string {
   return `CASE WHEN ${lid} IS NULL THEN NULL WHEN ${lid} = 0 THEN ${quoteLiteral(`local:${ctx.edge.target}`)} ELSE coalesce(p_oname[${lid}], 'origin#' || ${lid}) END`;
 }
 
+/** `jsonb_build_object(...)` of one conflict, the document pgfleet.record_conflicts takes. */
 function conflictObject(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow): string {
   const origin = originName(ctx, r.lid);
   return (
@@ -449,9 +449,10 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
  * pgf_ts / pgf_lsn / pgf_xid, vector pgf_v), in place: the optimistic statement for this
  * row matched nothing, so nothing of it was written, and the groups before it in the
  * transaction stay applied. Same decisions as carefulGroupSql, without its arrays: an
- * update or delete locks the row and reads its version (the commit timestamp from the
- * locked version's xmin, in a statement of its own: computed at the lock, a function of
- * xmin would be evaluated before a lock wait), decides, records a conflict, writes by ctid.
+ * update or delete locks the row (FOR UPDATE returns the version it locked, after any
+ * wait), reads the commit time and origin of that version's xmin as plain expressions
+ * (not a function scan joined to the lock, which would be evaluated before a lock wait:
+ * see lockRead), decides, records a conflict, writes by ctid.
  * Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
  * one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
  */
