@@ -24,11 +24,9 @@ describe('add-node: a change racing with a copied row version', () => {
   let rep: ReplicatorHandle | undefined;
 
   beforeAll(async () => {
-    let nodes: SandboxNode[];
-    ({ sb, nodes } = await startThreeNodes(
+    ({ sb, a, b, c } = await startThreeNodes(
       'CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, note text)',
     ));
-    [a, b, c] = nodes as [SandboxNode, SandboxNode, SandboxNode];
   });
   afterAll(async () => {
     await rep?.stop();

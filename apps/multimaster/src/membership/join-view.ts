@@ -28,10 +28,11 @@ export async function readSourceView(
     'SELECT edge, seen FROM pgfleet.edge_seen WHERE edge = ANY($1::text[])',
     [others.map((x) => makeEdge(x, source).id)],
   );
+  const byEdge = new Map(s.map((r) => [r.edge as string, r.seen as unknown]));
   const seenByOther = new Map<string, unknown>();
   for (const x of others) {
-    const row = s.find((r) => r.edge === makeEdge(x, source).id);
-    if (row) seenByOther.set(x, row.seen);
+    const seen = byEdge.get(makeEdge(x, source).id);
+    if (seen !== undefined) seenByOther.set(x, seen);
   }
   return { floor: (f[0]?.floor as string | null) ?? null, seenByOther };
 }

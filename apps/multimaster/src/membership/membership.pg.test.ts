@@ -90,9 +90,7 @@ describe('membership: add-node, remove-node, sequence offsets', () => {
   let rep: ReplicatorHandle | undefined;
 
   beforeAll(async () => {
-    let nodes: SandboxNode[];
-    ({ sb, nodes } = await startThreeNodes(DDL));
-    [a, b, c] = nodes as [SandboxNode, SandboxNode, SandboxNode];
+    ({ sb, a, b, c } = await startThreeNodes(DDL));
   });
   afterAll(async () => {
     await rep?.stop();

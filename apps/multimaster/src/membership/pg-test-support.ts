@@ -22,13 +22,13 @@ export function quiesce(nodes: SandboxNode[]): Promise<void> {
 /** A sandbox with logical nodes a, b and c (autovacuum off), `ddl` run on each. */
 export async function startThreeNodes(
   ddl: string,
-): Promise<{ sb: Sandbox; nodes: [SandboxNode, SandboxNode, SandboxNode] }> {
+): Promise<{ sb: Sandbox; a: SandboxNode; b: SandboxNode; c: SandboxNode }> {
   const sb = await Sandbox.create();
-  const nodes = (await sb.startLogicalNodes(['a', 'b', 'c'], { autovacuum: false })) as [
+  const [a, b, c] = (await sb.startLogicalNodes(['a', 'b', 'c'], { autovacuum: false })) as [
     SandboxNode,
     SandboxNode,
     SandboxNode,
   ];
-  for (const n of nodes) await n.query(ddl);
-  return { sb, nodes };
+  for (const n of [a, b, c]) await n.query(ddl);
+  return { sb, a, b, c };
 }
