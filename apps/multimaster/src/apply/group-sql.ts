@@ -518,4 +518,16 @@ export const GROUP_DECLARATIONS = [
   'pgf_res text',
   'pgf_why text',
   'pgf_z record',
+  'pgf_void boolean',
 ].join('; ');
+
+/**
+ * Calls a function for its effect (`PERFORM f(...)` would): as an assignment of a plain
+ * expression, which PL/pgSQL evaluates without the executor. PERFORM runs a whole query
+ * (plan, executor start, Result node) each time, 3 to 8 µs per call measured on
+ * PostgreSQL 15, once per applied transaction for the origin's progress. A void result is
+ * NULL-tested so that it fits the boolean `pgf_void`.
+ */
+export function callForEffect(call: string): string {
+  return `pgf_void := ${call} IS NULL;`;
+}

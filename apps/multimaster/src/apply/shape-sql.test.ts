@@ -68,7 +68,7 @@ describe('generated apply SQL', () => {
     const guard = proc.indexOf('PERFORM pgfleet.apply_guard(p_expected); FOR i IN');
     const rollback = proc.indexOf('ROLLBACK; PERFORM pg_temp."pgf_s1_c"(i, ');
     const setup = proc.indexOf(
-      'PERFORM pg_replication_origin_xact_setup(p_end[i], p_ts[i]); COMMIT; END LOOP;',
+      'pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;',
     );
     expect(guard).toBeGreaterThan(0);
     expect(rollback).toBeGreaterThan(guard);
@@ -80,7 +80,7 @@ describe('generated apply SQL', () => {
       string,
     ];
     expect(persisting).toContain(
-      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; PERFORM pg_replication_origin_xact_setup",
+      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; pgf_void := pg_replication_origin_xact_setup",
     );
   });
 

@@ -1,6 +1,7 @@
 import { quoteIdent, quoteLiteral } from '@pgfleet/connection';
 import {
   type ConflictSqlContext,
+  callForEffect,
   carefulGroupSql,
   carefulRowSql,
   fastGroupSql,
@@ -107,7 +108,7 @@ function carefulFunctionSql(
     'BEGIN ' +
     'pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; ' +
     // An xid, so that the commit record carries the origin's progress even if every row was skipped.
-    'PERFORM pg_current_xact_id(); ' +
+    `${callForEffect('pg_current_xact_id()')} ` +
     `${groups} END $pgf$`
   );
 }
@@ -152,7 +153,7 @@ export function procedureSql(
   const rollBackAndRedo = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
   // An xid, so that the commit record carries the origin's progress even if every row is skipped.
   const carefulHere = (k: number, g: GroupShape) =>
-    'pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; PERFORM pg_current_xact_id(); ' +
+    `pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; ${callForEffect('pg_current_xact_id()')} ` +
     carefulRowSql(k, g, ctx(g), 'i');
   const fast = shape.groups
     .map((g, k) =>
@@ -171,13 +172,13 @@ export function procedureSql(
   return [
     ...(inPlace ? [] : [carefulFunctionSql(careful, shape, ctx)]),
     `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(${params.join(', ')}) LANGUAGE plpgsql AS $pgf$ ` +
-      `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8'}; ` +
+      `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8; pgf_void boolean'}; ` +
       'BEGIN ' +
       'PERFORM pgfleet.apply_guard(p_expected); ' +
       'FOR i IN 1..cardinality(p_end) LOOP ' +
       `<<pgf_fast>> BEGIN ${fast} END; ` +
       persist +
-      'PERFORM pg_replication_origin_xact_setup(p_end[i], p_ts[i]); ' +
+      `${callForEffect('pg_replication_origin_xact_setup(p_end[i], p_ts[i])')} ` +
       'COMMIT; ' +
       'END LOOP; END $pgf$',
   ];
