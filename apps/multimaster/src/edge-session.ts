@@ -10,7 +10,7 @@ import { slotResyncState } from './ha/slot-state.js';
 import type { Edge } from './naming.js';
 import { nodeOfOrigin } from './naming.js';
 import { sqlMicros } from './pg-time.js';
-import { APPLY_SESSION_SETTINGS, VALUE_TEXT_SETTINGS } from './session-settings.js';
+import { APPLY_SESSION_SETTINGS, applySessionSql, VALUE_TEXT_SETTINGS } from './session-settings.js';
 
 /*
  * The steps that set up one streaming session of an edge, one function each: check the
@@ -82,9 +82,7 @@ export function openControl(conninfo: string, appName: string, signal: AbortSign
 /**
  * The apply connection: replica role (no triggers, no foreign key checks, as the source
  * already ran them), the edge's replication origin, and its progress: where the stream
- * resumes. Planner settings keep every apply statement on its keys: the statements are
- * planned generically once, for any number of rows, and a hash or merge join there would
- * scan the whole table.
+ * resumes. Planner settings: applySessionSql.
  */
 export async function openApplySession(
   conninfo: string,
@@ -101,10 +99,7 @@ export async function openApplySession(
   });
   db.on('error', () => {});
   try {
-    await db.query(
-      `SET session_replication_role = replica; SET synchronous_commit = ${config.apply.synchronousCommit}; ` +
-        'SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; SET enable_mergejoin = off',
-    );
+    await db.query(applySessionSql(config.apply.synchronousCommit));
     await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
     const { rows } = await db.query(
       `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,

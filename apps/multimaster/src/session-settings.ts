@@ -52,6 +52,25 @@ export const APPLY_SESSION_SETTINGS: Readonly<Record<string, string>> = {
   client_min_messages: 'notice',
 };
 
+/**
+ * What an apply connection sets once connected, besides APPLY_SESSION_SETTINGS: replica
+ * role (no triggers, no foreign key checks, as the source already ran them), its commit
+ * durability, and planner settings that keep every apply statement on its keys. The
+ * statements are planned generically once, for any number of rows: a hash or merge join
+ * there would scan the whole table. Sequential scans are off too, as PostgreSQL's apply
+ * worker always finds a row by its replica identity index: a plan made while a table is
+ * small (pgbench's 1 branch and 10 tellers) scans it whole, every dead version of a hot
+ * row on its pages included, for each change. A table with no usable index is still
+ * scanned, the only plan there is.
+ */
+export function applySessionSql(synchronousCommit: string): string {
+  return (
+    `SET session_replication_role = replica; SET synchronous_commit = ${quoteLiteral(synchronousCommit)}; ` +
+    'SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; SET enable_mergejoin = off; ' +
+    'SET enable_seqscan = off'
+  );
+}
+
 /** `SET name = 'value'; ...` for sessions that were opened without startup settings. */
 export function setStatements(settings: Readonly<Record<string, string>>): string {
   return Object.entries(settings)

@@ -11,7 +11,7 @@ import { originView, readOrigins } from '../edge-session.js';
 import { METADATA_DDL } from '../metadata.js';
 import { makeEdge } from '../naming.js';
 import { formatPgTimestamp } from '../pg-time.js';
-import { APPLY_SESSION_SETTINGS } from '../session-settings.js';
+import { APPLY_SESSION_SETTINGS, applySessionSql } from '../session-settings.js';
 import { Applier, type ApplierFailure } from './applier.js';
 import type { ApplyEvent, OutsideRecord } from './port.js';
 import { SeenTracker } from './seen.js';
@@ -102,9 +102,7 @@ describe('Applier on a real server', () => {
   async function applySession(): Promise<pg.Client> {
     await db?.end().catch(() => {});
     db = await connect(testServer().conninfo, { settings: APPLY_SESSION_SETTINGS });
-    await db.query(
-      'SET session_replication_role = replica; SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; SET enable_hashjoin = off; SET enable_mergejoin = off',
-    );
+    await db.query(applySessionSql('off'));
     await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
     (db as unknown as { pipeline: boolean }).pipeline = true;
     return db;
