@@ -107,6 +107,31 @@ describe('PendingTx grouping', () => {
     expect(tx.groups.map((g) => g.rows)).toEqual([2, 1]);
   });
 
+  it('finds a repeated key however many rows the group already holds', () => {
+    // Past 16 keys a group keeps them in a set: a key from before that must still split it.
+    const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+    const tx = build([
+      ...ids.map((id) => [rel, upd(id, 'a')] as [ApplyRelation, PgoutputMessage]),
+      [rel, upd(3, 'b')],
+      [rel, upd(40, 'c')],
+    ]);
+    expect(tx.groups.map((g) => g.rows)).toEqual([40, 2]);
+    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[1]! }], 3))[1]).toEqual(['b', 'c']);
+  });
+
+  it('copies long values and short ones alike', () => {
+    const long = 'é'.repeat(100); // 200 bytes: copied in one piece, short ones byte by byte
+    const tx = build([
+      [rel, ins(1, long)],
+      [rel, ins(2, 'ab')],
+    ]);
+    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 3))).toEqual([
+      ['1', '2'],
+      [long, 'ab'],
+      ['x', 'x'],
+    ]);
+  });
+
   it('counts an update that changes its key under both keys', () => {
     // 1 → 5, then 5 → 6: in one set-based statement the second would not see the first.
     const tx = build([

@@ -9,9 +9,40 @@ export interface ApplyRelation {
   id: number;
   version: number;
   table: ApplyTable;
-  /** Every column index (an insert's columns), computed once. */
-  all?: number[];
+  /**
+   * The row form of each kind of change in its usual case, computed once: an insert of every
+   * column, an update of every non-key column that keeps its key, a delete.
+   */
+  usual?: Partial<Record<ChangeSpans['kind'], RowForm>>;
 }
+
+/** The columns a change sets, and what a group of such changes is keyed by. */
+interface RowForm {
+  setIndexes: number[];
+  shapeKey: string;
+  /** Parameters per row (groupColumns). */
+  width: number;
+}
+
+function rowForm(rel: ApplyRelation, kind: ChangeSpans['kind'], setIndexes: number[]): RowForm {
+  const shapeKey = `${rel.id}.${rel.version}:${kind[0]}:${kind === 'insert' ? '' : setIndexes.join(',')}`;
+  return { setIndexes, shapeKey, width: groupColumns({ table: rel.table, kind, setIndexes }).length };
+}
+
+function usualForm(rel: ApplyRelation, kind: ChangeSpans['kind']): RowForm {
+  rel.usual ??= {};
+  const known = rel.usual[kind];
+  if (known) return known;
+  const t = rel.table;
+  const all = t.columns.map((_, i) => i);
+  const set = kind === 'insert' ? all : kind === 'update' ? all.filter((i) => !t.columns[i]?.isKey) : [];
+  const form = rowForm(rel, kind, set);
+  rel.usual[kind] = form;
+  return form;
+}
+
+/** Beyond this many keys a group looks keys up in a set rather than its list. */
+const KEY_LIST_MAX = 16;
 
 /**
  * Rows of one transaction that one set-based statement applies: consecutive changes of one
@@ -22,29 +53,44 @@ export interface ApplyRelation {
  */
 export class TxGroup {
   rows = 0;
-  readonly width: number;
   readonly at: number[] = [];
-  /** Keys (old, and new when an update changes it) of an update or delete group. */
-  private readonly keys: Set<string> | null;
+  /** Keys (old, and new when an update changes it) of an update or delete group; a set once many. */
+  private readonly keyList: string[] = [];
+  private keySet: Set<string> | null = null;
 
   constructor(
     readonly shape: GroupShape,
     readonly shapeKey: string,
-  ) {
-    this.width = groupColumns(shape).length;
-    this.keys = shape.kind === 'insert' ? null : new Set();
-  }
+    readonly width: number,
+  ) {}
 
   /** Whether a change with these keys may join the group. */
   accepts(shapeKey: string, keys: readonly string[], maxRows: number): boolean {
     if (shapeKey !== this.shapeKey || this.rows >= maxRows) return false;
-    if (this.keys) for (const k of keys) if (this.keys.has(k)) return false;
+    for (const k of keys) if (this.keySet ? this.keySet.has(k) : this.keyList.includes(k)) return false;
     return true;
   }
 
   addKeys(keys: readonly string[]): void {
-    if (this.keys) for (const k of keys) this.keys.add(k);
+    if (this.keySet) {
+      for (const k of keys) this.keySet.add(k);
+      return;
+    }
+    this.keyList.push(...keys);
+    if (this.keyList.length > KEY_LIST_MAX) this.keySet = new Set(this.keyList);
   }
+}
+
+/**
+ * Copies `n` bytes of `src` from `from` into `dst` at `to` and returns `n`. Values are mostly
+ * a few bytes: Buffer#copy validates its arguments and makes a view object per call, which
+ * costs more than such a copy (a sixth of the replicator's own time on TPC-B), so
+ * short runs are copied byte by byte.
+ */
+function copyBytes(src: Buffer, from: number, dst: Buffer, to: number, n: number): number {
+  if (n > 64) return src.copy(dst, to, from, from + n);
+  for (let k = 0; k < n; k++) dst[to + k] = src[from + k] as number;
+  return n;
 }
 
 function keyString(buf: Buffer, spans: TupleSpans, keyIndexes: readonly number[]): string {
@@ -84,7 +130,7 @@ export class PendingTx {
       const at = spans.at[i] as number;
       const n = 4 + buf.readInt32BE(at);
       this.room(n);
-      this.used += buf.copy(this.data, this.used, at, at + n);
+      this.used += copyBytes(buf, at, this.data, this.used, n);
     } else {
       this.room(4);
       this.used = this.data.writeInt32BE(-1, this.used);
@@ -110,14 +156,12 @@ export class PendingTx {
   /** Appends one change; its values are copied out of `buf`, which may be reused afterwards. */
   add(rel: ApplyRelation, c: ChangeSpans, buf: Buffer, maxGroupRows: number): void {
     const t = rel.table;
-    let setIndexes: number[];
+    let form: RowForm;
     let keySource: TupleSpans;
     const keys: string[] = [];
     if (c.kind === 'insert') {
-      const neu = c.new as TupleSpans;
-      rel.all ??= t.columns.map((_, i) => i);
-      setIndexes = rel.all;
-      keySource = neu;
+      form = usualForm(rel, 'insert');
+      keySource = c.new as TupleSpans;
     } else if (c.kind === 'update') {
       const neu = c.new as TupleSpans;
       keySource = c.old ?? neu;
@@ -126,32 +170,36 @@ export class PendingTx {
         t.keyIndexes.some(
           (i) => neu.kinds[i] !== COL_UNCHANGED_TOAST && !neu.sameValue(buf, i, c.old as TupleSpans),
         );
-      setIndexes = [];
-      for (let i = 0; i < neu.n; i++) {
-        if (neu.kinds[i] === COL_UNCHANGED_TOAST) continue;
-        if (!changed && t.columns[i]?.isKey) continue;
-        setIndexes.push(i);
+      let toast = false;
+      for (let i = 0; i < neu.n && !toast; i++) toast = neu.kinds[i] === COL_UNCHANGED_TOAST;
+      if (!changed && !toast && neu.n === t.columns.length) form = usualForm(rel, 'update');
+      else {
+        const setIndexes: number[] = [];
+        for (let i = 0; i < neu.n; i++) {
+          if (neu.kinds[i] === COL_UNCHANGED_TOAST) continue;
+          if (!changed && t.columns[i]?.isKey) continue;
+          setIndexes.push(i);
+        }
+        form = rowForm(rel, 'update', setIndexes);
       }
       keys.push(keyString(buf, keySource, t.keyIndexes));
       if (changed) keys.push(keyString(buf, neu, t.keyIndexes));
     } else {
+      form = usualForm(rel, 'delete');
       keySource = c.old as TupleSpans;
-      setIndexes = [];
       keys.push(keyString(buf, keySource, t.keyIndexes));
     }
-    const shapeKey = `${rel.id}.${rel.version}:${c.kind[0]}:${c.kind === 'insert' ? '' : setIndexes.join(',')}`;
     let g = this.groups[this.groups.length - 1];
-    if (!g?.accepts(shapeKey, keys, maxGroupRows)) {
-      g = new TxGroup({ table: t, kind: c.kind, setIndexes }, shapeKey);
+    if (!g?.accepts(form.shapeKey, keys, maxGroupRows)) {
+      g = new TxGroup({ table: t, kind: c.kind, setIndexes: form.setIndexes }, form.shapeKey, form.width);
       this.groups.push(g);
     }
     g.addKeys(keys);
     if (c.kind === 'insert') {
-      const neu = c.new as TupleSpans;
-      for (const i of setIndexes) this.put(g, buf, neu, i);
+      for (const i of form.setIndexes) this.put(g, buf, keySource, i);
     } else {
       for (const i of t.keyIndexes) this.put(g, buf, keySource, i);
-      if (c.kind === 'update') for (const i of setIndexes) this.put(g, buf, c.new as TupleSpans, i);
+      if (c.kind === 'update') for (const i of form.setIndexes) this.put(g, buf, c.new as TupleSpans, i);
     }
     g.rows++;
     this.rows++;
@@ -201,7 +249,7 @@ export function columnMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>
       for (let r = 0; r < g.rows; r++) {
         const at = g.at[r * g.width + j] as number;
         const len = d.readInt32BE(at);
-        o += d.copy(out, o, at, at + 4 + Math.max(len, 0));
+        o += copyBytes(d, at, out, o, 4 + Math.max(len, 0));
       }
     }
   return out;
