@@ -13,6 +13,23 @@ export interface EdgeMetrics {
   state(edge: string, state: EdgeState): void;
 }
 
+/**
+ * A counter's series by label values, each looked up once: prom-client hashes the labels on
+ * every inc() otherwise, and these counters move per transaction and per conflict.
+ */
+function seriesOf<L extends string>(c: Counter<L>): (...values: string[]) => { inc(n?: number): void } {
+  const series = new Map<string, { inc(n?: number): void }>();
+  return (...values) => {
+    const k = values.join('\u0000');
+    let s = series.get(k);
+    if (!s) {
+      s = c.labels(...values);
+      series.set(k, s);
+    }
+    return s;
+  };
+}
+
 export function createMetrics(): EdgeMetrics {
   const registry = new Registry();
   const tx = new Counter({
@@ -57,17 +74,21 @@ export function createMetrics(): EdgeMetrics {
     labelNames: ['edge', 'state'],
     registers: [registry],
   });
+  const txOf = seriesOf(tx);
+  const rowsOf = seriesOf(rows);
+  const skippedOf = seriesOf(skipped);
+  const conflictsOf = seriesOf(conflicts);
   return {
     registry,
     applied(edge, n, r) {
-      tx.inc({ edge }, n);
-      rows.inc({ edge }, r);
+      txOf(edge).inc(n);
+      rowsOf(edge).inc(r);
     },
     skipped(edge, reason) {
-      skipped.inc({ edge, reason });
+      skippedOf(edge, reason).inc();
     },
     conflict(edge, kind, resolution) {
-      conflicts.inc({ edge, kind, resolution });
+      conflictsOf(edge, kind, resolution).inc();
     },
     lag(edge, bytes, seconds) {
       if (bytes !== null) lagBytes.set({ edge }, bytes);

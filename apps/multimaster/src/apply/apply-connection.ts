@@ -23,8 +23,8 @@ export class ApplyConnection {
   private corked = false;
   private pendingCount = 0;
   private waiters: Array<{ below: number; resolve: () => void }> = [];
-  private readonly procedures = new Map<string, string>();
-  private readonly functions = new Map<string, string>();
+  private readonly procedures = new Map<string, { name: string; call: string }>();
+  private readonly functions = new Map<string, { name: string; call: string }>();
   private counter = 0;
 
   constructor(
@@ -77,26 +77,28 @@ export class ApplyConnection {
     shape: TxShape,
     ctx: (g: GroupShape) => ConflictSqlContext,
   ): { name: string; call: string } | null {
-    let name = this.procedures.get(shapeKey);
-    if (!name) {
+    let p = this.procedures.get(shapeKey);
+    if (!p) {
       if (this.procedures.size >= MAX_PROCEDURES) return null;
-      name = `pgf_s${this.counter++}`;
-      this.procedures.set(shapeKey, name);
+      const name = `pgf_s${this.counter++}`;
+      p = { name, call: callSql(name, procedureParamCount(shape)) };
+      this.procedures.set(shapeKey, p);
       for (const sql of procedureSql(name, shape, ctx, this.edgeId))
         this.send(sql).catch(this.onBackgroundError);
     }
-    return { name, call: callSql(name, procedureParamCount(shape)) };
+    return p;
   }
 
   /** The group function for a group shape (created on first use). */
   groupFunction(shapeKey: string, g: GroupShape, ctx: ConflictSqlContext): { name: string; call: string } {
-    let name = this.functions.get(shapeKey);
-    if (!name) {
-      name = `pgf_g${this.counter++}`;
-      this.functions.set(shapeKey, name);
+    let f = this.functions.get(shapeKey);
+    if (!f) {
+      const name = `pgf_g${this.counter++}`;
+      f = { name, call: groupCallSql(name, functionParamCount(g)) };
+      this.functions.set(shapeKey, f);
       this.send(groupFunctionSql(name, g, ctx)).catch(this.onBackgroundError);
     }
-    return { name, call: groupCallSql(name, functionParamCount(g)) };
+    return f;
   }
 
   /**

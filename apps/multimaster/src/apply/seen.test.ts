@@ -53,6 +53,20 @@ describe('SeenTracker', () => {
       b: '2000-01-01 00:00:00.000000+00',
     });
   });
+
+  it('records the newest times after each echo, key order by node name', () => {
+    const t = new SeenTracker(0n, new Set(['b', 'a']), new Map());
+    const first = t.toJson();
+    expect(t.toJson()).toBe(first);
+    t.echo('pgfleet_b', 2_000_000n);
+    expect(t.toJson()).toBe('{"a":"2000-01-01 00:00:00.000000+00","b":"2000-01-01 00:00:02.000000+00"}');
+    t.echo('pgfleet_a', 3_000_000n);
+    t.echo('pgfleet_b', 1_000_000n); // older than what b had: no move
+    expect(JSON.parse(t.toJson())).toEqual({
+      a: '2000-01-01 00:00:03.000000+00',
+      b: '2000-01-01 00:00:02.000000+00',
+    });
+  });
 });
 
 describe('versionSeen (the SQL seenCondition, for the change-by-change path)', () => {

@@ -29,6 +29,9 @@ export class SeenTracker {
   private readonly seen = new Map<string, bigint>();
   /** Bumped whenever a node's time moves: transactions with equal versions share a vector. */
   version = 0;
+  /** toJson's last document, and each node's time as text (one node moves at a time). */
+  private json: { version: number; text: string } | null = null;
+  private readonly texts = new Map<string, { us: bigint; text: string }>();
 
   /**
    * @param floor µs since 2000, the target's floor (pgfleet.nodes; a node joined by add-node
@@ -76,11 +79,21 @@ export class SeenTracker {
     return out;
   }
 
-  /** The pgfleet.edge_seen document: node → timestamptz text. */
+  /** The pgfleet.edge_seen document: node → timestamptz text, nodes in name order. */
   toJson(): string {
+    if (this.json?.version === this.version) return this.json.text;
     const doc: Record<string, string> = {};
-    for (const [n, us] of [...this.seen].sort(([a], [b]) => (a < b ? -1 : 1))) doc[n] = formatPgTimestamp(us);
-    return JSON.stringify(doc);
+    for (const n of [...this.seen.keys()].sort()) {
+      const us = this.seen.get(n) as bigint;
+      let t = this.texts.get(n);
+      if (t?.us !== us) {
+        t = { us, text: formatPgTimestamp(us) };
+        this.texts.set(n, t);
+      }
+      doc[n] = t.text;
+    }
+    this.json = { version: this.version, text: JSON.stringify(doc) };
+    return this.json.text;
   }
 }
 

@@ -98,6 +98,9 @@ function keyString(buf: Buffer, spans: TupleSpans, keyIndexes: readonly number[]
   return keyIndexes.map((i) => spans.keyText(buf, i)).join('\u0000,');
 }
 
+/** The buffer of a transaction with no values yet (most echoes never get one). */
+const NO_DATA = Buffer.alloc(0);
+
 /** A source transaction being received, grouped for set-based apply. */
 export class PendingTx {
   groups: TxGroup[] = [];
@@ -114,12 +117,12 @@ export class PendingTx {
     /** SeenTracker version at the transaction's start. */
     readonly seenVersion: number,
   ) {
-    this.data = Buffer.allocUnsafe(256);
+    this.data = NO_DATA;
   }
 
   private room(n: number): void {
     if (this.used + n <= this.data.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.used + n));
+    const next = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.used + n, 256));
     this.data.copy(next, 0, 0, this.used);
     this.data = next;
   }
