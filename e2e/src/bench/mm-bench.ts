@@ -20,7 +20,9 @@ type Say = (line?: string) => void;
  * `npm run bench -- multimaster`. Every figure is pgfleet next to PostgreSQL's native
  * logical replication measured in the same run on the same two servers. Knobs:
  * BENCH_SCALE (multiplies every backlog, e.g. 0.05 for a smoke run), BENCH_MESH_SECONDS,
- * BENCH_MESH_RATES (comma-separated per-node rates tried for the highest sustained one).
+ * BENCH_MESH_RATES (comma-separated per-node rates tried for the highest sustained one),
+ * BENCH_REPLICATOR_CPU_PROF (a directory: each mesh replicator process writes its
+ * .cpuprofile there).
  */
 export async function multimasterBench(major: number | undefined, say: Say): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? 1);

@@ -21,9 +21,13 @@ export function spawnReplicator(config: Record<string, unknown>): ReplicatorProc
   // JSON is YAML; the file holds passwords, so only the owner may read it.
   writeFileSync(file, JSON.stringify({ ...config, http: { listen: false } }), { mode: 0o600 });
   const dist = join(REPO_ROOT, 'apps/multimaster/dist/cli.js');
+  // BENCH_REPLICATOR_CPU_PROF=<dir>: the replicator writes a .cpuprofile there when it exits.
+  const profDir = process.env.BENCH_REPLICATOR_CPU_PROF;
+  const prof = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
   const args = existsSync(dist)
-    ? [dist, 'run', '-c', file, '--log-level', 'warn']
+    ? [...prof, dist, 'run', '-c', file, '--log-level', 'warn']
     : [
+        ...prof,
         '--conditions=source',
         '--import',
         'tsx',
