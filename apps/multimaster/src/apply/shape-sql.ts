@@ -86,6 +86,15 @@ const rowsOf = (k: number, g: ShapeGroup): RowRange =>
   g.single ? { index: 'i' } : { lo: `g${k}_r[1][i]`, hi: `g${k}_r[2][i]` };
 
 /**
+ * What careful SQL reads of transaction i of a run (its vector, commit time and LSN, xid),
+ * and an xid, so that the commit record carries the origin's progress even if every row
+ * is skipped.
+ */
+const CAREFUL_TX_SETUP =
+  'pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; ' +
+  `${callForEffect('pg_current_xact_id()')} `;
+
+/**
  * The careful pass of a transaction procedure: a function that applies transaction i of
  * the run carefully, every group (carefulGroupSql), in the transaction the procedure has
  * just begun by rolling back the optimistic attempt.
@@ -106,9 +115,7 @@ function carefulFunctionSql(
     `CREATE OR REPLACE FUNCTION pg_temp.${quoteIdent(name)}(i int, ${procedureParams(shape).join(', ')}) RETURNS void LANGUAGE plpgsql AS $pgf$ ` +
     `DECLARE ${GROUP_DECLARATIONS}; ` +
     'BEGIN ' +
-    'pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; ' +
-    // An xid, so that the commit record carries the origin's progress even if every row was skipped.
-    `${callForEffect('pg_current_xact_id()')} ` +
+    CAREFUL_TX_SETUP +
     `${groups} END $pgf$`
   );
 }
@@ -151,10 +158,7 @@ export function procedureSql(
   const careful = `${name}_c`;
   const args = params.map((p) => p.split(' ')[0]).join(', ');
   const rollBackAndRedo = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
-  // An xid, so that the commit record carries the origin's progress even if every row is skipped.
-  const carefulHere = (k: number, g: GroupShape) =>
-    `pgf_v := p_sv[i]; pgf_ts := p_ts[i]; pgf_lsn := p_lsn[i]; pgf_xid := p_xid[i]; ${callForEffect('pg_current_xact_id()')} ` +
-    carefulRowSql(k, g, ctx(g), 'i');
+  const carefulHere = (k: number, g: GroupShape) => CAREFUL_TX_SETUP + carefulRowSql(k, g, ctx(g), 'i');
   const fast = shape.groups
     .map((g, k) =>
       fastGroupSql(
