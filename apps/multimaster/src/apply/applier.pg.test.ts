@@ -8,7 +8,7 @@ import type { ConflictPolicy } from '../config.js';
 import type { PgoutputMessage, Tuple } from '../decode/messages.js';
 import { encodePgoutput } from '../decode/pgoutput-encode.js';
 import { originView, readOrigins } from '../edge-session.js';
-import { METADATA_DDL } from '../metadata.js';
+import { createTestMetadata } from '../metadata-test-support.js';
 import { makeEdge } from '../naming.js';
 import { formatPgTimestamp } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS, applySessionSql } from '../session-settings.js';
@@ -189,9 +189,7 @@ describe('Applier on a real server', () => {
   beforeAll(async () => {
     const conninfo = testServer().conninfo;
     admin = await connect(conninfo);
-    await admin.query('SELECT pg_advisory_lock(4711)'); // other files create the same schema
-    for (const ddl of METADATA_DDL) await admin.query(ddl);
-    await admin.query('SELECT pg_advisory_unlock(4711)');
+    await createTestMetadata(admin);
     for (const o of ['pgfleet_s', 'pgfleet_o', 'pgfleet_o_writer'])
       await admin.query(
         'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONFLICT_POLICIES, type ConflictPolicy } from '../config.js';
 import { CONFLICT_KINDS, type ConflictKind, resolveConflict } from '../conflict.js';
-import { METADATA_DDL } from '../metadata.js';
+import { createTestMetadata } from '../metadata-test-support.js';
 import { formatPgTimestamp } from '../pg-time.js';
 
 /**
@@ -16,9 +16,7 @@ describe('pgfleet.resolve_conflict decides as resolveConflict', () => {
   let db: pg.Client;
   beforeAll(async () => {
     db = await connect(testServer().conninfo);
-    await db.query('SELECT pg_advisory_lock(4711)');
-    for (const ddl of METADATA_DDL) await db.query(ddl);
-    await db.query('SELECT pg_advisory_unlock(4711)');
+    await createTestMetadata(db);
   });
   afterAll(async () => {
     await db?.end();

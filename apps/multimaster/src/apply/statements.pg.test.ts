@@ -2,7 +2,7 @@ import { connect } from '@pgfleet/connection';
 import { testServer } from '@pgfleet/sandbox/vitest';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METADATA_DDL } from '../metadata.js';
+import { createTestMetadata } from '../metadata-test-support.js';
 import {
   type ApplyTable,
   commitStatement,
@@ -35,7 +35,7 @@ describe('apply statements on a real server', () => {
 
   beforeAll(async () => {
     db = await connect(testServer().conninfo);
-    for (const ddl of METADATA_DDL) await db.query(ddl);
+    await createTestMetadata(db);
     await db.query(`CREATE SCHEMA IF NOT EXISTS "mm stmt ""S"""`);
     await db.query(`CREATE TABLE IF NOT EXISTS ${Q} (id int PRIMARY KEY, "Big Text" text, tags text[])`);
     await db.query(`TRUNCATE ${Q}`);
