@@ -8,6 +8,7 @@ import { otherMembersFacts } from './dcs-standby-loop.js';
 import { wantedSyncCount } from './dcs-sync.js';
 import type { PostResult } from './http-server.js';
 import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
+import { noteFence } from './state.js';
 import { rollBackSwitchoverFence } from './switchover.js';
 
 /**
@@ -116,9 +117,8 @@ export async function dcsSwitchover(ctx: LoopContext, body: unknown): Promise<Po
         return currentWalLsn(q);
       },
     );
-    s.fenced = true;
-    s.fenceReason = `switchover to ${to}`;
-    ctx.hook('fence', s.fenceReason);
+    noteFence(s, `switchover to ${to}`);
+    ctx.hook('fence', `switchover to ${to}`);
 
     // The candidate must have received everything the fenced primary wrote: promotion replays
     // all it received, so then nothing acknowledged is missing.

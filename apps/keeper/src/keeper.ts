@@ -24,7 +24,7 @@ import { PrimaryGuard } from './primary-guard.js';
 import { announceDown, primaryIteration } from './primary-loop.js';
 import { INITIAL_WATCH } from './standby-decision.js';
 import { standbyIteration } from './standby-loop.js';
-import { initialState, type KeeperState, type KeeperStatus } from './state.js';
+import { fenceAfterRead, initialState, type KeeperState, type KeeperStatus } from './state.js';
 import { buildStatus } from './status-view.js';
 import { switchover } from './switchover.js';
 import { keeperTiming } from './timing.js';
@@ -148,7 +148,8 @@ async function startNodeKeeper(
         'hooks.onPromote fence the old primary (STONITH)',
     );
 
-  function learnRole(local: RoleInfo): void {
+  /** `readEpoch`: state.fenceEpoch when the read of `local` began. */
+  function learnRole(local: RoleInfo, readEpoch: number): void {
     const now = clock.now();
     const old = state.role;
     state.roleReason = local.reason;
@@ -158,7 +159,8 @@ async function startNodeKeeper(
     if (local.role !== 'down') {
       if (local.timeline !== undefined) state.timeline = local.timeline;
       state.lsn = local.lsn ?? null;
-      state.fenced = local.fenced ?? false;
+      // A fence or unfence this keeper carried out while the read ran is newer than the read.
+      state.fenced = fenceAfterRead(state, readEpoch, local.fenced ?? false);
       metrics.fenced.set(state.fenced ? 1 : 0);
       state.notifiedPeerDown = false;
     }
@@ -221,9 +223,10 @@ async function startNodeKeeper(
   }
 
   async function iteration(): Promise<void> {
+    const readEpoch = state.fenceEpoch;
     const local = await readLocal(ctx, session);
     if (signal.aborted) return; // a session cut by shutdown says nothing about the server
-    learnRole(local.info);
+    learnRole(local.info, readEpoch);
     if (local.info.role !== 'down' && !guard.knowsDataDirectory) await learnDataDirectory();
     if (dcs) {
       if (local.info.role === 'standby') await dcsStandbyIteration(ctx, local);

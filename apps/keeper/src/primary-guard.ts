@@ -5,6 +5,7 @@ import type { LocalSession } from './local-session.js';
 import { announceDown } from './primary-loop.js';
 import { decideServerWatch, INITIAL_SERVER_WATCH, observeHandshake } from './server-watch-decision.js';
 import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
+import { noteFence } from './state.js';
 import type { KeeperTiming } from './timing.js';
 import { formatDuration } from './units.js';
 import { applyVerdict, describeLease, type LeaseVerdict, leaseHeld } from './write-lease.js';
@@ -290,8 +291,7 @@ export class PrimaryGuard {
 
   private fenced(reason: string, message: string, started: number): void {
     const { state: s, metrics } = this.ctx;
-    s.fenced = true;
-    s.fenceReason = reason.replace(/^fencing: /, '');
+    noteFence(s, reason.replace(/^fencing: /, ''));
     s.counters.fences++;
     metrics.fences.inc();
     metrics.fenced.set(1);

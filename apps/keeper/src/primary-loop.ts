@@ -20,6 +20,7 @@ import {
   type PrimaryFacts,
 } from './primary-decision.js';
 import { withSession } from './session.js';
+import { noteFence } from './state.js';
 import { keeperTiming } from './timing.js';
 import { judgeLease, type WitnessView } from './write-lease.js';
 
@@ -164,8 +165,7 @@ async function executeFence(ctx: LoopContext, action: FenceAction): Promise<void
   ctx.record(action.kind, action.reason);
   try {
     await onLocal(ctx, 'unfence', (q) => unfence(q, { node: c.node.name }));
-    s.fenced = false;
-    s.fenceReason = null;
+    noteFence(s, null);
     ctx.metrics.fenced.set(0);
     ctx.logger.warn({ event: 'unfenced' }, 'unfenced');
     ctx.hook('unfence', action.reason);

@@ -30,6 +30,11 @@ export interface KeeperState {
   fenced: boolean;
   /** Why this keeper fenced its server (null when it did not, or after unfencing). */
   fenceReason: string | null;
+  /**
+   * Counts the fences and unfences this keeper carried out (see `noteFence`). A read of the
+   * server begun before the count moved is stale about the fence: the loop does not copy it.
+   */
+  fenceEpoch: number;
   /** A fence is being carried out (the write lease is already revoked). */
   fencing: boolean;
   /** The write lease behind /primary (see write-lease.ts). */
@@ -153,6 +158,7 @@ export function initialState(now: number): KeeperState {
     lsn: null,
     fenced: false,
     fenceReason: null,
+    fenceEpoch: 0,
     fencing: false,
     lease: NO_LEASE,
     serverWatch: INITIAL_SERVER_WATCH,
@@ -245,4 +251,23 @@ export interface KeeperStatus {
     grant: { to: string; primary: string; at: string } | null;
     heartbeats: Record<string, unknown>;
   };
+}
+
+/** This keeper fenced its server (`reason`) or lifted its fence (null). */
+export function noteFence(s: KeeperState, reason: string | null): void {
+  s.fenced = reason !== null;
+  s.fenceReason = reason;
+  s.fenceEpoch++;
+}
+
+/**
+ * The fence state a read of the server shows, unless this keeper fenced or unfenced since the
+ * read began (`readEpoch`): then the keeper's own record is the newer one.
+ */
+export function fenceAfterRead(
+  s: Pick<KeeperState, 'fenced' | 'fenceEpoch'>,
+  readEpoch: number,
+  serverFenced: boolean,
+): boolean {
+  return readEpoch === s.fenceEpoch ? serverFenced : s.fenced;
 }

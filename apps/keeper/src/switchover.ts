@@ -5,6 +5,7 @@ import type { PostResult } from './http-server.js';
 import { postJson } from './peer-client.js';
 import { KEEPER_APPLICATION_NAME, withSession } from './session.js';
 import { promoteLocal } from './standby-loop.js';
+import { noteFence } from './state.js';
 
 /**
  * Planned switchover, run by the primary's keeper: fence this primary (no new writes), wait
@@ -46,9 +47,8 @@ export async function switchover(ctx: LoopContext): Promise<PostResult> {
       });
       return currentWalLsn(q);
     });
-    s.fenced = true;
-    s.fenceReason = `switchover to ${c.peer.name}`;
-    ctx.hook('fence', s.fenceReason);
+    noteFence(s, `switchover to ${c.peer.name}`);
+    ctx.hook('fence', `switchover to ${c.peer.name}`);
 
     const deadline = ctx.clock.now() + CATCH_UP_TIMEOUT_MS;
     for (;;) {
@@ -98,8 +98,7 @@ export async function rollBackSwitchoverFence(ctx: LoopContext): Promise<void> {
       { timeoutMs: 10_000, node: c.node.name, action: 'switchover rollback' },
       (q) => unfence(q, { node: c.node.name }),
     );
-    s.fenced = false;
-    s.fenceReason = null;
+    noteFence(s, null);
     s.holdFence = false;
     ctx.hook('unfence', 'switchover rolled back');
   } catch (undo) {
