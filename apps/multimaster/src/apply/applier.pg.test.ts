@@ -59,6 +59,10 @@ describe('Applier on a real server', () => {
       ['id', 20, true],
       ['v', 25, false],
     ]),
+    rel(4, 'mail', [
+      ['id', 23, true],
+      ['email', 25, false],
+    ]),
   ];
 
   /** A source transaction: its changes between Begin and Commit, with LSNs past everything so far. */
@@ -200,7 +204,8 @@ describe('Applier on a real server', () => {
     await admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; CREATE SCHEMA ${SCHEMA};
       CREATE TABLE ${SCHEMA}.kv (id int PRIMARY KEY, v text);
       CREATE TABLE ${SCHEMA}.checked (id int PRIMARY KEY, n int CHECK (n >= 0));
-      CREATE TABLE ${SCHEMA}.moved (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)`);
+      CREATE TABLE ${SCHEMA}.moved (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
+      CREATE TABLE ${SCHEMA}.mail (id int PRIMARY KEY, email text UNIQUE)`);
   });
 
   beforeEach(async () => {
@@ -422,6 +427,72 @@ describe('Applier on a real server', () => {
       { id: '1', kind: 'insert_exists', resolution: 'skip' },
       { id: '2', kind: 'insert_exists', resolution: 'apply' },
     ]);
+  });
+
+  it('meets an existing key with a plain insert without a new session: ON CONFLICT from then on, every transaction from it sent again once', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.kv, ${SCHEMA}.checked`);
+    await admin.query(`DELETE FROM pgfleet.conflicts WHERE edge = $1`, [edge.id]);
+    const h = await makeApplier({});
+    await h.init();
+    await writeAs('pgfleet_o', T0 + 10n, `INSERT INTO ${SCHEMA}.kv VALUES (1, 'o1')`);
+    // Runs (one call each, pipelined): [kv 10, 11] [checked 10] [kv 12, 1, 13] [checked 11] [kv 14].
+    const txs = [
+      tx([ins(1, ['10', 's'])]),
+      tx([ins(1, ['11', 's'])]),
+      tx([ins(2, ['10', '10'])]),
+      tx([ins(1, ['12', 's'])]),
+      tx([ins(1, ['1', 's1'])], { ts: T0 + 20n }), // the key exists (o's row, older): insert_exists, applied
+      tx([ins(1, ['13', 's'])]),
+      tx([ins(2, ['11', '11'])]),
+      tx([ins(1, ['14', 's'])]),
+    ];
+    for (const t of txs) h.feed(t.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    expect((await rows('kv')).map((r) => `${r.id}=${r.v}`)).toEqual([
+      '1=s1',
+      '10=s',
+      '11=s',
+      '12=s',
+      '13=s',
+      '14=s',
+    ]);
+    expect((await rows('checked')).map((r) => r.id)).toEqual([10, 11]);
+    expect(await recordedConflicts("key->>'id' AS id, kind, resolution")).toEqual([
+      { id: '1', kind: 'insert_exists', resolution: 'apply' },
+    ]);
+    expect(await progress()).toBe(txs[7]?.endLsn);
+    // Each transaction reported applied once: the ones sent again were not counted twice.
+    const applied = h.events.filter((e) => e.type === 'applied');
+    expect(applied.reduce((n, e) => n + (e.type === 'applied' ? e.transactions : 0), 0)).toBe(8);
+    // Row 1 carries the commit time of the transaction that wrote it, applied once.
+    const { rows: ts } = await admin.query(
+      `SELECT pg_xact_commit_timestamp(xmin) = $1::timestamptz AS same FROM ${SCHEMA}.kv WHERE id = 1`,
+      [formatPgTimestamp(txs[4]?.ts as bigint)],
+    );
+    expect(ts).toEqual([{ same: true }]);
+    // Later inserts of a key that exists resolve in place (ON CONFLICT), in the same session.
+    const again = tx([ins(1, ['10', 'later'])], { ts: T0 + 900_000_000n });
+    h.feed(again.msgs);
+    await h.settled();
+    expect(h.a.hasFailed()).toBe(false);
+    expect((await rows('kv')).find((r) => r.id === 10)?.v).toBe('later');
+  });
+
+  it('a unique violation on another index than the key is not an existing key: replayed change by change', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.mail`);
+    await admin.query(`INSERT INTO ${SCHEMA}.mail VALUES (1, 'a@example.org')`);
+    const h = await makeApplier({});
+    await h.init();
+    const ok = tx([ins(4, ['2', 'b@example.org'])]);
+    const bad = tx([ins(4, ['3', 'a@example.org'])]);
+    const after = tx([ins(4, ['4', 'c@example.org'])]);
+    for (const t of [ok, bad, after]) h.feed(t.msgs);
+    const f: ApplierFailure = await h.a.failed;
+    expect(f.kind).toBe('replay');
+    expect(f.kind === 'replay' && f.commitLsn).toBe(bad.finalLsn);
+    expect((await rows('mail')).map((r) => r.id)).toEqual([1, 2]);
+    expect(await progress()).toBe(ok.endLsn);
   });
 
   it('streams a large transaction group by group and still decides its conflicts in SQL', async () => {

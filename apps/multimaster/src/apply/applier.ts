@@ -112,6 +112,8 @@ export class Applier {
   /** Settles when the applier gives up; the edge then restarts the stream. */
   readonly failed: Promise<ApplierFailure>;
   private busy = false;
+  /** Holds on message handling (Batcher: while it recovers from a failed call). */
+  private holds = 0;
   private readonly backlog: Buffer[] = [];
   private backlogHead = 0;
   private readonly oldSpans = new TupleSpans();
@@ -135,7 +137,13 @@ export class Applier {
       conflictContext: (g: GroupShape) => this.conflictContext(g),
       fail: (f: ApplierFailure) => this.fail(f),
     };
-    this.batcher = new Batcher({ ...ctx, readProgress: () => this.readProgress() });
+    this.batcher = new Batcher({
+      ...ctx,
+      readProgress: () => this.readProgress(),
+      hold: () => this.hold(),
+      otherPathsInFlight: () => this.tx?.streamed != null || this.tx?.client != null,
+      logger: o.logger,
+    });
     this.streamCtx = { ...ctx, edgeId: o.edge.id };
     o.db.on('notice', (n: { message?: string }) => this.onNotice(n.message ?? ''));
   }
@@ -185,7 +193,7 @@ export class Applier {
   /** A pgoutput message; `buf` is only valid during the call (node-pg reuses its memory). */
   receive(buf: Buffer): void {
     if (this.failure) return;
-    if (this.busy || this.backlog.length > this.backlogHead) {
+    if (this.busy || this.holds > 0 || this.backlog.length > this.backlogHead) {
       this.backlog.push(Buffer.from(buf));
       return;
     }
@@ -216,7 +224,7 @@ export class Applier {
   }
 
   private drainBacklog(): void {
-    while (!this.busy && !this.failure && this.backlogHead < this.backlog.length) {
+    while (!this.busy && this.holds === 0 && !this.failure && this.backlogHead < this.backlog.length) {
       const b = this.backlog[this.backlogHead] as Buffer;
       this.backlog[this.backlogHead++] = Buffer.alloc(0);
       this.step(b);
@@ -224,8 +232,20 @@ export class Applier {
     if (this.backlogHead >= this.backlog.length) {
       this.backlog.length = 0;
       this.backlogHead = 0;
-      if (!this.busy && !this.failure) this.o.port.resume();
+      if (!this.busy && this.holds === 0 && !this.failure) this.o.port.resume();
     }
+  }
+
+  private hold(): () => void {
+    this.holds++;
+    this.o.port.pause();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      this.drainBacklog();
+    };
   }
 
   private handle(buf: Buffer): Promise<void> | undefined {

@@ -1,3 +1,4 @@
+import { quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type { TxShape } from './shape-sql.js';
 import { columnMatrix, type PendingTx, type TxGroup } from './tx-builder.js';
@@ -42,13 +43,27 @@ export function originParams(s: SessionParams): [Buffer, Buffer] {
   ];
 }
 
+/** A table's name as the batcher keeps it (tables whose inserts meet existing keys). */
+export function tableKey(t: { schema: string; name: string }): string {
+  return quoteQualified(t.schema, t.name);
+}
+
 /**
  * The shape a transaction is applied with, and its key: transactions with equal keys run
- * through one procedure.
+ * through one procedure. A single-row insert is plain unless its table is in `keysExist`.
  */
-export function txShape(r: ReadyTx): { key: string; shape: TxShape } {
-  const groups = r.tx.groups.map((g) => ({ shape: g.shape, single: g.rows === 1 }));
-  const key = `${r.tx.groups.map((g) => `${g.shapeKey}#${g.rows === 1 ? 1 : 'n'}`).join('|')}${r.persist !== null ? '|P' : ''}`;
+export function txShape(r: ReadyTx, keysExist: ReadonlySet<string>): { key: string; shape: TxShape } {
+  let key = '';
+  const groups = r.tx.groups.map((g, i) => {
+    const single = g.rows === 1;
+    const plainInsert =
+      single &&
+      g.shape.kind === 'insert' &&
+      (keysExist.size === 0 || !keysExist.has(tableKey(g.shape.table)));
+    key += `${i === 0 ? '' : '|'}${g.shapeKey}#${single ? (plainInsert ? 'p' : 1) : 'n'}`;
+    return { shape: g.shape, single, plainInsert };
+  });
+  if (r.persist !== null) key += '|P';
   return { key, shape: { groups, persists: r.persist !== null } };
 }
 

@@ -1,8 +1,9 @@
 import { classifyDriverError } from '@pgfleet/connection';
-import type { Lsn } from '@pgfleet/wal';
+import { formatLsn, type Lsn } from '@pgfleet/wal';
+import type { Logger } from 'pino';
 import { SQLSTATE_GUARD } from '../metadata.js';
 import type { ApplyConnection } from './apply-connection.js';
-import { type ReadyTx, type SessionParams, TxBatch, txShape } from './batch.js';
+import { type ReadyTx, type SessionParams, TxBatch, tableKey, txShape } from './batch.js';
 import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import type { CommitLedger } from './ledger.js';
@@ -11,6 +12,7 @@ import type { CommitLedger } from './ledger.js';
 const BATCH_MAX_TRANSACTIONS = 1000;
 const BATCH_MAX_ROWS = 4000;
 const IN_FAILED_SQL_TRANSACTION = '25P02';
+const UNIQUE_VIOLATION = '23505';
 
 export interface BatcherContext {
   conn: ApplyConnection;
@@ -19,23 +21,50 @@ export interface BatcherContext {
   conflictContext(g: GroupShape): ConflictSqlContext;
   /** Origin progress as the apply session sees it (read after a call failed). */
   readProgress(): Promise<Lsn>;
+  /**
+   * Stops the applier from handling messages (and so from sending anything) until the
+   * returned function is called. Messages received meanwhile wait in order.
+   */
+  hold(): () => void;
+  /** A transaction applied statement by statement or change by change is open or unconfirmed. */
+  otherPathsInFlight(): boolean;
   fail(f: ApplierFailure): void;
+  logger: Logger;
 }
 
 /**
  * Collects committed transactions of one shape into a run and sends the run as one CALL
  * of the shape's procedure (shape-sql.ts), at the latest when the messages already
  * received are handled: a run never waits for more.
+ *
+ * Single-row inserts are sent as plain INSERTs: ON CONFLICT costs a speculative insertion
+ * per row, and a key that already exists on the target is rare outside a conflict. When one
+ * does exist, the call fails with unique_violation at that transaction; the ones before it
+ * committed, and every call sent after it fails at its guard (origin progress is not what it
+ * expects) without writing anything. The batcher then applies that table's single-row inserts
+ * with ON CONFLICT for the rest of the session (the conflict is resolved in SQL like any
+ * other) and sends again, in order, every transaction from the failed one on: no session
+ * restart, nothing applied twice. So sent runs are kept until their call returns.
  */
 export class Batcher {
   private batch: TxBatch | null = null;
   private scheduled = false;
+  /** Runs whose call has not returned, in the order sent. */
+  private readonly sentRuns: TxBatch[] = [];
+  /** Tables whose single-row inserts take ON CONFLICT (tableKey). */
+  private readonly keysExist = new Set<string>();
+  /** End LSN of the last transaction entered in the ledger (a run sent again is not entered twice). */
+  private recordedThrough: Lsn | null = null;
+  /** A failed call is being recovered from: nothing is sent, later failures are its consequence. */
+  private recovering = false;
+  /** Transactions queued while recovering, sent after the ones being sent again. */
+  private readonly deferred: Array<{ r: ReadyTx; expected: Lsn }> = [];
 
   constructor(private readonly c: BatcherContext) {}
 
   /** Transactions waiting to be sent. */
   get waiting(): number {
-    return this.batch?.txs.length ?? 0;
+    return (this.batch?.txs.length ?? 0) + this.deferred.length;
   }
 
   /**
@@ -44,7 +73,11 @@ export class Batcher {
    * caller applies it otherwise, after flush().
    */
   add(r: ReadyTx, expected: Lsn): boolean {
-    const { key, shape } = txShape(r);
+    if (this.recovering) {
+      this.deferred.push({ r, expected });
+      return true;
+    }
+    const { key, shape } = txShape(r, this.keysExist);
     if (this.batch && this.batch.shapeKey !== key) this.flush();
     if (!this.batch) {
       if (!this.c.conn.procedure(key, shape, this.c.conflictContext)) return false;
@@ -65,23 +98,35 @@ export class Batcher {
   /** Sends the queued run, if any. */
   flush(): void {
     const b = this.batch;
-    if (!b) return;
+    if (!b || this.recovering) return;
     this.batch = null;
     const proc = this.c.conn.procedure(b.shapeKey, b.shape, this.c.conflictContext) as NonNullable<
       ReturnType<ApplyConnection['procedure']>
     >;
-    for (const r of b.txs)
+    for (const r of b.txs) {
+      if (this.recordedThrough !== null && r.endLsn <= this.recordedThrough) continue;
       this.c.ledger.sent({
         finalLsn: r.tx.finalLsn,
         endLsn: r.endLsn,
         commitTs: r.tx.commitTs,
         rows: r.tx.rows,
       });
+      this.recordedThrough = r.endLsn;
+    }
     const last = b.txs[b.txs.length - 1] as ReadyTx;
+    this.sentRuns.push(b);
     this.c.conn.send(proc.call, b.params(this.c.session()), proc.name).then(
-      () => this.c.ledger.confirmThrough(last.endLsn),
+      () => {
+        this.returned(b);
+        this.c.ledger.confirmThrough(last.endLsn);
+      },
       (err: unknown) => this.failed(b, err as Error),
     );
+  }
+
+  private returned(b: TxBatch): void {
+    const i = this.sentRuns.indexOf(b);
+    if (i >= 0) this.sentRuns.splice(0, i + 1);
   }
 
   /**
@@ -90,6 +135,7 @@ export class Batcher {
    * failed. A guard failure is the consequence of an earlier failure, already reported.
    */
   private async failed(b: TxBatch, err: Error): Promise<void> {
+    if (this.recovering) return; // sent after the call being recovered from: it sends this again
     const c = classifyDriverError(err);
     if (c.kind === 'connection') return this.c.fail({ kind: 'retry', error: err });
     if (c.kind === 'server' && (c.sqlState === SQLSTATE_GUARD || c.sqlState === IN_FAILED_SQL_TRANSACTION)) {
@@ -99,16 +145,75 @@ export class Batcher {
       setTimeout(() => this.c.fail({ kind: 'retry', error: err }), 200);
       return;
     }
+    const uniqueViolation = c.kind === 'server' && c.sqlState === UNIQUE_VIOLATION;
+    // Read progress with nothing else sent behind it: every call sent before has run then.
+    const release = uniqueViolation ? this.c.hold() : null;
+    if (release) this.recovering = true;
     let progress: Lsn;
     try {
       progress = await this.c.readProgress();
     } catch (e) {
-      return this.c.fail({ kind: 'retry', error: e as Error });
+      this.c.fail({ kind: 'retry', error: e as Error });
+      release?.();
+      return;
     }
     this.c.ledger.confirmThrough(progress);
     const failing = b.txs.find((r) => r.endLsn > progress);
+    if (release && failing && this.sendAgain(b, failing, progress)) {
+      release();
+      return;
+    }
+    this.recovering = false;
     if (failing && c.kind === 'server')
       this.c.fail({ kind: 'replay', commitLsn: failing.tx.finalLsn, error: err });
     else this.c.fail({ kind: 'retry', error: err });
+    release?.(); // after the failure: nothing more is handled
+  }
+
+  /**
+   * After a unique_violation in run `b` at `failing`: when that transaction holds single-row
+   * inserts applied plainly and nothing but batched runs is in flight, switches their tables
+   * to ON CONFLICT and sends again everything from `failing` on. False: nothing was changed,
+   * the failure stands.
+   */
+  private sendAgain(b: TxBatch, failing: ReadyTx, progress: Lsn): boolean {
+    const tables = new Set<string>();
+    for (const g of failing.tx.groups)
+      if (g.rows === 1 && g.shape.kind === 'insert' && !this.keysExist.has(tableKey(g.shape.table)))
+        tables.add(tableKey(g.shape.table));
+    if (tables.size === 0 || this.c.otherPathsInFlight()) return false;
+    const from = this.sentRuns.indexOf(b);
+    const again: ReadyTx[] = [];
+    for (const run of from < 0 ? [] : this.sentRuns.slice(from))
+      for (const r of run.txs) if (r.endLsn > progress) again.push(r);
+    if (again.length !== this.c.ledger.size) return false; // something else was sent: not ours to redo
+    for (const t of tables) this.keysExist.add(t);
+    this.c.logger.info(
+      { event: 'insert_key_exists', tables: [...tables], resent: again.length },
+      `a single-row insert met an existing key in ${[...tables].join(', ')}: this session applies its inserts with ON CONFLICT from now on, and sends the ${again.length} transaction(s) from ${formatLsn(failing.tx.finalLsn)} on again`,
+    );
+    this.sentRuns.length = 0;
+    const queued = this.batch?.txs ?? [];
+    this.batch = null;
+    const deferred = this.deferred.splice(0);
+    this.recovering = false;
+    let expected = progress;
+    for (const r of [...again, ...queued]) {
+      if (!this.add(r, expected)) return this.giveUp(r);
+      expected = r.endLsn;
+    }
+    for (const d of deferred) if (!this.add(d.r, d.expected)) return this.giveUp(d.r);
+    this.flush();
+    return true;
+  }
+
+  /** A transaction sent again found no procedure (too many shapes this session): start over. */
+  private giveUp(r: ReadyTx): true {
+    this.c.fail({
+      kind: 'replay',
+      commitLsn: r.tx.finalLsn,
+      error: new Error('too many transaction shapes'),
+    });
+    return true;
   }
 }

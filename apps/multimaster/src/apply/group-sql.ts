@@ -190,7 +190,8 @@ export type RowRange = { index: string } | { lo: string; hi: string };
  * simple expression again after a COMMIT), so the code per row range is kept to the
  * statement and one test. A multi-row INSERT runs without ON CONFLICT in a subtransaction
  * that catches unique_violation (ON CONFLICT costs a speculative insertion per row, the
- * subtransaction one per statement); a single row takes ON CONFLICT DO NOTHING.
+ * subtransaction one per statement); a single row takes ON CONFLICT DO NOTHING, or with
+ * `plainInsert` neither (an existing key then fails the statement: see batcher.ts).
  */
 export function fastGroupSql(
   n: number,
@@ -198,6 +199,7 @@ export function fastGroupSql(
   rows: RowRange,
   vector: string,
   onMismatch: string,
+  plainInsert = false,
 ): string {
   const p = new GroupParams(n, g);
   const t = g.table;
@@ -216,6 +218,7 @@ export function fastGroupSql(
     const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;
     const values = g.setIndexes.map((_, j) => p.value(j, idx)).join(', ');
     if (single) {
+      if (plainInsert) return `INSERT INTO ${target} VALUES (${values});`;
       const keys = t.keyIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
       return `INSERT INTO ${target} VALUES (${values}) ON CONFLICT (${keys}) DO NOTHING; ${check}`;
     }

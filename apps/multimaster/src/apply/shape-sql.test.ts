@@ -46,6 +46,11 @@ describe('generated apply SQL', () => {
     expect(one).toContain(
       'OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone) ON CONFLICT ("id") DO NOTHING; IF NOT FOUND THEN MISMATCH; END IF;',
     );
+    // Plain (the batcher's default for single rows): an existing key fails the statement.
+    const plain = fastGroupSql(2, insert, { index: 'i' }, 'p_sv[i]', 'MISMATCH;', true);
+    expect(plain).toBe(
+      'INSERT INTO "app"."Orders" AS t ("id", "v", "at") OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone);',
+    );
     const many = fastGroupSql(2, insert, { lo: 'g2_r[1][i]', hi: 'g2_r[2][i]' }, 'p_sv[i]', 'MISMATCH;');
     expect(many).toContain('FROM generate_series(g2_r[1][i], g2_r[2][i]) AS k;');
     expect(many).toContain('EXCEPTION WHEN unique_violation THEN pgf_n := -1; END;');
@@ -65,7 +70,7 @@ describe('generated apply SQL', () => {
     expect(careful).toMatch(/^CREATE OR REPLACE FUNCTION pg_temp\."pgf_s1_c"\(i int, p_expected pg_lsn/);
     expect(careful).toContain('FOR UPDATE OF t');
     expect(careful).toContain('PERFORM pgfleet.record_conflicts(pgf_conf);');
-    const guard = proc.indexOf('PERFORM pgfleet.apply_guard(p_expected); FOR i IN');
+    const guard = proc.indexOf('pgf_void := pgfleet.apply_guard(p_expected) IS NULL; FOR i IN');
     const rollback = proc.indexOf('ROLLBACK; PERFORM pg_temp."pgf_s1_c"(i, ');
     const setup = proc.indexOf(
       'pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;',

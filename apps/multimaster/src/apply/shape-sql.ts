@@ -51,6 +51,12 @@ export const FUNCTION_COMMON_PARAMS = [
 export interface ShapeGroup {
   shape: GroupShape;
   single: boolean;
+  /**
+   * A single-row insert applied as a plain INSERT: an existing key raises unique_violation,
+   * which fails the call, and the batcher applies the table's inserts with ON CONFLICT from
+   * then on (batcher.ts). Unset: ON CONFLICT DO NOTHING and the careful pass.
+   */
+  plainInsert?: boolean;
 }
 
 /** The shape a run of transactions is applied with (see procedureSql). */
@@ -167,6 +173,7 @@ export function procedureSql(
         rowsOf(k + 1, g),
         'p_sv[i]',
         inPlace ? carefulHere(k + 1, g.shape) : rollBackAndRedo,
+        g.plainInsert === true,
       ),
     )
     .join(' ');
@@ -178,7 +185,7 @@ export function procedureSql(
     `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(${params.join(', ')}) LANGUAGE plpgsql AS $pgf$ ` +
       `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8; pgf_void boolean'}; ` +
       'BEGIN ' +
-      'PERFORM pgfleet.apply_guard(p_expected); ' +
+      `${callForEffect('pgfleet.apply_guard(p_expected)')} ` +
       'FOR i IN 1..cardinality(p_end) LOOP ' +
       `<<pgf_fast>> BEGIN ${fast} END; ` +
       persist +

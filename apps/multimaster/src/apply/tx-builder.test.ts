@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { readChange, TupleSpans } from '../decode/change-reader.js';
 import { type PgoutputMessage, UNCHANGED_TOAST } from '../decode/messages.js';
 import { encodePgoutput } from '../decode/pgoutput-encode.js';
+import { tableKey, txShape } from './batch.js';
 import type { ApplyTable } from './statements.js';
 import { type ApplyRelation, columnMatrix, PendingTx } from './tx-builder.js';
 
@@ -188,5 +189,55 @@ describe('PendingTx grouping', () => {
     expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 1))).toEqual([['9', '8', '7']]);
     tx.keepOnly(undefined);
     expect(tx.groups).toEqual([]);
+  });
+});
+
+describe('txShape: how a transaction is applied', () => {
+  const ready = (tx: PendingTx, persist: string | null = null) => ({
+    tx,
+    endLsn: 2n as Lsn,
+    seen: [],
+    persist,
+  });
+  const insOther = (id: number): PgoutputMessage => ({
+    tag: 'insert',
+    relationId: 2,
+    newTuple: [String(id), 'o', 'x'],
+  });
+
+  it('applies single-row inserts plainly until their table is known to hold existing keys', () => {
+    const tx = build([
+      [rel, ins(1, 'a')],
+      [other, insOther(2)],
+      [rel, ins(3, 'c')],
+    ]);
+    const plain = txShape(ready(tx), new Set());
+    expect(plain.shape.groups.map((g) => [g.single, g.plainInsert])).toEqual([
+      [true, true],
+      [true, true],
+      [true, true],
+    ]);
+    const onConflict = txShape(ready(tx), new Set([tableKey(table)]));
+    expect(onConflict.shape.groups.map((g) => g.plainInsert)).toEqual([false, true, false]);
+    // Different procedures: the key tells them apart.
+    expect(onConflict.key).not.toBe(plain.key);
+    expect(txShape(ready(tx), new Set([tableKey(other.table)])).key).not.toBe(onConflict.key);
+  });
+
+  it('never marks multi-row groups, updates or deletes plain, and keys the seen record', () => {
+    const tx = build([
+      [rel, ins(1, 'a')],
+      [rel, ins(2, 'b')],
+      [rel, upd(1, 'A')],
+    ]);
+    const s = txShape(ready(tx), new Set());
+    expect(s.shape.groups.map((g) => [g.shape.kind, g.single, g.plainInsert])).toEqual([
+      ['insert', false, false],
+      ['update', true, false],
+    ]);
+    expect(s.shape.persists).toBe(false);
+    const p = txShape(ready(tx, '{}'), new Set());
+    expect(p.shape.persists).toBe(true);
+    expect(p.key).toBe(`${s.key}|P`);
   });
 });
