@@ -117,8 +117,9 @@ export async function dcsSwitchover(ctx: LoopContext, body: unknown): Promise<Po
         return currentWalLsn(q);
       },
     );
-    noteFence(s, `switchover to ${to}`);
-    ctx.hook('fence', `switchover to ${to}`);
+    const fenceReason = `switchover to ${to}`;
+    noteFence(s, fenceReason);
+    ctx.hook('fence', fenceReason);
 
     // The candidate must have received everything the fenced primary wrote: promotion replays
     // all it received, so then nothing acknowledged is missing.

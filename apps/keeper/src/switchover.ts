@@ -47,8 +47,9 @@ export async function switchover(ctx: LoopContext): Promise<PostResult> {
       });
       return currentWalLsn(q);
     });
-    noteFence(s, `switchover to ${c.peer.name}`);
-    ctx.hook('fence', `switchover to ${c.peer.name}`);
+    const fenceReason = `switchover to ${c.peer.name}`;
+    noteFence(s, fenceReason);
+    ctx.hook('fence', fenceReason);
 
     const deadline = ctx.clock.now() + CATCH_UP_TIMEOUT_MS;
     for (;;) {

@@ -55,24 +55,16 @@ function candidates(n: number): number[] {
   return out;
 }
 
-function canBind(port: number): Promise<boolean> {
+/** Binds `port` on 127.0.0.1 (0: the kernel picks) and releases it: the port bound, or null if taken. */
+function bindAndRelease(port: number): Promise<number | null> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-function kernelPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.once('error', () => resolve(null));
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
+      const bound = typeof addr === 'object' && addr ? addr.port : null;
+      srv.close(() => resolve(bound));
     });
   });
 }
@@ -89,44 +81,54 @@ function noPort(): SandboxError {
 
 /** A TCP port on 127.0.0.1, free now, outside the ephemeral range, not handed out before by this process. */
 export async function freePort(): Promise<number> {
-  if (!plan) return kernelPort();
+  if (!plan) {
+    const port = await bindAndRelease(0);
+    if (port === null) throw noPort();
+    return port;
+  }
   for (let tried = 0; tried < plan.size; tried++) {
     const [port] = candidates(1);
-    if (port !== undefined && (await canBind(port))) return port;
+    if (port !== undefined && (await bindAndRelease(port)) !== null) return port;
   }
   throw noPort();
 }
 
-/** Binds the candidates given as arguments in turn and prints the index of the first free one (-1: none). */
+/**
+ * Binds the ports given as arguments in turn (0: the kernel picks) and prints the first one
+ * it could bind (-1: none).
+ */
 const PROBE = `const net=require('net');const ports=process.argv.slice(1).map(Number);
 const at=(i)=>{if(i>=ports.length){process.stdout.write('-1');return}
 const s=net.createServer();s.once('error',()=>at(i+1));
-s.listen(ports[i],'127.0.0.1',()=>{process.stdout.write(String(i));s.close()})};at(0)`;
+s.listen(ports[i],'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})};at(0)`;
+
+function probe(ports: number[]): number {
+  return Number(
+    execFileSync(process.execPath, ['-e', PROBE, ...ports.map(String)], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    }),
+  );
+}
 
 /**
  * Same, synchronously (asks a short-lived child process). Used where an API must hand out an
  * address at once, e.g. `node.conninfo({ from })` creating its proxy on first use.
  */
 export function freePortSync(): number {
-  if (!plan)
-    return Number(
-      execFileSync(process.execPath, ['-e', KERNEL_PROBE], { encoding: 'utf8', timeout: 10_000 }),
-    );
+  if (!plan) {
+    const port = probe([0]);
+    if (port < 0) throw noPort();
+    return port;
+  }
   const batch = 16;
   for (let tried = 0; tried < plan.size; tried += batch) {
     const ports = candidates(batch);
-    const index = Number(
-      execFileSync(process.execPath, ['-e', PROBE, ...ports.map(String)], {
-        encoding: 'utf8',
-        timeout: 10_000,
-      }),
-    );
-    if (index >= 0) {
-      handedOut -= batch - index - 1; // the ones after it were not tried: hand them out next
-      return ports[index]!;
+    const port = probe(ports);
+    if (port >= 0) {
+      handedOut -= batch - ports.indexOf(port) - 1; // the ones after it were not tried: hand them out next
+      return port;
     }
   }
   throw noPort();
 }
-
-const KERNEL_PROBE = `const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})`;

@@ -43,9 +43,21 @@ export function originParams(s: SessionParams): [Buffer, Buffer] {
   ];
 }
 
-/** A table's name as the batcher keeps it (tables whose inserts meet existing keys). */
+const tableKeys = new WeakMap<{ schema: string; name: string }, string>();
+
+/** A table's name as the batcher keeps it (tables whose inserts meet existing keys), computed once per table object. */
 export function tableKey(t: { schema: string; name: string }): string {
-  return quoteQualified(t.schema, t.name);
+  let k = tableKeys.get(t);
+  if (k === undefined) {
+    k = quoteQualified(t.schema, t.name);
+    tableKeys.set(t, k);
+  }
+  return k;
+}
+
+/** A group of one inserted row: applied as a plain INSERT unless its table is known to hold existing keys. */
+export function singleInsert(g: { rows: number; shape: { kind: string } }): boolean {
+  return g.rows === 1 && g.shape.kind === 'insert';
 }
 
 /**
@@ -56,10 +68,7 @@ export function txShape(r: ReadyTx, keysExist: ReadonlySet<string>): { key: stri
   let key = '';
   const groups = r.tx.groups.map((g, i) => {
     const single = g.rows === 1;
-    const plainInsert =
-      single &&
-      g.shape.kind === 'insert' &&
-      (keysExist.size === 0 || !keysExist.has(tableKey(g.shape.table)));
+    const plainInsert = singleInsert(g) && (keysExist.size === 0 || !keysExist.has(tableKey(g.shape.table)));
     key += `${i === 0 ? '' : '|'}${g.shapeKey}#${single ? (plainInsert ? 'p' : 1) : 'n'}`;
     return { shape: g.shape, single, plainInsert };
   });

@@ -3,7 +3,7 @@ import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type { Logger } from 'pino';
 import { SQLSTATE_GUARD } from '../metadata.js';
 import type { ApplyConnection } from './apply-connection.js';
-import { type ReadyTx, type SessionParams, TxBatch, tableKey, txShape } from './batch.js';
+import { type ReadyTx, type SessionParams, singleInsert, TxBatch, tableKey, txShape } from './batch.js';
 import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import type { CommitLedger } from './ledger.js';
@@ -178,9 +178,10 @@ export class Batcher {
    */
   private sendAgain(b: TxBatch, failing: ReadyTx, progress: Lsn): boolean {
     const tables = new Set<string>();
-    for (const g of failing.tx.groups)
-      if (g.rows === 1 && g.shape.kind === 'insert' && !this.keysExist.has(tableKey(g.shape.table)))
-        tables.add(tableKey(g.shape.table));
+    for (const g of failing.tx.groups) {
+      const key = tableKey(g.shape.table);
+      if (singleInsert(g) && !this.keysExist.has(key)) tables.add(key);
+    }
     if (tables.size === 0 || this.c.otherPathsInFlight()) return false;
     const from = this.sentRuns.indexOf(b);
     const again: ReadyTx[] = [];
