@@ -1,9 +1,9 @@
-import { eventually, type Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import type { Sandbox, SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkMesh } from '../check.js';
-import { type ResolvedConfig, resolveConfig } from '../config.js';
+import { resolveConfig } from '../config.js';
 import { initMesh } from '../init/init.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
 import { type AddNodeProgress, addNode } from './add-node.js';
