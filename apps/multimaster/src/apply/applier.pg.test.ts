@@ -167,6 +167,9 @@ describe('Applier on a real server', () => {
           const f = await a.failed;
           throw new Error(`applier failed (${f.kind}): ${f.error.message}`);
         }
+        // Origin progress moves inside the commit, before the transaction is visible to other
+        // sessions: a query queued behind the apply's calls returns once they all have.
+        await (db as pg.Client).query('SELECT 1');
       },
       conflicts: () => events.filter((e) => e.type === 'conflict'),
       /** Transactions reported applied, summed over the reports. */
