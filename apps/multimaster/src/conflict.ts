@@ -32,6 +32,15 @@ export interface RemoteChange {
 
 export type Resolution = 'apply' | 'skip' | 'error';
 
+/** A conflict as logged and counted: where, what, how it was resolved and why. */
+export interface RecordedConflict {
+  /** schema.table */
+  table: string;
+  kind: ConflictKind;
+  resolution: Resolution;
+  reason: string;
+}
+
 export interface ConflictDecision {
   resolution: Resolution;
   reason: string;

@@ -21,6 +21,7 @@ import type { ApplyEvent, ApplyPort } from './apply/port.js';
 import { SeenTracker } from './apply/seen.js';
 import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
+import { ConflictTail } from './conflict-tail.js';
 import { ReplicationStream } from './decode/replication-stream.js';
 import {
   openApplySession,
@@ -130,12 +131,18 @@ export class EdgeRunner {
   private pausedAfter: Lsn | null = null;
   private lastSessionHandled: Lsn = ZERO_LSN;
   private readonly ha: EdgeHa;
+  /** Logs and counts the conflicts the apply recorded, once committed; its position outlives sessions. */
+  private readonly conflicts: ConflictTail;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
     this.source = config.nodes.find((n) => n.name === edge.source) as NodeConfig;
     this.target = config.nodes.find((n) => n.name === edge.target) as NodeConfig;
     this.log = o.logger.child({ component: 'edge', edge: edge.id, node: edge.target });
+    this.conflicts = new ConflictTail(edge.id, this.log, (c) => {
+      this.st.conflicts++;
+      o.metrics.conflict(edge.id, c.kind, c.resolution);
+    });
     this.now = o.now ?? Date.now;
     this.ha = new EdgeHa(edge, this.source, this.target, config);
     this.st = {
@@ -304,6 +311,7 @@ export class EdgeRunner {
       // Exclusive: a second replicator for this edge stops here with a clear error.
       await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const facts = await readTargetFacts(control, edge);
+      await this.conflicts.start(control);
       const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal);
       db = apply.db;
       const { startProgress } = apply;
@@ -408,6 +416,7 @@ export class EdgeRunner {
             [edge.origin],
           );
           a.committedThrough(parseLsn(rows[0].applied));
+          await this.conflicts.read(ctl);
           let durable = parseLsn(rows[0].durable);
           if (ackBound) {
             const r = await readOriginAndStandby(ctl, edge.origin, targetStandbys);
@@ -508,9 +517,6 @@ export class EdgeRunner {
       this.st.skippedTransactions++;
       if (e.reason === 'echo') this.st.echoSkippedTransactions++;
       m.skipped(id, e.reason);
-    } else {
-      this.st.conflicts++;
-      m.conflict(id, e.kind, e.resolution);
     }
   }
 }

@@ -136,47 +136,9 @@ export const METADATA_DDL = [
   `CREATE TABLE IF NOT EXISTS pgfleet.edge_seen (
      edge text PRIMARY KEY,
      seen jsonb NOT NULL)`,
-  // The conflict decision of src/conflict.ts (resolveConflict), in SQL for the set-based
-  // apply; a test keeps the two identical. Ranks are int8 so that the unknown rank prints as
-  // in TypeScript (Number.MAX_SAFE_INTEGER).
-  `CREATE OR REPLACE FUNCTION pgfleet.resolve_conflict(kind text, policy text, local_ts timestamptz, local_rank int8,
-                                                       remote_ts timestamptz, remote_rank int8,
-                                                       OUT resolution text, OUT reason text)
-     LANGUAGE plpgsql IMMUTABLE AS $$
-     DECLARE tie boolean; win boolean; lrank int8 := coalesce(local_rank, 9007199254740991);
-     BEGIN
-       IF policy = 'error' THEN
-         resolution := 'error'; reason := 'policy error: ' || kind || ' stops the edge'; RETURN;
-       END IF;
-       IF kind = 'update_missing' THEN
-         resolution := 'skip'; reason := 'row is gone locally: a delete wins over a concurrent update'; RETURN;
-       ELSIF kind = 'delete_missing' THEN
-         resolution := 'skip'; reason := 'row is already gone locally'; RETURN;
-       ELSIF kind = 'delete_differs' THEN
-         IF policy = 'keep_local' THEN resolution := 'skip'; reason := 'keep_local: local row kept';
-         ELSE resolution := 'apply'; reason := 'a delete wins over a concurrent update'; END IF;
-         RETURN;
-       END IF;
-       IF policy = 'apply_remote' THEN resolution := 'apply'; reason := 'apply_remote: remote row applied'; RETURN; END IF;
-       IF policy = 'keep_local' THEN resolution := 'skip'; reason := 'keep_local: local row kept'; RETURN; END IF;
-       tie := local_ts IS NOT NULL AND local_ts = remote_ts;
-       IF policy = 'last_update_wins' THEN
-         win := local_ts IS NULL OR remote_ts > local_ts OR (remote_ts = local_ts AND remote_rank < lrank);
-       ELSE
-         win := local_ts IS NOT NULL AND (remote_ts < local_ts OR (remote_ts = local_ts AND remote_rank < lrank));
-       END IF;
-       resolution := CASE WHEN win THEN 'apply' ELSE 'skip' END;
-       reason := CASE
-         WHEN tie THEN 'equal commit timestamps: rank ' || CASE WHEN win THEN remote_rank ELSE lrank END || ' (lower) wins'
-         WHEN local_ts IS NULL AND policy = 'last_update_wins' THEN 'local commit timestamp unknown: remote row applied'
-         WHEN local_ts IS NULL THEN 'local commit timestamp unknown: local row kept'
-         WHEN policy = 'last_update_wins' THEN CASE WHEN win THEN 'remote change is later' ELSE 'local change is later' END
-         ELSE CASE WHEN win THEN 'remote change is earlier' ELSE 'local change is earlier' END
-       END;
-     END $$`,
   // Records the conflicts the set-based apply found (a JSON array of pgfleet.conflicts rows)
-  // in the apply transaction, and names them in a notice for the replicator's log and
-  // metrics. One resolved as 'error' raises PF003 instead: the transaction is rolled back
+  // in the apply transaction; the edge reads them from there for its log and metrics once
+  // committed (conflict-tail.ts). One resolved as 'error' raises PF003 instead: the transaction is rolled back
   // and the replicator replays it change by change, where policy error pauses the edge.
   `CREATE OR REPLACE FUNCTION pgfleet.record_conflicts(conf jsonb) RETURNS void
      LANGUAGE plpgsql AS $$
@@ -196,13 +158,10 @@ export const METADATA_DDL = [
                                             kind text, policy text, resolution text, reason text, key jsonb, local_row jsonb,
                                             remote_row jsonb, local_commit_ts timestamptz, local_origin text,
                                             remote_commit_ts timestamptz, remote_commit_lsn pg_lsn, remote_xid int8);
-       RAISE NOTICE 'pgfleet conflicts %', conf;
      END $$`,
 ];
 
 /** SQLSTATE raised by pgfleet.apply_guard. */
 export const SQLSTATE_GUARD = 'PF002';
-/** Prefix of the notice pgfleet.record_conflicts sends, followed by the conflicts as a JSON array. */
-export const CONFLICTS_NOTICE = 'pgfleet conflicts ';
 /** SQLSTATE raised by pgfleet.record_conflicts for a conflict under policy `error`. */
 export const SQLSTATE_CONFLICT_ERROR = 'PF003';

@@ -38,8 +38,9 @@ export const VALUE_TEXT_SETTINGS: Readonly<Record<string, string>> = {
  * document` would refuse XML content fragments. Conflict detection relies on READ
  * COMMITTED (a lock wait re-reads the newest row version), and a database's
  * statement_timeout / lock_timeout / idle_in_transaction_session_timeout must not turn a
- * slow apply into an error that is then dead-lettered. The batch procedures report
- * commits by NOTICE, which client_min_messages above notice would swallow.
+ * slow apply into an error that is then dead-lettered. Nothing the apply runs reports by
+ * notice (conflicts are read from pgfleet.conflicts, conflict-tail.ts), and PostgreSQL
+ * writes each notice to the socket at once: warnings and errors only.
  */
 export const APPLY_SESSION_SETTINGS: Readonly<Record<string, string>> = {
   ...VALUE_TEXT_SETTINGS,
@@ -49,7 +50,7 @@ export const APPLY_SESSION_SETTINGS: Readonly<Record<string, string>> = {
   statement_timeout: '0',
   lock_timeout: '0',
   idle_in_transaction_session_timeout: '0',
-  client_min_messages: 'notice',
+  client_min_messages: 'warning',
 };
 
 /**

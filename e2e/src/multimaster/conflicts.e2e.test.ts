@@ -134,7 +134,19 @@ describe('multimaster: conflicts', () => {
     expect(await conflictsOn(c, 'c5', 't')).toEqual([
       expect.objectContaining({ edge: 'a_c', kind: 'update_differs', resolution: 'skip' }),
     ]);
-    const logged = logs.lines.filter((l) => l.msg === 'conflict' && l.table === 'c5.t');
+    // Each edge logs its conflicts once committed, from its next status tick.
+    const logged = await eventually(
+      'a conflict line from every node',
+      async () => logs.lines.filter((l) => l.msg === 'conflict' && l.table === 'c5.t'),
+      (l) => new Set(l.map((x) => x.node)).size === 3,
+    );
+    expect(logged).toHaveLength(3);
+    // and counts each once in its status (the metrics count the same reports).
+    const counted = rep
+      ?.status()
+      .edges.filter((e) => e.conflicts > 0)
+      .map((e) => `${e.edge}:${e.conflicts}`);
+    expect(counted?.sort()).toEqual(['a_b:1', 'a_c:1', 'b_a:1']);
     expect(logged).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ node: 'a', edge: 'b_a', kind: 'update_differs', resolution: 'apply' }),

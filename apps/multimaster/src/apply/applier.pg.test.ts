@@ -5,6 +5,8 @@ import type pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ConflictPolicy } from '../config.js';
+import type { RecordedConflict } from '../conflict.js';
+import { ConflictTail } from '../conflict-tail.js';
 import type { PgoutputMessage, Tuple } from '../decode/messages.js';
 import { encodePgoutput } from '../decode/pgoutput-encode.js';
 import { originView, readOrigins } from '../edge-session.js';
@@ -115,6 +117,9 @@ describe('Applier on a real server', () => {
   async function makeApplier(opts: { policy?: ConflictPolicy; batchRows?: number; seen?: SeenTracker }) {
     await applySession();
     const startProgress = await progress();
+    const tailed: RecordedConflict[] = [];
+    const tail = new ConflictTail(edge.id, pino({ level: 'silent' }), (c) => tailed.push(c));
+    await tail.start(admin);
     const events: ApplyEvent[] = [];
     const outside: OutsideRecord[] = [];
     let view: ReturnType<typeof originView> | null = null;
@@ -171,7 +176,11 @@ describe('Applier on a real server', () => {
         // sessions: a query queued behind the apply's calls returns once they all have.
         await (db as pg.Client).query('SELECT 1');
       },
-      conflicts: () => events.filter((e) => e.type === 'conflict'),
+      /** Conflicts committed since the applier was made, as the edge reports them: `kind:resolution`. */
+      async conflicts() {
+        await tail.read(admin);
+        return tailed.map((c) => `${c.kind}:${c.resolution}`);
+      },
       /** Transactions reported applied, summed over the reports. */
       appliedTransactions: () => events.reduce((n, e) => n + (e.type === 'applied' ? e.transactions : 0), 0),
     };
@@ -268,7 +277,7 @@ describe('Applier on a real server', () => {
     expect(ts).toEqual([{ same: true }]);
     expect(await progress()).toBe(txs[5]?.endLsn);
     expect(h.appliedTransactions()).toBe(6);
-    expect(h.conflicts()).toEqual([]);
+    expect(await h.conflicts()).toEqual([]);
   });
 
   it('decides raced rows in SQL, records them with both images, and leaves rows the source had seen alone', async () => {
@@ -313,7 +322,7 @@ describe('Applier on a real server', () => {
       expect.objectContaining({ id: '9', kind: 'update_missing', resolution: 'skip', local_row: null }),
       expect.objectContaining({ id: '8', kind: 'delete_missing', resolution: 'skip' }),
     ]);
-    expect(h.conflicts().map((e) => (e.type === 'conflict' ? `${e.kind}:${e.resolution}` : ''))).toEqual([
+    expect(await h.conflicts()).toEqual([
       'update_differs:apply',
       'update_differs:skip',
       'update_missing:skip',
@@ -370,7 +379,7 @@ describe('Applier on a real server', () => {
       }),
     ]);
     // Each conflict reported once: nothing was decided twice.
-    expect(h.conflicts().map((e) => (e.type === 'conflict' ? `${e.kind}:${e.resolution}` : ''))).toEqual([
+    expect(await h.conflicts()).toEqual([
       'update_differs:apply',
       'delete_differs:apply',
       'update_differs:skip',

@@ -7,7 +7,6 @@ import type { ConflictKind, Resolution } from '../conflict.js';
 import { readChange, TupleSpans } from '../decode/change-reader.js';
 import type { DeleteMessage, InsertMessage, TruncateMessage, UpdateMessage } from '../decode/messages.js';
 import { parsePgoutput } from '../decode/pgoutput-parser.js';
-import { CONFLICTS_NOTICE } from '../metadata.js';
 import type { Edge } from '../naming.js';
 import { ApplyConnection } from './apply-connection.js';
 import type { SessionParams } from './batch.js';
@@ -145,7 +144,6 @@ export class Applier {
       logger: o.logger,
     });
     this.streamCtx = { ...ctx, edgeId: o.edge.id };
-    o.db.on('notice', (n: { message?: string }) => this.onNotice(n.message ?? ''));
   }
 
   private readonly streamCtx: ConstructorParameters<typeof StreamedTx>[0];
@@ -492,7 +490,7 @@ export class Applier {
       originNameOf: (id) => view.nameOf(id),
       policyFor: o.policyFor,
       recordErrorConflict: (values) => o.port.recordOutside({ type: 'error_conflict', values }),
-      onConflict: (kind, resolution) => o.port.report({ type: 'conflict', kind, resolution }),
+      onConflict: () => {}, // the edge reports conflicts once committed (conflict-tail.ts)
       logger: o.logger,
     };
   }
@@ -569,34 +567,6 @@ export class Applier {
    */
   committedThrough(progress: Lsn): void {
     this.ledger.confirmThrough(progress);
-  }
-
-  private onNotice(m: string): void {
-    if (!m.startsWith(CONFLICTS_NOTICE)) return;
-    let list: Array<{
-      table_schema: string;
-      table_name: string;
-      kind: ConflictKind;
-      resolution: Resolution;
-      reason: string;
-    }>;
-    try {
-      list = JSON.parse(m.slice(CONFLICTS_NOTICE.length));
-    } catch {
-      return;
-    }
-    for (const c of list) {
-      this.o.logger.info(
-        {
-          table: `${c.table_schema}.${c.table_name}`,
-          kind: c.kind,
-          resolution: c.resolution,
-          reason: c.reason,
-        },
-        'conflict',
-      );
-      this.o.port.report({ type: 'conflict', kind: c.kind, resolution: c.resolution });
-    }
   }
 
   private async readProgress(): Promise<Lsn> {

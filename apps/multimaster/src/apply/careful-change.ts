@@ -2,7 +2,13 @@ import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictPolicy } from '../config.js';
-import { type ConflictKind, type LocalRowVersion, type Resolution, resolveConflict } from '../conflict.js';
+import {
+  type ConflictKind,
+  type LocalRowVersion,
+  type RecordedConflict,
+  type Resolution,
+  resolveConflict,
+} from '../conflict.js';
 import {
   type DeleteMessage,
   type InsertMessage,
@@ -64,7 +70,12 @@ export interface CarefulApplyContext {
   policyFor(schema: string, table: string): ConflictPolicy;
   /** Records a conflict resolved as `error` outside the apply transaction (which is rolled back). */
   recordErrorConflict(values: unknown[]): Promise<void>;
-  onConflict(kind: ConflictKind, resolution: Resolution): void;
+  /**
+   * A conflict was recorded (in the apply transaction, or outside it under policy error).
+   * The edge's apply passes a no-op: it reports conflicts from the table once committed
+   * (conflict-tail.ts).
+   */
+  onConflict(c: RecordedConflict): void;
   logger: Logger;
 }
 
@@ -198,11 +209,12 @@ async function decide(
   // row written inside it along: record that one outside, once.
   if (decision.resolution === 'error') await ctx.recordErrorConflict(conflictValues);
   else await ctx.db.query(CONFLICT_INSERT_SQL, conflictValues);
-  ctx.onConflict(kind, decision.resolution);
-  ctx.logger.info(
-    { table: `${t.schema}.${t.name}`, kind, resolution: decision.resolution, reason: decision.reason },
-    'conflict',
-  );
+  ctx.onConflict({
+    table: `${t.schema}.${t.name}`,
+    kind,
+    resolution: decision.resolution,
+    reason: decision.reason,
+  });
   if (decision.resolution === 'error') {
     throw new ConflictError(
       `conflict ${kind} on ${t.schema}.${t.name} key ${JSON.stringify(keyValues)} under policy error`,

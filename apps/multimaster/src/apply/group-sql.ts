@@ -1,6 +1,8 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import type { ConflictPolicy } from '../config.js';
-import { CONFLICTS_NOTICE, SQLSTATE_CONFLICT_ERROR } from '../metadata.js';
+import type { ConflictKind } from '../conflict.js';
+import { SQLSTATE_CONFLICT_ERROR } from '../metadata.js';
+import { type DecisionInputs, decisionFor, decisionSql, UNKNOWN_RANK } from './decision-sql.js';
 import type { ApplyTable } from './statements.js';
 
 export type ChangeKind = 'insert' | 'update' | 'delete';
@@ -299,26 +301,27 @@ function conflictObject(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow)
   );
 }
 
-/** pgfleet.resolve_conflict of a conflict of kind `kind` with the local version (lts, lid). */
-function resolveCall(ctx: ConflictSqlContext, kind: string, lts: string, lid: string): string {
-  return `pgfleet.resolve_conflict(${kind}, ${quoteLiteral(ctx.policy)}, ${lts}, coalesce(p_rank[${lid}], 9007199254740991), pgf_ts, ${ctx.sourceRank})`;
+/** The decision inputs of a local version (commit time `lts`, origin id `lid`) against this transaction's change. */
+function decisionInputs(ctx: ConflictSqlContext, lts: string, lid: string): DecisionInputs {
+  return { lts, lrank: `coalesce(p_rank[${lid}], ${UNKNOWN_RANK})`, rts: 'pgf_ts', rrank: ctx.sourceRank };
 }
 
 /**
- * Records one conflict as pgfleet.record_conflicts does for a set (same row, same notice
- * for the replicator's log and metrics, PF003 under policy `error`), written out: no
- * document to build and take apart again.
+ * Records one conflict as pgfleet.record_conflicts does for a set (same row, PF003 under
+ * policy `error`), written out: no
+ * document to build and take apart again. `write`, a data-modifying statement, runs in the
+ * same statement as the record (one executor start instead of two).
  */
-function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow): string {
+function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow, write?: string): string {
   const lit = quoteLiteral;
   const t = p.t;
   const refuse =
     ctx.policy === 'error'
       ? `RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', ${r.kind}, ${lit(t.schema)}, ${lit(t.name)} USING ERRCODE = '${SQLSTATE_CONFLICT_ERROR}'; `
       : '';
-  const notice = `jsonb_build_array(jsonb_build_object('table_schema', ${lit(t.schema)}, 'table_name', ${lit(t.name)}, 'kind', ${r.kind}, 'resolution', ${r.resolution}, 'reason', ${r.reason}))`;
   return (
     refuse +
+    (write ? `WITH pgf_w AS (${write}) ` : '') +
     'INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, ' +
     'key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES (' +
     [
@@ -340,8 +343,7 @@ function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictR
       'pgf_lsn',
       'pgf_xid',
     ].join(', ') +
-    '); ' +
-    `RAISE NOTICE '${CONFLICTS_NOTICE}%', ${notice};`
+    ');'
   );
 }
 
@@ -353,19 +355,20 @@ function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictR
 function decide(p: GroupParams, ctx: ConflictSqlContext, kindSql: string): string {
   const conflict = conflictObject(p, ctx, {
     kind: 'x.kind',
-    resolution: 'z.resolution',
-    reason: 'z.reason',
+    resolution: 'x.resolution',
+    reason: 'x.reason',
     index: 'x.k',
     img: 'x.img',
     lts: 'x.lts',
     lid: 'x.lid',
   });
+  const d = decisionSql('y.kind', ctx.policy, decisionInputs(ctx, 'y.lts', 'y.lid'));
   return (
     `SELECT coalesce(jsonb_agg(${conflict} ORDER BY x.k) FILTER (WHERE x.kind IS NOT NULL), '[]'), ` +
-    "coalesce(array_agg(x.k) FILTER (WHERE x.ctid IS NOT NULL AND (x.kind IS NULL OR z.resolution = 'apply')), '{}') " +
+    "coalesce(array_agg(x.k) FILTER (WHERE x.ctid IS NOT NULL AND (x.kind IS NULL OR x.resolution = 'apply')), '{}') " +
     'INTO pgf_conf, pgf_apply ' +
-    `FROM (SELECT u.*, ${kindSql} AS kind FROM unnest(pgf_rk, pgf_rctid, pgf_rimg, pgf_rts, pgf_rid) AS u(k, ctid, img, lts, lid)) AS x ` +
-    `LEFT JOIN LATERAL ${resolveCall(ctx, 'x.kind', 'x.lts', 'x.lid')} AS z ON x.kind IS NOT NULL; ` +
+    `FROM (SELECT y.*, ${d.resolution} AS resolution, ${d.reason} AS reason ` +
+    `FROM (SELECT u.*, ${kindSql} AS kind FROM unnest(pgf_rk, pgf_rctid, pgf_rimg, pgf_rts, pgf_rid) AS u(k, ctid, img, lts, lid)) AS y) AS x; ` +
     'PERFORM pgfleet.record_conflicts(pgf_conf);'
   );
 }
@@ -455,8 +458,9 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
  * update or delete locks the row (FOR UPDATE returns the version it locked, after any
  * wait), reads the commit time and origin of that version's xmin as plain expressions
  * (not a function scan joined to the lock, which would be evaluated before a lock wait:
- * see lockRead), decides, records a conflict, writes by ctid.
- * Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
+ * see lockRead), decides (decision-sql.ts, written out for the kind and policy: no
+ * function call), and writes by ctid; a conflict's record and its write are one
+ * statement. Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
  * one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
  */
 export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext, index: string): string {
@@ -464,13 +468,13 @@ export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext,
   const t = g.table;
   if (g.kind === 'insert' || p.identityAlways().length > 0)
     return `pgf_lo := ${index}; pgf_hi := ${index}; ${carefulGroupSql(n, g, ctx)}`;
-  const [missing, differs] =
+  const [missing, differs]: [ConflictKind, ConflictKind] =
     g.kind === 'update' ? ['update_missing', 'update_differs'] : ['delete_missing', 'delete_differs'];
   const write =
     g.kind === 'update'
-      ? `UPDATE ${only(t)} AS t SET ${p.setList(index)} WHERE t.ctid = pgf_c;`
-      : `DELETE FROM ${only(t)} AS t WHERE t.ctid = pgf_c;`;
-  const recorded = recordConflictSql(p, ctx, {
+      ? `UPDATE ${only(t)} AS t SET ${p.setList(index)} WHERE t.ctid = pgf_c`
+      : `DELETE FROM ${only(t)} AS t WHERE t.ctid = pgf_c`;
+  const row: ConflictRow = {
     kind: 'pgf_kind',
     resolution: 'pgf_res',
     reason: 'pgf_why',
@@ -478,17 +482,17 @@ export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext,
     img: 'pgf_img',
     lts: 'pgf_lts',
     lid: 'pgf_lid',
-  });
+  };
+  const decided = (kind: ConflictKind) => {
+    const d = decisionFor(kind, ctx.policy, decisionInputs(ctx, 'pgf_lts', 'pgf_lid'));
+    return `pgf_kind := '${kind}'; pgf_res := ${d.resolution}; pgf_why := ${d.reason}; `;
+  };
   return (
     `SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ${only(t)} AS t WHERE ${p.keyMatch('t', index)} FOR UPDATE OF t; ` +
-    `IF pgf_c IS NULL THEN pgf_kind := '${missing}'; pgf_lts := NULL; pgf_lid := NULL; ` +
+    `IF pgf_c IS NULL THEN pgf_lts := NULL; pgf_lid := NULL; ${decided(missing)}${recordConflictSql(p, ctx, row)} ` +
     'ELSE pgf_lts := pg_xact_commit_timestamp(pgf_x); pgf_lid := (pg_xact_commit_timestamp_origin(pgf_x)).roident; ' +
-    `pgf_kind := CASE WHEN ${seenOf('pgf_lts', 'pgf_lid')} THEN NULL ELSE '${differs}' END; END IF; ` +
-    `IF pgf_kind IS NULL THEN ${write} ` +
-    // A plain expression (no function scan and its tuplestore), into a record.
-    `ELSE pgf_z := ${resolveCall(ctx, 'pgf_kind', 'pgf_lts', 'pgf_lid')}; pgf_res := pgf_z.resolution; pgf_why := pgf_z.reason; ` +
-    `${recorded} ` +
-    `IF pgf_res = 'apply' AND pgf_c IS NOT NULL THEN ${write} END IF; ` +
+    `IF ${seenOf('pgf_lts', 'pgf_lid')} THEN ${write}; ` +
+    `ELSE ${decided(differs)}${recordConflictSql(p, ctx, row, `${write} AND pgf_res = 'apply'`)} END IF; ` +
     'END IF;'
   );
 }
@@ -520,7 +524,6 @@ export const GROUP_DECLARATIONS = [
   'pgf_kind text',
   'pgf_res text',
   'pgf_why text',
-  'pgf_z record',
   'pgf_void boolean',
 ].join('; ');
 

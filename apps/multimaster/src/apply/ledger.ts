@@ -54,7 +54,7 @@ export class CommitLedger {
     this.entries.push(e);
   }
 
-  /** Every sent transaction ending at or before `endLsn` committed (a commit notice, a call that returned, origin progress). */
+  /** Every sent transaction ending at or before `endLsn` committed (a call that returned, origin progress). */
   confirmThrough(endLsn: Lsn): void {
     let n = 0;
     let rows = 0;

@@ -1,5 +1,4 @@
 import type { Lsn } from '@pgfleet/wal';
-import type { ConflictKind, Resolution } from '../conflict.js';
 import type { DeadLetterRow } from './dead-letter-recorder.js';
 import type { TargetTable } from './target-table.js';
 
@@ -14,8 +13,7 @@ export type ApplyEvent =
    * replicator applied it on the source), `empty` (no change for us), `dead_letter`
    * (refused and recorded), `operator` (skipped by `pgfleet-mm skip`).
    */
-  | { type: 'skipped'; endLsn: Lsn; reason: SkipReason }
-  | { type: 'conflict'; kind: ConflictKind; resolution: Resolution };
+  | { type: 'skipped'; endLsn: Lsn; reason: SkipReason };
 
 /** A record the applier needs written outside its own transaction, which is rolled back or retried. */
 export type OutsideRecord =

@@ -115,22 +115,26 @@ describe('generated apply SQL', () => {
     expect(lock).toBeGreaterThan(update);
     expect(insert).toBeGreaterThan(lock);
     expect(proc.slice(update, lock)).toContain('IF NOT FOUND THEN pgf_v := p_sv[i];');
+    // A version the source had seen is written over; otherwise the decision is written out for
+    // the kind and policy (no function call), and the write goes with the conflict's record.
     expect(proc).toContain(
-      "pgf_kind := CASE WHEN coalesce(pgf_lts IS NULL OR pgf_lts <= p_floor OR pgf_lts <= p_seen[pgf_v][pgf_lid], false) THEN NULL ELSE 'update_differs' END;",
+      'IF coalesce(pgf_lts IS NULL OR pgf_lts <= p_floor OR pgf_lts <= p_seen[pgf_v][pgf_lid], false) THEN UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c; ' +
+        "ELSE pgf_kind := 'update_differs'; pgf_res := CASE WHEN (pgf_lts IS NULL OR pgf_ts > pgf_lts OR",
     );
+    expect(proc).toContain("pgf_kind := 'update_missing'; pgf_res := 'skip';");
+    expect(proc).not.toContain('resolve_conflict');
     expect(proc).toContain(
       "INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES ('a_b', 'a', 'b', 'app', 'Orders', pgf_kind, 'last_update_wins', pgf_res, pgf_why, jsonb_build_object('id', g1_a[1][i]), pgf_img, jsonb_build_object('id', g1_a[1][i], 'v', g1_a[2][i]),",
     );
-    expect(proc).toContain(
-      `RAISE NOTICE 'pgfleet conflicts %', jsonb_build_array(jsonb_build_object('table_schema', 'app'`,
-    );
+    // Nothing is sent per conflict: the edge reads the rows once committed (conflict-tail.ts).
+    expect(proc).not.toContain('RAISE NOTICE');
     expect(proc).not.toContain('PF003');
     const [refusing] = procedureSql('pgf_s4', shape, () => ({ ...ctx(), policy: 'error' as const }), 'a_b');
     expect(refusing).toContain(
       "RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', pgf_kind, 'app', 'Orders' USING ERRCODE = 'PF003'; INSERT INTO pgfleet.conflicts",
     );
     expect(proc).toContain(
-      'IF pgf_res = \'apply\' AND pgf_c IS NOT NULL THEN UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c; END IF;',
+      `WITH pgf_w AS (UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c AND pgf_res = 'apply') INSERT INTO pgfleet.conflicts`,
     );
     // The insert's careful pass works on its one row.
     expect(proc).toContain(

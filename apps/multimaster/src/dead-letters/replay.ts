@@ -224,8 +224,10 @@ export async function replayDeadLetter(
             await applyChangeCarefully(
               {
                 ...ctx,
-                onConflict: (kind, resolution) =>
-                  conflicts.push({ table: `${schema}.${name}`, kind, resolution }),
+                onConflict: (c) => {
+                  conflicts.push({ table: c.table, kind: c.kind, resolution: c.resolution });
+                  logger.info(c, 'conflict');
+                },
               },
               tx,
               table,

@@ -278,8 +278,9 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
       recordErrorConflict: async (values) => {
         await peerCtl.query(ERROR_CONFLICT_INSERT_SQL, values);
       },
-      onConflict: () => {
+      onConflict: (c) => {
         report.conflicts++;
+        log.info(c, 'conflict');
       },
       logger: log,
     };
