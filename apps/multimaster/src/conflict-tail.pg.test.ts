@@ -60,4 +60,21 @@ describe('ConflictTail reads an edge’s committed conflicts once, in order', ()
     expect(await tail.read(db)).toBe(1);
     expect(got).toHaveLength(3);
   });
+
+  it('reads a burst larger than one page whole, each row once', async () => {
+    const keys: number[] = [];
+    const tail = new ConflictTail(EDGE, pino({ level: 'silent' }), () => keys.push(keys.length));
+    await tail.start(db);
+    await db.query(
+      `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason,
+                                      key, remote_commit_ts, remote_commit_lsn, remote_xid)
+       SELECT $1, 's', 't', 'app', 'kv', 'update_differs', 'last_update_wins', 'skip', 'local change is later',
+              jsonb_build_object('id', g), now(), '0/1', 1
+         FROM generate_series(1, 12001) AS g`,
+      [EDGE],
+    );
+    expect(await tail.read(db)).toBe(12_001);
+    expect(keys).toHaveLength(12_001);
+    expect(await tail.read(db)).toBe(0);
+  });
 });

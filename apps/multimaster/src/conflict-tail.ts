@@ -2,8 +2,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictKind, RecordedConflict, Resolution } from './conflict.js';
 
-/** At most this many conflicts are read per call; the rest wait for the next. */
-const TAIL_BATCH = 5000;
+/** Conflicts are read in pages of this many rows (a burst is read whole, page by page). */
+const TAIL_PAGE = 5000;
 
 /**
  * Reports an edge's conflicts from the table they are recorded in: the apply writes each
@@ -40,6 +40,15 @@ export class ConflictTail {
 
   /** Logs and reports the conflicts committed since the last call, in order; how many. */
   async read(db: pg.Client): Promise<number> {
+    let n = 0;
+    for (;;) {
+      const page = await this.readPage(db);
+      n += page;
+      if (page < TAIL_PAGE) return n;
+    }
+  }
+
+  private async readPage(db: pg.Client): Promise<number> {
     if (this.through === null) return 0;
     const { rows } = await db.query<{
       id: string;
@@ -48,8 +57,8 @@ export class ConflictTail {
       resolution: Resolution;
       reason: string;
     }>(
-      `SELECT id::text, table_schema || '.' || table_name AS table, kind, resolution, reason
-         FROM pgfleet.conflicts WHERE id > $1::int8 AND edge = $2 ORDER BY id LIMIT ${TAIL_BATCH}`,
+      `SELECT c.id::text AS id, c.table_schema || '.' || c.table_name AS table, c.kind, c.resolution, c.reason
+         FROM pgfleet.conflicts c WHERE c.id > $1::int8 AND c.edge = $2 ORDER BY c.id LIMIT ${TAIL_PAGE}`,
       [this.through, this.edgeId],
     );
     for (const r of rows) {

@@ -416,7 +416,6 @@ export class EdgeRunner {
             [edge.origin],
           );
           a.committedThrough(parseLsn(rows[0].applied));
-          await this.conflicts.read(ctl);
           let durable = parseLsn(rows[0].durable);
           if (ackBound) {
             const r = await readOriginAndStandby(ctl, edge.origin, targetStandbys);
@@ -436,6 +435,8 @@ export class EdgeRunner {
           if (s.sendStatus(ack, requestReply)) this.ackedLsn = ack;
           const st = this.status();
           this.o.metrics.lag(edge.id, st.lagBytes, st.lagSeconds);
+          // After the acknowledgement: a burst of conflicts to log never holds it back.
+          await this.conflicts.read(ctl);
           // Sessions live long: an origin created meanwhile (`dead-letters --replay` makes
           // the source's replay origin) must become known to the apply.
           if (this.now() - originsReadAt > ORIGIN_REFRESH_MS) {
