@@ -308,9 +308,9 @@ function decisionInputs(ctx: ConflictSqlContext, lts: string, lid: string): Deci
 
 /**
  * Records one conflict as pgfleet.record_conflicts does for a set (same row, PF003 under
- * policy `error`), written out: no
- * document to build and take apart again. `write`, a data-modifying statement, runs in the
- * same statement as the record (one executor start instead of two).
+ * policy `error`), written out: no document to build and take apart again. `write`, a
+ * data-modifying statement, runs in the same statement as the record (one executor start
+ * instead of two).
  */
 function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictRow, write?: string): string {
   const lit = quoteLiteral;
@@ -460,8 +460,8 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
  * (not a function scan joined to the lock, which would be evaluated before a lock wait:
  * see lockRead), decides (decision-sql.ts, written out for the kind and policy: no
  * function call), and writes by ctid; a conflict's record and its write are one
- * statement. Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql over the
- * one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
+ * statement. Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql
+ * over the one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
  */
 export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext, index: string): string {
   const p = new GroupParams(n, g);
