@@ -33,7 +33,9 @@ describe('init and apply behaviour', () => {
     await a.query(
       'CREATE SCHEMA bad; CREATE TABLE bad.nokey (v text); CREATE TABLE bad.typed (id int PRIMARY KEY, v int)',
     );
-    await b.query('CREATE SCHEMA bad; CREATE TABLE bad.typed (id int PRIMARY KEY, v text)');
+    await b.query(
+      'CREATE SCHEMA bad; CREATE TABLE bad.typed (id int PRIMARY KEY, v text); CREATE TABLE bad.later (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text)',
+    );
     const config = resolveConfig({
       nodes: [
         { name: 'a', conninfo: a.conninfo() },
@@ -63,6 +65,11 @@ describe('init and apply behaviour', () => {
           node: 'b',
           table: 'bad.typed',
           message: expect.stringContaining('"v" is text, but integer on a'),
+        }),
+        expect.objectContaining({
+          node: 'b',
+          table: 'bad.later',
+          message: expect.stringMatching(/^DEFERRABLE constraint "later_pkey": .* without DEFERRABLE$/),
         }),
       ]),
     );

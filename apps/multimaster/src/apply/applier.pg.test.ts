@@ -66,6 +66,11 @@ describe('Applier on a real server', () => {
       ['email', 25, false],
     ]),
   ];
+  /** Fed only by the test about it: a relation the applier refuses pauses every test's applier. */
+  const deferredRelation = rel(5, 'deferred', [
+    ['id', 23, true],
+    ['v', 25, false],
+  ]);
 
   /** A source transaction: its changes between Begin and Commit, with LSNs past everything so far. */
   function tx(changes: PgoutputMessage[], opts: { ts?: bigint; origin?: string } = {}) {
@@ -219,7 +224,8 @@ describe('Applier on a real server', () => {
       CREATE TABLE ${SCHEMA}.kv (id int PRIMARY KEY, v text);
       CREATE TABLE ${SCHEMA}.checked (id int PRIMARY KEY, n int CHECK (n >= 0));
       CREATE TABLE ${SCHEMA}.moved (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
-      CREATE TABLE ${SCHEMA}.mail (id int PRIMARY KEY, email text UNIQUE)`);
+      CREATE TABLE ${SCHEMA}.mail (id int PRIMARY KEY, email text UNIQUE);
+      CREATE TABLE ${SCHEMA}.deferred (id int PRIMARY KEY DEFERRABLE, v text)`);
   });
 
   beforeEach(async () => {
@@ -495,6 +501,25 @@ describe('Applier on a real server', () => {
     expect(f.kind === 'replay' && f.commitLsn).toBe(bad.finalLsn);
     expect((await rows('mail')).map((r) => r.id)).toEqual([1, 2]);
     expect(await progress()).toBe(ok.endLsn);
+  });
+
+  it('pauses, writing nothing, at a table whose key is DEFERRABLE: a replica does not check it, so the key would be written twice', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.deferred`);
+    const h = await makeApplier({});
+    const before = await progress();
+    await h.init();
+    await writeAs('pgfleet_o', T0 + 50n, `INSERT INTO ${SCHEMA}.deferred VALUES (1, 'o1')`);
+    // Without the check, this insert lands next to o's row: a replica skips the deferred recheck.
+    const dup = tx([ins(5, ['1', 's1'])], { ts: T0 + 60n });
+    h.feed([deferredRelation, ...dup.msgs]);
+    await waitUntil('the applier to fail', () => h.a.hasFailed());
+    const f = await h.a.failed;
+    expect(f.kind).toBe('pause');
+    expect(f.error.message).toMatch(
+      /mm_applier_pg\.deferred on t: DEFERRABLE constraint "deferred_pkey": .* drop and re-create it without DEFERRABLE/,
+    );
+    expect((await rows('deferred')).map((r) => `${r.id}=${r.v}`)).toEqual(['1=o1']);
+    expect(await progress()).toBe(before);
   });
 
   it('streams a large transaction group by group and still decides its conflicts in SQL', async () => {

@@ -2,7 +2,10 @@ import { PgfleetError } from '@pgfleet/connection';
 
 /** A source column does not exist on the target (DDL is not replicated): the edge pauses. */
 export class SchemaMismatchError extends PgfleetError {
-  constructor(message: string, details: { edge: string; table: string; column?: string }) {
+  constructor(
+    message: string,
+    details: { edge: string; table: string; column?: string; constraints?: string[] },
+  ) {
     super('SCHEMA_MISMATCH', message, details);
   }
 }

@@ -23,6 +23,27 @@ export interface TargetTable {
    * non-partial, immediate index on NOT NULL plain columns (first by name). Null when none.
    */
   uniqueKey: string[] | null;
+  /** DEFERRABLE primary key, unique and exclusion constraints, by name (refused: see deferrableProblem). */
+  deferrableUnique?: string[];
+}
+
+/**
+ * JSON array of the names of a table's DEFERRABLE primary key, unique and exclusion
+ * constraints: a subquery over the table whose oid is `relid`.
+ */
+export function deferrableUniqueSql(relid: string): string {
+  return `coalesce((SELECT json_agg(con.conname ORDER BY con.conname) FROM pg_constraint con
+                     WHERE con.conrelid = ${relid} AND con.contype IN ('p', 'u', 'x') AND con.condeferrable), '[]')`;
+}
+
+/**
+ * Why a table with DEFERRABLE uniqueness cannot be replicated into: the apply writes as a
+ * replica (session_replication_role, as PostgreSQL's own apply worker does), and a deferrable
+ * constraint is checked by a trigger, which a replica does not fire. A remote insert of a key
+ * that exists would then be written a second time instead of failing or being resolved.
+ */
+export function deferrableProblem(constraints: string[]): string {
+  return `DEFERRABLE constraint${constraints.length > 1 ? 's' : ''} ${constraints.map((c) => `"${c}"`).join(', ')}: replicated writes run as a replica, where deferrable uniqueness is not checked, so a remote row with a key that exists here would be written twice; drop and re-create ${constraints.length > 1 ? 'them' : 'it'} without DEFERRABLE`;
 }
 
 /**
@@ -50,7 +71,8 @@ export const TARGET_TABLE_SQL = `
                                             'identityAlways', a.attidentity = 'a', 'generated', a.attgenerated <> '')
                           ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-         ${uniqueKeySql('c.oid')} AS unique_key
+         ${uniqueKeySql('c.oid')} AS unique_key,
+         ${deferrableUniqueSql('c.oid')} AS deferrable_unique
     FROM pg_class c WHERE c.oid = to_regclass($1)`;
 
 export async function loadTargetTable(
@@ -65,7 +87,11 @@ export async function loadTargetTable(
   for (const c of r.columns as Array<{ name: string } & TargetColumn>) {
     columns.set(c.name, { type: c.type, identityAlways: c.identityAlways, generated: c.generated });
   }
-  return { columns, uniqueKey: (r.unique_key as string[] | null) ?? null };
+  return {
+    columns,
+    uniqueKey: (r.unique_key as string[] | null) ?? null,
+    deferrableUnique: (r.deferrable_unique as string[] | null) ?? [],
+  };
 }
 
 /**
@@ -113,6 +139,12 @@ export function applyTableFor(edge: Edge, msg: RelationMessage, target: TargetTa
     }
     return { name: c.name, type: tc.type, isKey: c.isKey, identityAlways: tc.identityAlways };
   });
+  if (target.deferrableUnique?.length) {
+    throw new SchemaMismatchError(
+      `edge ${edge.id}: ${tableId} on ${edge.target}: ${deferrableProblem(target.deferrableUnique)}; the edge resumes by itself`,
+      { edge: edge.id, table: tableId, constraints: target.deferrableUnique },
+    );
+  }
   const key = rowKey(msg.columns, msg.replicaIdentity, target.uniqueKey);
   if (key.keyIndexes.length === 0) {
     throw new SchemaMismatchError(`edge ${edge.id}: ${tableId} has no replica identity on ${edge.source}`, {

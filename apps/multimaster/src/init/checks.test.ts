@@ -51,6 +51,18 @@ describe('checkNode: tables', () => {
       'column list must include key column "id" (rows are matched on it)',
     ]);
   });
+  it('refuses DEFERRABLE uniqueness, naming each constraint: a replica does not check it, rows would be written twice', () => {
+    expect(messages(facts({ deferrableUnique: ['t_pkey'] }))).toEqual([
+      expect.stringMatching(
+        /^DEFERRABLE constraint "t_pkey": replicated writes run as a replica, .* written twice; drop and re-create it without DEFERRABLE$/,
+      ),
+    ]);
+    expect(messages(facts({ deferrableUnique: ['t_pkey', 't_v_key'] }))).toEqual([
+      expect.stringMatching(
+        /^DEFERRABLE constraints "t_pkey", "t_v_key": .* re-create them without DEFERRABLE$/,
+      ),
+    ]);
+  });
   it('refuses a table without a primary key under the default identity', () => {
     expect(messages(facts({ hasPrimaryKey: false, identityColumns: [], uniqueKey: null }))).toEqual([
       expect.stringMatching(/^no primary key/),

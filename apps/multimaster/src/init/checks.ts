@@ -1,3 +1,4 @@
+import { deferrableProblem } from '../apply/target-table.js';
 /** Facts gathered from one node, read-only, before anything is created. */
 export interface NodeFacts {
   node: string;
@@ -31,6 +32,8 @@ export interface TableFacts {
   identityColumns: string[];
   /** The primary key, else a unique index on NOT NULL columns (what rows are matched on under FULL); null when none. */
   uniqueKey: string[] | null;
+  /** Names of DEFERRABLE primary key, unique and exclusion constraints. */
+  deferrableUnique?: string[];
 }
 
 export interface Problem {
@@ -103,6 +106,7 @@ export function checkNode(f: NodeFacts, nodeCount: number, tables: WantedTable[]
         id,
       );
     }
+    if (facts.deferrableUnique?.length) p(deferrableProblem(facts.deferrableUnique), id);
     if (facts.replicaIdentity === 'f' && facts.uniqueKey && t.columns) {
       for (const k of facts.uniqueKey) {
         if (!t.columns.includes(k))

@@ -2,7 +2,7 @@ import { connect, PgfleetError, quoteIdent, quoteQualified, toPgfleetError } fro
 import { createLogicalSlot, createOrigin, dropOrigin, dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { uniqueKeySql } from '../apply/target-table.js';
+import { deferrableUniqueSql, uniqueKeySql } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { METADATA_DDL } from '../metadata.js';
 import { type Edge, edgesFor } from '../naming.js';
@@ -62,7 +62,8 @@ const TABLES_SQL = `
          coalesce((SELECT json_agg(a.attname ORDER BY a.attnum)
                    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                    WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), '[]') AS identity,
-         ${uniqueKeySql('c.oid')} AS unique_key
+         ${uniqueKeySql('c.oid')} AS unique_key,
+         ${deferrableUniqueSql('c.oid')} AS deferrable_unique
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1::text[])`;
 
@@ -91,6 +92,7 @@ export async function gatherFacts(
       replicaIdentity: t.replident,
       identityColumns: t.identity,
       uniqueKey: t.unique_key,
+      deferrableUnique: t.deferrable_unique,
     });
   }
   return {
