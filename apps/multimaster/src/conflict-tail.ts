@@ -14,9 +14,9 @@ const TAIL_PAGE = 5000;
  *
  * Rows are read past the highest id seen. One edge's rows come from its one apply session
  * (and, under policy error, from its control connection while the apply waits), so their
- * ids follow commit order and none is passed over. Conflicts the dead-letter replay records
- * come from another process, which counts them itself: and a row of it committed behind a
- * higher id is not logged here again (the table stays the record).
+ * ids follow commit order and none is passed over. The dead-letter replay records conflicts
+ * from another process and reports them itself; a row of it may be logged here as well, or
+ * passed over when it commits behind a higher id already read (the table stays the record).
  */
 export class ConflictTail {
   /** Highest id reported; null until start() read where the table ends. */
