@@ -3,7 +3,6 @@ import { type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConflictPolicy, DeadLetterPolicy } from '../config.js';
-import type { ConflictKind, Resolution } from '../conflict.js';
 import { readChange, TupleSpans } from '../decode/change-reader.js';
 import type { DeleteMessage, InsertMessage, TruncateMessage, UpdateMessage } from '../decode/messages.js';
 import { parsePgoutput } from '../decode/pgoutput-parser.js';

@@ -6,7 +6,6 @@ import {
   type ConflictKind,
   type LocalRowVersion,
   type RecordedConflict,
-  type Resolution,
   resolveConflict,
 } from '../conflict.js';
 import {
