@@ -132,14 +132,14 @@ export class EdgeRunner {
   private lastSessionHandled: Lsn = ZERO_LSN;
   private readonly ha: EdgeHa;
   /** Logs and counts the conflicts the apply recorded, once committed; its position outlives sessions. */
-  private readonly conflicts: ConflictTail;
+  private readonly conflictTail: ConflictTail;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
     this.source = config.nodes.find((n) => n.name === edge.source) as NodeConfig;
     this.target = config.nodes.find((n) => n.name === edge.target) as NodeConfig;
     this.log = o.logger.child({ component: 'edge', edge: edge.id, node: edge.target });
-    this.conflicts = new ConflictTail(edge.id, this.log, (c) => {
+    this.conflictTail = new ConflictTail(edge.id, this.log, (c) => {
       this.st.conflicts++;
       o.metrics.conflict(edge.id, c.kind, c.resolution);
     });
@@ -311,7 +311,7 @@ export class EdgeRunner {
       // Exclusive: a second replicator for this edge stops here with a clear error.
       await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const facts = await readTargetFacts(control, edge);
-      await this.conflicts.start(control);
+      await this.conflictTail.start(control);
       const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal);
       db = apply.db;
       const { startProgress } = apply;
@@ -436,7 +436,7 @@ export class EdgeRunner {
           const st = this.status();
           this.o.metrics.lag(edge.id, st.lagBytes, st.lagSeconds);
           // After the acknowledgement: a burst of conflicts to log never holds it back.
-          await this.conflicts.read(ctl);
+          await this.conflictTail.read(ctl);
           // Sessions live long: an origin created meanwhile (`dead-letters --replay` makes
           // the source's replay origin) must become known to the apply.
           if (this.now() - originsReadAt > ORIGIN_REFRESH_MS) {

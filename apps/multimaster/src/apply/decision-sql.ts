@@ -69,9 +69,18 @@ export function decisionFor(kind: ConflictKind, policy: ConflictPolicy, v: Decis
   };
 }
 
-/** decisionFor over a kind known only when the statement runs (`kind`, a text expression). */
-export function decisionSql(kind: string, policy: ConflictPolicy, v: DecisionInputs): DecisionSql {
-  const each = CONFLICT_KINDS.map((k) => [k, decisionFor(k, policy, v)] as const);
+/**
+ * decisionFor over a kind known only when the statement runs (`kind`, a text expression),
+ * which is one of `kinds` (only those are written out: the expression is compiled each time
+ * the statement runs).
+ */
+export function decisionSql(
+  kind: string,
+  policy: ConflictPolicy,
+  v: DecisionInputs,
+  kinds: readonly ConflictKind[] = CONFLICT_KINDS,
+): DecisionSql {
+  const each = kinds.map((k) => [k, decisionFor(k, policy, v)] as const);
   const pick = (f: keyof DecisionSql) =>
     `CASE ${kind} ${each.map(([k, d]) => `WHEN ${lit(k)} THEN ${d[f]}`).join(' ')} END`;
   return { resolution: pick('resolution'), reason: pick('reason') };

@@ -352,7 +352,12 @@ function recordConflictSql(p: GroupParams, ctx: ConflictSqlContext, r: ConflictR
  * raises PF003 for policy `error`) and leaves in pgf_apply the row indexes to write.
  * `kindSql` names the conflict of a row (NULL: none) from u.ctid, u.lts, u.lid.
  */
-function decide(p: GroupParams, ctx: ConflictSqlContext, kindSql: string): string {
+function decide(
+  p: GroupParams,
+  ctx: ConflictSqlContext,
+  kindSql: string,
+  kinds: readonly ConflictKind[],
+): string {
   const conflict = conflictObject(p, ctx, {
     kind: 'x.kind',
     resolution: 'x.resolution',
@@ -362,7 +367,7 @@ function decide(p: GroupParams, ctx: ConflictSqlContext, kindSql: string): strin
     lts: 'x.lts',
     lid: 'x.lid',
   });
-  const d = decisionSql('y.kind', ctx.policy, decisionInputs(ctx, 'y.lts', 'y.lid'));
+  const d = decisionSql('y.kind', ctx.policy, decisionInputs(ctx, 'y.lts', 'y.lid'), kinds);
   return (
     `SELECT coalesce(jsonb_agg(${conflict} ORDER BY x.k) FILTER (WHERE x.kind IS NOT NULL), '[]'), ` +
     "coalesce(array_agg(x.k) FILTER (WHERE x.ctid IS NOT NULL AND (x.kind IS NULL OR x.resolution = 'apply')), '{}') " +
@@ -414,11 +419,11 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
   const all = 'ARRAY(SELECT generate_series(pgf_lo, pgf_hi))';
   const seen = seenOf('u.lts', 'u.lid');
   if (g.kind === 'update') {
-    return `${lockRead(p, all)} ${decide(p, ctx, `CASE WHEN u.ctid IS NULL THEN 'update_missing' WHEN ${seen} THEN NULL ELSE 'update_differs' END`)} ${overwrite(p)}`;
+    return `${lockRead(p, all)} ${decide(p, ctx, `CASE WHEN u.ctid IS NULL THEN 'update_missing' WHEN ${seen} THEN NULL ELSE 'update_differs' END`, ['update_missing', 'update_differs'])} ${overwrite(p)}`;
   }
   if (g.kind === 'delete') {
     return (
-      `${lockRead(p, all)} ${decide(p, ctx, `CASE WHEN u.ctid IS NULL THEN 'delete_missing' WHEN ${seen} THEN NULL ELSE 'delete_differs' END`)} ` +
+      `${lockRead(p, all)} ${decide(p, ctx, `CASE WHEN u.ctid IS NULL THEN 'delete_missing' WHEN ${seen} THEN NULL ELSE 'delete_differs' END`, ['delete_missing', 'delete_differs'])} ` +
       `DELETE FROM ${only(t)} AS t USING unnest(pgf_rk, pgf_rctid) AS x(k, ctid) WHERE t.ctid = x.ctid AND x.k = ANY(pgf_apply);`
     );
   }
@@ -435,7 +440,7 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
     `pgf_todo := ${all}; ` +
     'FOR pgf_try IN 1..3 LOOP ' +
     `${lockRead(p, 'pgf_todo')} ` +
-    `${decide(p, ctx, "CASE WHEN u.ctid IS NULL THEN NULL ELSE 'insert_exists' END")} ` +
+    `${decide(p, ctx, "CASE WHEN u.ctid IS NULL THEN NULL ELSE 'insert_exists' END", ['insert_exists'])} ` +
     // pgf_apply holds the existing rows whose insert_exists the remote row won.
     `pgf_missing := ARRAY(SELECT x.k FROM unnest(pgf_rk, pgf_rctid) AS x(k, ctid) WHERE x.ctid IS NULL); ` +
     `${overwrite(p)} ` +
