@@ -1,8 +1,10 @@
 import { connect } from '@pgfleet/connection';
 import { type Lsn, parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import type { OriginView } from './apply/applier.js';
 import { ApplyPausedError } from './apply/errors.js';
+import { reconcileOriginProgress } from './apply/progress-mark.js';
 import type { OriginInfo } from './apply/seen.js';
 import type { ResolvedConfig } from './config.js';
 import { assertWritable, type PrimaryTarget } from './ha/primary.js';
@@ -90,6 +92,7 @@ export async function openApplySession(
   config: ResolvedConfig,
   appName: string,
   signal: AbortSignal,
+  opts: { logger?: Logger } = {},
 ): Promise<{ db: pg.Client; startProgress: Lsn }> {
   const db = await connect(conninfo, {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
@@ -100,6 +103,8 @@ export async function openApplySession(
   db.on('error', () => {});
   try {
     await db.query(applySessionSql(config.apply.synchronousCommit));
+    // Before the origin is set up (a rewind is refused while a session holds it).
+    await reconcileOriginProgress(db, edge.origin, opts.logger ? { logger: opts.logger } : {});
     await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
     const { rows } = await db.query(
       `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
@@ -126,9 +131,10 @@ export interface TargetFacts {
 
 export async function readTargetFacts(control: pg.Client, edge: Edge): Promise<TargetFacts> {
   const { rows: check } = await control.query(
-    `SELECT to_regclass('pgfleet.edge_seen') IS NOT NULL AS seen, to_regprocedure('pgfleet.record_conflicts(jsonb)') IS NOT NULL AS fn`,
+    `SELECT to_regclass('pgfleet.edge_seen') IS NOT NULL AS seen, to_regprocedure('pgfleet.record_conflicts(jsonb)') IS NOT NULL AS fn,
+            to_regclass('pgfleet.apply_progress') IS NOT NULL AS progress`,
   );
-  if (!check[0].seen || !check[0].fn)
+  if (!check[0].seen || !check[0].fn || !check[0].progress)
     throw new ApplyPausedError(
       `the pgfleet schema on ${edge.target} is older than this replicator: run pgfleet-mm init again (it only adds what is missing)`,
       { edge: edge.id, node: edge.target },

@@ -18,6 +18,7 @@ import {
 } from './apply/dead-letter-recorder.js';
 import { ApplyPausedError } from './apply/errors.js';
 import type { ApplyEvent, ApplyPort } from './apply/port.js';
+import { committedProgressSql } from './apply/progress-mark.js';
 import { SeenTracker } from './apply/seen.js';
 import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
@@ -312,7 +313,9 @@ export class EdgeRunner {
       await claimEdge(control, edge, this.o.holder ?? 'pgfleet-mm');
       const facts = await readTargetFacts(control, edge);
       await this.conflictTail.start(control);
-      const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal);
+      const apply = await openApplySession(ends.target.conninfo, edge, config, appName, signal, {
+        logger: this.log,
+      });
       db = apply.db;
       const { startProgress } = apply;
 
@@ -411,8 +414,7 @@ export class EdgeRunner {
         busy = true;
         try {
           const { rows } = await ctl.query(
-            `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS durable,
-                    coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS applied`,
+            `SELECT ${committedProgressSql('$1', true)}::text AS durable, ${committedProgressSql('$1', false)}::text AS applied`,
             [edge.origin],
           );
           a.committedThrough(parseLsn(rows[0].applied));

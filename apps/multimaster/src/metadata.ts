@@ -133,6 +133,13 @@ export const METADATA_DDL = [
   // Written in the same transaction as that one, so after a restart it is exact for the
   // position the edge resumes from. A local row version older than that, from that node,
   // was seen by the source: a change it made to the row did not race with it.
+  // Per replication origin an apply commits through: the end LSN of the last source
+  // transaction it committed, written in that transaction (apply/progress-mark.ts). Origin
+  // progress can name a transaction that did not commit; this row cannot. Kept small and
+  // mostly empty so that its updates stay on one page.
+  `CREATE TABLE IF NOT EXISTS pgfleet.apply_progress (
+     origin text PRIMARY KEY,
+     end_lsn pg_lsn NOT NULL) WITH (fillfactor = 10)`,
   `CREATE TABLE IF NOT EXISTS pgfleet.edge_seen (
      edge text PRIMARY KEY,
      seen jsonb NOT NULL)`,

@@ -18,6 +18,7 @@ import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import { CommitLedger } from './ledger.js';
 import type { ApplyPort } from './port.js';
+import { sessionCommittedProgressSql } from './progress-mark.js';
 import { routeTransaction, shouldStream } from './routing.js';
 import { type OriginInfo, type SeenTracker, versionSeen } from './seen.js';
 import { persistSeenSql } from './shape-sql.js';
@@ -127,7 +128,7 @@ export class Applier {
       this.resolveFailed = resolve;
     });
     this.ledger = new CommitLedger(o.startProgress, (run) => o.port.report({ type: 'applied', ...run }));
-    this.conn = new ApplyConnection(o.db, o.edge.id, (err) => this.onError(err, null));
+    this.conn = new ApplyConnection(o.db, o.edge, (err) => this.onError(err, null));
     const ctx = {
       conn: this.conn,
       ledger: this.ledger,
@@ -142,7 +143,7 @@ export class Applier {
       otherPathsInFlight: () => this.tx?.streamed != null || this.tx?.client != null,
       logger: o.logger,
     });
-    this.streamCtx = { ...ctx, edgeId: o.edge.id };
+    this.streamCtx = { ...ctx, edgeId: o.edge.id, origin: o.edge.origin };
   }
 
   private readonly streamCtx: ConstructorParameters<typeof StreamedTx>[0];
@@ -570,7 +571,8 @@ export class Applier {
 
   private async readProgress(): Promise<Lsn> {
     const { rows } = await this.o.db.query(
-      `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
+      `SELECT ${sessionCommittedProgressSql('$1', false)}::text AS lsn`,
+      [this.o.edge.origin],
     );
     return parseLsn(rows[0].lsn);
   }

@@ -29,7 +29,7 @@ export class ApplyConnection {
 
   constructor(
     readonly db: pg.Client,
-    private readonly edgeId: string,
+    private readonly edge: { id: string; origin: string },
     /** A statement whose answer nobody awaits (a CREATE) failed. */
     private readonly onBackgroundError: (err: Error) => void,
   ) {}
@@ -83,7 +83,7 @@ export class ApplyConnection {
       const name = `pgf_s${this.counter++}`;
       p = { name, call: callSql(name, procedureParamCount(shape)) };
       this.procedures.set(shapeKey, p);
-      for (const sql of procedureSql(name, shape, ctx, this.edgeId))
+      for (const sql of procedureSql(name, shape, ctx, this.edge))
         this.send(sql).catch(this.onBackgroundError);
     }
     return p;

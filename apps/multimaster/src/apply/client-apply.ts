@@ -191,7 +191,9 @@ export class ClientTransaction {
         formatLsn(this.tx.finalLsn),
         this.mode === 'careful' ? 'applied' : 'skipped',
       ]);
-    const r = await db.query(commitStatement(formatLsn(endLsn), formatPgTimestamp(this.tx.commitTs)));
+    const r = await db.query(
+      commitStatement(this.c.edge.origin, formatLsn(endLsn), formatPgTimestamp(this.tx.commitTs)),
+    );
     if (lastCommand(r) !== 'COMMIT')
       throw new Error(`transaction ${formatLsn(this.tx.finalLsn)} rolled back at commit`);
     return this.mode === 'careful' ? 'applied' : this.mode === 'dead' ? 'dead_letter' : 'operator';

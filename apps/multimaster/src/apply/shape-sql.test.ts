@@ -17,6 +17,7 @@ const t: ApplyTable = {
 const insert: GroupShape = { table: t, kind: 'insert', setIndexes: [0, 1, 2] };
 const update: GroupShape = { table: t, kind: 'update', setIndexes: [0, 1] };
 const del: GroupShape = { table: t, kind: 'delete', setIndexes: [] };
+const EDGE_AB = { id: 'a_b', origin: 'pgfleet_a' };
 const ctx = () => ({
   edge: { id: 'a_b', source: 'a', target: 'b' },
   sourceRank: 0,
@@ -66,26 +67,27 @@ describe('generated apply SQL', () => {
       ],
       persists: false,
     };
-    const [careful, proc] = procedureSql('pgf_s1', shape, ctx, 'a_b') as [string, string];
+    const [careful, proc] = procedureSql('pgf_s1', shape, ctx, EDGE_AB) as [string, string];
     expect(careful).toMatch(/^CREATE OR REPLACE FUNCTION pg_temp\."pgf_s1_c"\(i int, p_expected pg_lsn/);
     expect(careful).toContain('FOR UPDATE OF t');
     expect(careful).toContain('PERFORM pgfleet.record_conflicts(pgf_conf);');
     const guard = proc.indexOf('pgf_void := pgfleet.apply_guard(p_expected) IS NULL; FOR i IN');
     const rollback = proc.indexOf('ROLLBACK; PERFORM pg_temp."pgf_s1_c"(i, ');
+    // The progress row is written right before the origin is named, in the same transaction.
     const setup = proc.indexOf(
-      'pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;',
+      "UPDATE pgfleet.apply_progress SET end_lsn = p_end[i] WHERE origin = 'pgfleet_a'; pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;",
     );
     expect(guard).toBeGreaterThan(0);
     expect(rollback).toBeGreaterThan(guard);
     expect(setup).toBeGreaterThan(proc.lastIndexOf('ROLLBACK'));
     expect(proc.match(/xact_setup/g)).toHaveLength(1);
     expect(proc).not.toContain('edge_seen');
-    const [, persisting] = procedureSql('pgf_s2', { ...shape, persists: true }, ctx, 'a_b') as [
+    const [, persisting] = procedureSql('pgf_s2', { ...shape, persists: true }, ctx, EDGE_AB) as [
       string,
       string,
     ];
     expect(persisting).toContain(
-      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; pgf_void := pg_replication_origin_xact_setup",
+      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; UPDATE pgfleet.apply_progress",
     );
   });
 
@@ -101,7 +103,7 @@ describe('generated apply SQL', () => {
       ],
       persists: false,
     };
-    const statements = procedureSql('pgf_s3', shape, ctx, 'a_b');
+    const statements = procedureSql('pgf_s3', shape, ctx, EDGE_AB);
     expect(statements).toHaveLength(1);
     const proc = statements[0] as string;
     expect(proc).not.toContain('ROLLBACK');
@@ -129,7 +131,7 @@ describe('generated apply SQL', () => {
     // Nothing is sent per conflict: the edge reads the rows once committed (conflict-tail.ts).
     expect(proc).not.toContain('RAISE NOTICE');
     expect(proc).not.toContain('PF003');
-    const [refusing] = procedureSql('pgf_s4', shape, () => ({ ...ctx(), policy: 'error' as const }), 'a_b');
+    const [refusing] = procedureSql('pgf_s4', shape, () => ({ ...ctx(), policy: 'error' as const }), EDGE_AB);
     expect(refusing).toContain(
       "RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', pgf_kind, 'app', 'Orders' USING ERRCODE = 'PF003'; INSERT INTO pgfleet.conflicts",
     );

@@ -9,6 +9,7 @@ import {
   type GroupShape,
   type RowRange,
 } from './group-sql.js';
+import { markProgressSql } from './progress-mark.js';
 
 /** SQLSTATE a group function raises into its own subtransaction when the optimistic apply fell short. */
 const SQLSTATE_GROUP_MISMATCH = 'PF004';
@@ -137,17 +138,20 @@ function carefulFunctionSql(
  * - otherwise a multi-row statement may have written part of its rows: the transaction is
  *   rolled back and applied again, every group carefully (carefulGroupSql, in the
  *   companion function).
- * Then it records the edge's "seen" vector when it changed, sets the origin's progress to
+ * Then it records the edge's "seen" vector when it changed, writes p_end[i] into the
+ * origin's progress row (progress-mark.ts), sets the origin's progress to
  * (p_end[i], p_ts[i]) and COMMITs. Called once for the whole run (CALL, outside a
  * transaction block), so one protocol message carries many transactions and the plans
  * stay cached in the session.
  *
  * The guard runs once, at the start, inside the first transaction: if anything pipelined
  * before the call failed, nothing of the run commits. The origin setup and COMMIT of a
- * transaction are adjacent statements of a message the server already holds whole, so they
- * run together or not at all; the setup never precedes a ROLLBACK (from PostgreSQL 16 an
- * aborted transaction would move the origin too). If transaction i fails, the ones before
- * it stay committed and origin progress names the last of them.
+ * transaction are adjacent statements of a message the server already holds whole, so a
+ * replicator that dies cannot part them, and the setup never precedes a ROLLBACK (from
+ * PostgreSQL 16 an aborted transaction would move the origin too). A backend terminated
+ * between the two can still leave the origin ahead; the progress row cannot be. If
+ * transaction i fails, the ones before it stay committed and the row names the last of
+ * them.
  *
  * Returns the statements that create the procedure (and its careful companion when it has
  * one). Both live in pg_temp: per session, never replicated, dropped with the apply
@@ -157,7 +161,7 @@ export function procedureSql(
   name: string,
   shape: TxShape,
   ctx: (g: GroupShape) => ConflictSqlContext,
-  edgeId: string,
+  edge: { id: string; origin: string },
 ): string[] {
   const params = procedureParams(shape);
   const inPlace = shape.groups.every((g) => g.single);
@@ -178,7 +182,7 @@ export function procedureSql(
     )
     .join(' ');
   const persist = shape.persists
-    ? `IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = ${quoteLiteral(edgeId)}; END IF; `
+    ? `IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = ${quoteLiteral(edge.id)}; END IF; `
     : '';
   return [
     ...(inPlace ? [] : [carefulFunctionSql(careful, shape, ctx)]),
@@ -189,6 +193,7 @@ export function procedureSql(
       'FOR i IN 1..cardinality(p_end) LOOP ' +
       `<<pgf_fast>> BEGIN ${fast} END; ` +
       persist +
+      `${markProgressSql(edge.origin, 'p_end[i]')}; ` +
       `${callForEffect('pg_replication_origin_xact_setup(p_end[i], p_ts[i])')} ` +
       'COMMIT; ' +
       'END LOOP; END $pgf$',

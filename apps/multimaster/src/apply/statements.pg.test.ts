@@ -83,6 +83,10 @@ describe('apply statements on a real server', () => {
         `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`,
         [ORIGIN],
       );
+      await db.query(
+        `INSERT INTO pgfleet.apply_progress VALUES ($1, '0/0') ON CONFLICT (origin) DO UPDATE SET end_lsn = '0/0'`,
+        [ORIGIN],
+      );
     });
     afterAll(async () => {
       await db.query('SELECT pg_replication_origin_drop($1)', [ORIGIN]).catch(() => {});
@@ -94,13 +98,17 @@ describe('apply statements on a real server', () => {
         (c as unknown as { pipeline: boolean }).pipeline = true;
         const begin = c.query('BEGIN');
         const ins = c.query(`INSERT INTO ${Q} (id) VALUES (100)`);
-        const commit = c.query(commitStatement('0/A000', '2024-01-02 03:04:05.123456+00'));
+        const commit = c.query(commitStatement(ORIGIN, '0/A000', '2024-01-02 03:04:05.123456+00'));
         await Promise.all([begin, ins]);
         expect(lastCommand(await commit)).toBe('COMMIT');
       } finally {
         await c.end();
       }
       expect(await progress()).toBe('0/A000');
+      expect(
+        (await db.query('SELECT end_lsn::text AS l FROM pgfleet.apply_progress WHERE origin = $1', [ORIGIN]))
+          .rows,
+      ).toEqual([{ l: '0/A000' }]);
       expect((await db.query(`SELECT count(*)::int AS n FROM ${Q} WHERE id = 100`)).rows).toEqual([{ n: 1 }]);
       await db.query(`DELETE FROM ${Q} WHERE id = 100`);
     });

@@ -77,8 +77,8 @@ describe('apply statements', () => {
   });
 
   it('origin setup and COMMIT travel as one simple-query message with inlined literals', () => {
-    expect(commitStatement('0/16B3748', '2024-01-02 03:04:05.123456+00')).toBe(
-      "SELECT pg_replication_origin_xact_setup('0/16B3748'::pg_lsn, '2024-01-02 03:04:05.123456+00'::timestamptz); COMMIT",
+    expect(commitStatement('pgfleet_a', '0/16B3748', '2024-01-02 03:04:05.123456+00')).toBe(
+      "UPDATE pgfleet.apply_progress SET end_lsn = '0/16B3748'::pg_lsn WHERE origin = 'pgfleet_a'; SELECT pg_replication_origin_xact_setup('0/16B3748'::pg_lsn, '2024-01-02 03:04:05.123456+00'::timestamptz); COMMIT",
     );
   });
 

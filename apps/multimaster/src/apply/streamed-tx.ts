@@ -19,6 +19,8 @@ export interface StreamedContext {
   session(): SessionParams;
   conflictContext(g: GroupShape): ConflictSqlContext;
   edgeId: string;
+  /** The edge's replication origin (its progress row is written with each commit). */
+  origin: string;
   fail(f: ApplierFailure): void;
 }
 
@@ -80,7 +82,8 @@ export class StreamedTx {
       commitTs: this.tx.commitTs,
       rows: this.tx.rows,
     });
-    this.c.conn.send(commitStatement(formatLsn(endLsn), formatPgTimestamp(this.tx.commitTs))).then(
+    const commit = commitStatement(this.c.origin, formatLsn(endLsn), formatPgTimestamp(this.tx.commitTs));
+    this.c.conn.send(commit).then(
       (r) => {
         if (lastCommand(r) === 'COMMIT') this.c.ledger.confirmThrough(endLsn);
         else

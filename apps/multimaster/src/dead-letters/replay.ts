@@ -252,7 +252,7 @@ export async function replayDeadLetter(
       // The replayed rows carry the source transaction's commit timestamp, as if the edge
       // had applied them: conflict resolution on later changes sees the same version here as
       // on every other node.
-      await db.query(commitStatement(again.end_lsn, formatPgTimestamp(tx.commitTs)));
+      await db.query(commitStatement(replayOrigin, again.end_lsn, formatPgTimestamp(tx.commitTs)));
     } catch (err) {
       await db.query('ROLLBACK').catch(() => {});
       throw err;

@@ -3,6 +3,7 @@ import { dropSlot, formatLsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
+import { committedProgressSql, setProgressMarkSql } from '../apply/progress-mark.js';
 import { type ApplyTable, commitStatement } from '../apply/statements.js';
 import { applyTableFor, loadTargetTable } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
@@ -220,10 +221,9 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
     const own = new Set(
       [originId, idOf(replayOriginName(edge.source))].filter((x): x is number => x !== undefined),
     );
-    const { rows: prog } = await peerCtl.query(
-      `SELECT coalesce(pg_replication_origin_progress($1, true), '0/0')::text AS lsn`,
-      [edge.origin],
-    );
+    const { rows: prog } = await peerCtl.query(`SELECT ${committedProgressSql('$1', true)}::text AS lsn`, [
+      edge.origin,
+    ]);
     const previous = parseLsn(prog[0].lsn as string);
     const start = windowStart(
       await newestFrom(peerCtl, tables, originId),
@@ -298,7 +298,7 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
       }
       // The origin stays where it was until the last transaction: a crash in between
       // leaves the slot pending and the next run starts over.
-      await db.query(commitStatement(formatLsn(previous), formatPgTimestamp(tx.commitTs)));
+      await db.query(commitStatement(edge.origin, formatLsn(previous), formatPgTimestamp(tx.commitTs)));
     }
     await db.query('BEGIN');
     await db.query(
@@ -321,7 +321,7 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
       ],
     );
     await db.query(
-      `SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(c))}::pg_lsn, clock_timestamp()); COMMIT`,
+      `${setProgressMarkSql(edge.origin, c)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(c))}::pg_lsn, clock_timestamp()); COMMIT`,
     );
     await src.query(
       `UPDATE pgfleet.slot_resync SET state = 'done', consistent_point = $2::pg_lsn, updated_at = clock_timestamp() WHERE slot = $1`,

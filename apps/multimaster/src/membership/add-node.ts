@@ -2,6 +2,7 @@ import { connect, quoteIdent, quoteQualified, toPgfleetError } from '@pgfleet/co
 import { createLogicalSlot, createOrigin, dropSlot, formatLsn, type Lsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { setProgressMarkSql } from '../apply/progress-mark.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { checkNode, compareTables, formatProblems, type NodeFacts, type Problem } from '../init/checks.js';
 import { edgeTableFilter, expandTables, gatherFacts, publicationTableList } from '../init/init.js';
@@ -383,6 +384,7 @@ async function join(
         `UPDATE pgfleet.membership SET origins = origins || jsonb_build_object($2::text, $3::text) WHERE node = $1`,
         [newNode, x, formatLsn(lsn)],
       );
+      await session.query(setProgressMarkSql(originName(x), lsn));
       await session.query('SELECT pg_replication_origin_xact_setup($1::pg_lsn, now())', [formatLsn(lsn)]);
       await session.query('COMMIT');
     }

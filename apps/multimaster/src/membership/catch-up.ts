@@ -1,6 +1,7 @@
 import { pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { formatLsn, type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
+import { committedProgressSql } from '../apply/progress-mark.js';
 import { edgeSlotName, originName } from '../naming.js';
 import { type CatchUp, type CatchUpFacts, sourceCaughtUp } from './plan.js';
 
@@ -78,7 +79,8 @@ export async function waitSourceCaughtUp(w: CatchUpWait): Promise<CatchUp> {
   for (;;) {
     w.signal?.throwIfAborted();
     const { rows: o } = await w.sourceClient.query(
-      'SELECT pg_replication_origin_progress($1, true)::text AS lsn',
+      // Origin progress may name a transaction that did not commit; its row says what did.
+      `SELECT nullif(${committedProgressSql('$1', true)}, '0/0')::text AS lsn`,
       [originName(w.other)],
     );
     const { rows: s } = await w.otherClient.query(

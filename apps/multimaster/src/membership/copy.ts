@@ -1,6 +1,7 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type pg from 'pg';
+import { setProgressMarkSql } from '../apply/progress-mark.js';
 import { parsePgMicros, sqlMicros } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS, setStatements, VALUE_TEXT_SETTINGS } from '../session-settings.js';
 
@@ -142,7 +143,8 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
       const closeGroup = async () => {
         if (!group || group.values.length === 0) return;
         const s = await sinkFor(group.origin);
-        const stmt = `BEGIN; ${insert}${group.values.join(', ')}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(o.progressFor(group.origin)))}, ${quoteLiteral(group.ts)}); COMMIT;`;
+        const at = o.progressFor(group.origin);
+        const stmt = `BEGIN; ${insert}${group.values.join(', ')}; ${setProgressMarkSql(group.origin, at)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(at))}, ${quoteLiteral(group.ts)}); COMMIT;`;
         s.sql.push(stmt);
         s.bytes += stmt.length;
         result.transactions++;

@@ -2,6 +2,7 @@ import { connect, pause, quoteIdent, SqlState, sqlStateOf, toPgfleetError } from
 import { dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { forgetProgressMark } from '../apply/progress-mark.js';
 import type { ResolvedConfig } from '../config.js';
 import { MembershipError } from './errors.js';
 import { removalPlan } from './plan.js';
@@ -34,6 +35,13 @@ export interface RemoveNodeReport {
  * node from the removed one, if a replicator still drives it).
  */
 export async function dropOriginForce(client: pg.Client, name: string, timeoutMs = 10_000): Promise<boolean> {
+  const dropped = await dropOrigin(client, name, timeoutMs);
+  // A later origin of the same name starts without the old one's progress row.
+  await forgetProgressMark(client, name);
+  return dropped;
+}
+
+async function dropOrigin(client: pg.Client, name: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const { rows } = await client.query('SELECT pg_replication_origin_oid($1) IS NOT NULL AS present', [

@@ -1,0 +1,145 @@
+import { connect } from '@pgfleet/connection';
+import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
+import { parseLsn } from '@pgfleet/wal';
+import type pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkMesh } from '../check.js';
+import { type ResolvedConfig, resolveConfig } from '../config.js';
+import { initMesh } from '../init/init.js';
+import { type ReplicatorHandle, startReplicator } from '../replicator.js';
+import { committedProgressSql, markProgressSql, reconcileOriginProgress } from './progress-mark.js';
+
+const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
+
+const DDL = 'CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, v text);';
+
+/**
+ * What an apply backend ended between naming its transaction and committing it leaves
+ * behind: a session holding `origin`, with a pg_temp function (as every apply session has),
+ * writes a row and the progress row, names `lsn` as its end and is terminated before COMMIT.
+ */
+async function endBetweenSetupAndCommit(node: SandboxNode, origin: string, lsn: string): Promise<void> {
+  const c = await connect(node.conninfo());
+  c.on('error', () => {});
+  await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+  await c.query(`CREATE FUNCTION pg_temp.pgf_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'`);
+  const { rows } = await c.query('SELECT pg_backend_pid() AS pid');
+  await c.query('BEGIN');
+  await c.query(`INSERT INTO app.items VALUES (-1, 'never committed')`);
+  await c.query(markProgressSql(origin, `'${lsn}'::pg_lsn`));
+  await c.query(`SELECT pg_replication_origin_xact_setup('${lsn}', now())`);
+  await node.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+  await eventually(
+    'terminated backend gone',
+    () => node.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [rows[0].pid]),
+    (r) => r[0]?.n === 0,
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+  await c.end().catch(() => {});
+}
+
+const originLsn = async (node: SandboxNode, origin: string) =>
+  (
+    await node.query<{ l: string }>(
+      `SELECT coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS l`,
+      [origin],
+    )
+  )[0]?.l;
+
+describe('apply progress: a transaction the origin names but that did not commit is applied again', () => {
+  let sb: Sandbox;
+  let a: SandboxNode;
+  let b: SandboxNode;
+  let config: ResolvedConfig;
+  let rep: ReplicatorHandle | undefined;
+
+  beforeAll(async () => {
+    sb = await Sandbox.create();
+    [a, b] = (await Promise.all([
+      sb.startNode('a', { logical: true }),
+      sb.startNode('b', { logical: true }),
+    ])) as [SandboxNode, SandboxNode];
+    for (const n of [a, b]) await n.query(DDL);
+    config = resolveConfig({
+      nodes: [
+        { name: 'a', conninfo: a.conninfo() },
+        { name: 'b', conninfo: b.conninfo() },
+      ],
+      tables: ['app.*'],
+      http: { listen: false },
+      statusIntervalMs: 200,
+    });
+    await initMesh(config, { logger });
+  });
+  afterAll(async () => {
+    await rep?.stop();
+    await sb?.destroy();
+  });
+
+  it('on every major the ended session moves the origin, not the row; reconcile moves the origin back', async () => {
+    const origin = 'pgfleet_probe';
+    await b.query('SELECT pg_replication_origin_create($1)', [origin]);
+    let db: pg.Client | null = await connect(b.conninfo());
+    expect(await reconcileOriginProgress(db, origin)).toEqual({ progress: parseLsn('0/0'), rewound: null });
+    await db.end();
+    db = null;
+
+    await endBetweenSetupAndCommit(b, origin, '0/C000');
+    // The exit commits the pg_temp cleanup with the session's origin and its stale LSN (on
+    // 16+ the abort record alone moves it too): the origin claims a transaction that aborted.
+    expect(await originLsn(b, origin)).toBe('0/C000');
+    expect(await b.query('SELECT count(*)::int AS n FROM app.items WHERE id = -1')).toEqual([{ n: 0 }]);
+    expect(
+      await b.query(`SELECT ${committedProgressSql('$1', true)}::text AS l`, [origin]),
+      'what acknowledgements and resumption read',
+    ).toEqual([{ l: '0/0' }]);
+
+    db = await connect(b.conninfo());
+    try {
+      expect(await reconcileOriginProgress(db, origin)).toEqual({
+        progress: parseLsn('0/0'),
+        rewound: { from: parseLsn('0/C000'), to: parseLsn('0/0') },
+      });
+    } finally {
+      await db.end();
+    }
+    expect(await originLsn(b, origin)).toBe('0/0');
+    await b.query('SELECT pg_replication_origin_drop($1)', [origin]);
+  });
+
+  it('an edge whose origin was left ahead applies the skipped transaction after a restart, once', async () => {
+    rep = startReplicator(config, { logger });
+    await a.query(`INSERT INTO app.items VALUES (1, 'before')`);
+    await eventually(
+      'row 1 on b',
+      () => b.query('SELECT v FROM app.items WHERE id = 1'),
+      (r) => r.length === 1,
+    );
+    await rep.stop();
+    rep = undefined;
+
+    // A transaction on a while the edge is down, then b's origin for a is left naming it
+    // (or later) by a session that ended before its COMMIT: without the progress row the
+    // restarted edge would stream from past it and the row would never reach b.
+    await a.query(`INSERT INTO app.items VALUES (2, 'skipped by the origin')`);
+    const { 0: end } = await a.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l');
+    await endBetweenSetupAndCommit(b, 'pgfleet_a', end?.l as string);
+    expect(await originLsn(b, 'pgfleet_a')).toBe(end?.l);
+
+    rep = startReplicator(config, { logger });
+    await a.query(`INSERT INTO app.items VALUES (3, 'after')`);
+    await eventually(
+      'rows 2 and 3 on b',
+      () => b.query<{ id: number }>('SELECT id FROM app.items ORDER BY id'),
+      (r) => r.length === 3,
+    );
+    expect(await b.query('SELECT id, v FROM app.items ORDER BY id')).toEqual([
+      { id: 1, v: 'before' },
+      { id: 2, v: 'skipped by the origin' },
+      { id: 3, v: 'after' },
+    ]);
+    expect(await b.query('SELECT count(*)::int AS n FROM pgfleet.conflicts')).toEqual([{ n: 0 }]);
+    for (const t of await checkMesh(config)) expect(t, t.table).toMatchObject({ equal: true });
+  });
+});
