@@ -5,8 +5,9 @@ import type pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkMesh } from '../check.js';
-import { type ResolvedConfig, resolveConfig } from '../config.js';
+import type { ResolvedConfig } from '../config.js';
 import { initMesh } from '../init/init.js';
+import { meshConfig } from '../membership/pg-test-support.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
 import { committedProgressSql, markProgressSql, reconcileOriginProgress } from './progress-mark.js';
 
@@ -56,20 +57,9 @@ describe('apply progress: a transaction the origin names but that did not commit
 
   beforeAll(async () => {
     sb = await Sandbox.create();
-    [a, b] = (await Promise.all([
-      sb.startNode('a', { logical: true }),
-      sb.startNode('b', { logical: true }),
-    ])) as [SandboxNode, SandboxNode];
+    [a, b] = (await sb.startLogicalNodes(['a', 'b'])) as [SandboxNode, SandboxNode];
     for (const n of [a, b]) await n.query(DDL);
-    config = resolveConfig({
-      nodes: [
-        { name: 'a', conninfo: a.conninfo() },
-        { name: 'b', conninfo: b.conninfo() },
-      ],
-      tables: ['app.*'],
-      http: { listen: false },
-      statusIntervalMs: 200,
-    });
+    config = meshConfig([a, b]);
     await initMesh(config, { logger });
   });
   afterAll(async () => {
