@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { OriginView } from './apply/applier.js';
 import { ApplyPausedError } from './apply/errors.js';
-import { reconcileOriginProgress } from './apply/progress-mark.js';
+import { setUpOrigin } from './apply/progress-mark.js';
 import type { OriginInfo } from './apply/seen.js';
 import type { ResolvedConfig } from './config.js';
 import { assertWritable, type PrimaryTarget } from './ha/primary.js';
@@ -103,9 +103,8 @@ export async function openApplySession(
   db.on('error', () => {});
   try {
     await db.query(applySessionSql(config.apply.synchronousCommit));
-    // Before the origin is set up (a rewind is refused while a session holds it).
-    await reconcileOriginProgress(db, edge.origin, opts.logger ? { logger: opts.logger } : {});
-    await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
+    // The origin, with its progress checked against the row (apply/progress-mark.ts).
+    await setUpOrigin(db, edge.origin, opts.logger ? { logger: opts.logger } : {});
     const { rows } = await db.query(
       `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
     );

@@ -1,4 +1,4 @@
-import { connect } from '@pgfleet/connection';
+import { connect, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { parseLsn } from '@pgfleet/wal';
 import type pg from 'pg';
@@ -9,7 +9,7 @@ import type { ResolvedConfig } from '../config.js';
 import { initMesh } from '../init/init.js';
 import { meshConfig } from '../membership/pg-test-support.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
-import { committedProgressSql, markProgressSql, reconcileOriginProgress } from './progress-mark.js';
+import { committedProgressSql, markProgressSql, setUpOrigin } from './progress-mark.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
 
@@ -67,11 +67,11 @@ describe('apply progress: a transaction the origin names but that did not commit
     await sb?.destroy();
   });
 
-  it('on every major the ended session moves the origin, not the row; reconcile moves the origin back', async () => {
+  it('on every major the ended session moves the origin, not the row; the next setup moves the origin back', async () => {
     const origin = 'pgfleet_probe';
     await b.query('SELECT pg_replication_origin_create($1)', [origin]);
     let db: pg.Client | null = await connect(b.conninfo());
-    expect(await reconcileOriginProgress(db, origin)).toEqual({ progress: parseLsn('0/0'), rewound: null });
+    expect(await setUpOrigin(db, origin)).toEqual({ progress: parseLsn('0/0'), rewound: null });
     await db.end();
     db = null;
 
@@ -87,7 +87,7 @@ describe('apply progress: a transaction the origin names but that did not commit
 
     db = await connect(b.conninfo());
     try {
-      expect(await reconcileOriginProgress(db, origin)).toEqual({
+      expect(await setUpOrigin(db, origin)).toEqual({
         progress: parseLsn('0/0'),
         rewound: { from: parseLsn('0/C000'), to: parseLsn('0/0') },
       });
@@ -95,6 +95,27 @@ describe('apply progress: a transaction the origin names but that did not commit
       await db.end();
     }
     expect(await originLsn(b, origin)).toBe('0/0');
+    await b.query('SELECT pg_replication_origin_drop($1)', [origin]);
+  });
+
+  it('reads origin and row only once it holds the origin: waits for a session still holding it', async () => {
+    const origin = 'pgfleet_probe2';
+    await b.query('SELECT pg_replication_origin_create($1)', [origin]);
+    const holder = await connect(b.conninfo());
+    await holder.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+    const db = await connect(b.conninfo());
+    try {
+      const err = await setUpOrigin(db, origin, { timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(sqlStateOf(err)).toBe(SqlState.OBJECT_IN_USE);
+      expect(
+        await b.query('SELECT count(*)::int AS n FROM pgfleet.apply_progress WHERE origin = $1', [origin]),
+      ).toEqual([{ n: 0 }]);
+      const later = setUpOrigin(db, origin, { timeoutMs: 10_000 });
+      await holder.end();
+      expect(await later).toEqual({ progress: parseLsn('0/0'), rewound: null });
+    } finally {
+      await db.end();
+    }
     await b.query('SELECT pg_replication_origin_drop($1)', [origin]);
   });
 

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
  * pgfleet.apply_progress, in the same transaction: the row only ever says what committed.
  * Whatever reads progress to resume or to acknowledge reads the lesser of the two, and a
  * session that starts where the origin is ahead of its row rewinds the origin to the row
- * (reconcileOriginProgress), so the lost transaction is streamed and applied again.
+ * (setUpOrigin), so the lost transaction is streamed and applied again.
  */
 
 /** The row update of the hot path: `lsnSql` is an SQL expression (a parameter, an array element). */
@@ -59,22 +59,30 @@ export interface Reconciled {
 }
 
 /**
- * Before an apply session sets up `origin` (`db` has not): makes origin progress and its
- * row agree. No row yet (a new edge, or metadata from before the row existed): the row is
- * created at origin progress. Row ahead of the origin (the origin was dropped and created
- * again, or moved back by hand): the row follows the origin. Origin ahead of the row: the
- * origin claims a transaction that did not commit and is moved back to the row. A session
- * still holding the origin (the ended one, exiting) makes this wait for it.
+ * Sets `origin` up in `db`'s session (the apply session, before it applies anything), first
+ * making origin progress and its row agree. No row yet (a new edge, or metadata from
+ * before the row existed): the row is created at origin progress. Row ahead of the origin
+ * (the origin was dropped and created again): the row follows the origin. Origin ahead of
+ * the row: the origin claims a transaction that did not commit and is moved back to the
+ * row (pg_replication_origin_advance, refused while set up, so the session lets it go for
+ * that moment).
+ *
+ * Both are read with the origin held, so no other session commits through it meanwhile;
+ * the one before has fully ended (an exiting backend holds the origin until after its last
+ * commit), and every writer of the row holds the origin too. The row stays locked until the
+ * origin is held again, so a writer that takes the origin in that moment waits for this
+ * transaction before its own commit moves row and origin. A session still holding the
+ * origin makes this wait up to `timeoutMs`, then OBJECT_IN_USE is thrown.
  */
-export async function reconcileOriginProgress(
+export async function setUpOrigin(
   db: pg.Client,
   origin: string,
   opts: { logger?: Logger; timeoutMs?: number } = {},
 ): Promise<Reconciled> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? 2_000);
   for (;;) {
     try {
-      return await reconcileOnce(db, origin, opts.logger);
+      return await setUpOnce(db, origin, opts.logger);
     } catch (err) {
       if (sqlStateOf(err) !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 20));
@@ -82,22 +90,32 @@ export async function reconcileOriginProgress(
   }
 }
 
-async function reconcileOnce(db: pg.Client, origin: string, logger?: Logger): Promise<Reconciled> {
+const SESSION_PROGRESS = `coalesce(pg_replication_origin_session_progress(false), '0/0')`;
+
+async function setUpOnce(db: pg.Client, origin: string, logger?: Logger): Promise<Reconciled> {
   await db.query('BEGIN');
   try {
-    const { rows } = await db.query(
-      `SELECT coalesce(pg_replication_origin_progress($1, false), '0/0')::text AS origin,
-              (SELECT end_lsn::text FROM pgfleet.apply_progress WHERE origin = $1) AS mark`,
+    await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+    await db.query(
+      `INSERT INTO pgfleet.apply_progress (origin, end_lsn) VALUES ($1, ${SESSION_PROGRESS}) ON CONFLICT (origin) DO NOTHING`,
       [origin],
     );
-    const at = parseLsn(rows[0].origin);
-    const mark = rows[0].mark === null ? null : parseLsn(rows[0].mark);
+    const { rows } = await db.query(
+      `SELECT end_lsn::text AS mark, ${SESSION_PROGRESS}::text AS at FROM pgfleet.apply_progress WHERE origin = $1 FOR UPDATE`,
+      [origin],
+    );
+    const at = parseLsn(rows[0].at);
+    const mark = parseLsn(rows[0].mark);
     let rewound: Reconciled['rewound'] = null;
-    if (mark === null || mark > at) {
-      await db.query(setProgressMarkSql(origin, at));
+    if (mark > at) {
+      await db.query('UPDATE pgfleet.apply_progress SET end_lsn = $2::pg_lsn WHERE origin = $1', [
+        origin,
+        formatLsn(at),
+      ]);
     } else if (mark < at) {
-      // Refused while a session has the origin set up (OBJECT_IN_USE): the caller waits.
+      await db.query('SELECT pg_replication_origin_session_reset()');
       await db.query('SELECT pg_replication_origin_advance($1, $2::pg_lsn)', [origin, formatLsn(mark)]);
+      await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
       rewound = { from: at, to: mark };
       logger?.warn(
         { origin, from: formatLsn(at), to: formatLsn(mark) },
@@ -108,6 +126,7 @@ async function reconcileOnce(db: pg.Client, origin: string, logger?: Logger): Pr
     return { progress: rewound ? rewound.to : at, rewound };
   } catch (err) {
     await db.query('ROLLBACK').catch(() => {});
+    await db.query('SELECT pg_replication_origin_session_reset()').catch(() => {});
     throw err;
   }
 }
