@@ -18,7 +18,7 @@ import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import { CommitLedger } from './ledger.js';
 import type { ApplyPort } from './port.js';
-import { sessionCommittedProgressSql } from './progress-mark.js';
+import { committedProgressSql } from './progress-mark.js';
 import { routeTransaction, shouldStream } from './routing.js';
 import { type OriginInfo, type SeenTracker, versionSeen } from './seen.js';
 import { persistSeenSql } from './shape-sql.js';
@@ -570,10 +570,9 @@ export class Applier {
   }
 
   private async readProgress(): Promise<Lsn> {
-    const { rows } = await this.o.db.query(
-      `SELECT ${sessionCommittedProgressSql('$1', false)}::text AS lsn`,
-      [this.o.edge.origin],
-    );
+    const { rows } = await this.o.db.query(`SELECT ${committedProgressSql('$1', false, true)}::text AS lsn`, [
+      this.o.edge.origin,
+    ]);
     return parseLsn(rows[0].lsn);
   }
 

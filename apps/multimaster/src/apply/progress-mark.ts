@@ -35,19 +35,17 @@ export function setProgressMarkSql(origin: string, lsn: Lsn): string {
 
 /**
  * SQL expression: the committed progress of the origin named by `originParam` (a
- * parameter placeholder), '0/0' if none. With `flush`, what it returns is also on disk: the
- * row is read in the statement's snapshot, and the origin's flush (pg_replication_origin_progress
- * with true) covers every commit visible in it, since the origin moves inside the commit,
- * before the transaction becomes visible.
+ * parameter placeholder), '0/0' if none; `held`: the origin this session has set up. With
+ * `flush`, what it returns is also on disk: the row is read in the statement's snapshot,
+ * and the origin's flush (pg_replication_origin_progress with true) covers every commit
+ * visible in it, since the origin moves inside the commit, before the transaction becomes
+ * visible.
  */
-export function committedProgressSql(originParam: string, flush: boolean): string {
-  return `least(coalesce(pg_replication_origin_progress(${originParam}, ${flush}), '0/0'),
-                coalesce((SELECT end_lsn FROM pgfleet.apply_progress WHERE origin = ${originParam}), 'FFFFFFFF/FFFFFFFF'))`;
-}
-
-/** The same for the origin this session has set up (named by `originParam`). */
-export function sessionCommittedProgressSql(originParam: string, flush: boolean): string {
-  return `least(coalesce(pg_replication_origin_session_progress(${flush}), '0/0'),
+export function committedProgressSql(originParam: string, flush: boolean, held = false): string {
+  const origin = held
+    ? `pg_replication_origin_session_progress(${flush})`
+    : `pg_replication_origin_progress(${originParam}, ${flush})`;
+  return `least(coalesce(${origin}, '0/0'),
                 coalesce((SELECT end_lsn FROM pgfleet.apply_progress WHERE origin = ${originParam}), 'FFFFFFFF/FFFFFFFF'))`;
 }
 
@@ -108,10 +106,7 @@ async function setUpOnce(db: pg.Client, origin: string, logger?: Logger): Promis
     const mark = parseLsn(rows[0].mark);
     let rewound: Reconciled['rewound'] = null;
     if (mark > at) {
-      await db.query('UPDATE pgfleet.apply_progress SET end_lsn = $2::pg_lsn WHERE origin = $1', [
-        origin,
-        formatLsn(at),
-      ]);
+      await db.query(markProgressSql(origin, '$1::pg_lsn'), [formatLsn(at)]);
     } else if (mark < at) {
       await db.query('SELECT pg_replication_origin_session_reset()');
       await db.query('SELECT pg_replication_origin_advance($1, $2::pg_lsn)', [origin, formatLsn(mark)]);

@@ -2,7 +2,7 @@ import { connect, pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { sessionCommittedProgressSql } from '../apply/progress-mark.js';
+import { committedProgressSql } from '../apply/progress-mark.js';
 
 export interface OriginHold {
   /** The session holding each origin; usable for work that must run through that origin. */
@@ -76,7 +76,7 @@ export async function holdOrigins(
         // The row, not the origin alone: the session we terminated may have left the origin
         // naming a transaction it did not commit (progress-mark.ts).
         const { rows } = await c.query(
-          `SELECT nullif(${sessionCommittedProgressSql('$1', true)}, '0/0')::text AS lsn`,
+          `SELECT nullif(${committedProgressSql('$1', true, true)}, '0/0')::text AS lsn`,
           [o],
         );
         out.set(o, parseNullableLsn(rows[0].lsn));
