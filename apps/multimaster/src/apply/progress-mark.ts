@@ -49,6 +49,15 @@ export function committedProgressSql(originParam: string, flush: boolean, held =
                 coalesce((SELECT end_lsn FROM pgfleet.apply_progress WHERE origin = ${originParam}), 'FFFFFFFF/FFFFFFFF'))`;
 }
 
+/**
+ * Locks the origin's row, if it has one, until the transaction ends. It is the gate of an
+ * origin: setUpOrigin passes it before taking the origin, so a session that takes an
+ * origin away from its holder (holdOrigins: it ends the holder) keeps the gate closed until
+ * it holds the origin itself, and a replicator retrying its own setup waits instead of
+ * taking the origin back in between.
+ */
+export const LOCK_PROGRESS_MARK_SQL = 'SELECT 1 FROM pgfleet.apply_progress WHERE origin = $1 FOR UPDATE';
+
 export interface Reconciled {
   /** Where the apply resumes: origin progress, after any rewind. */
   progress: Lsn;
@@ -65,9 +74,11 @@ export interface Reconciled {
  * row (pg_replication_origin_advance, refused while set up, so the session lets it go for
  * that moment).
  *
- * Both are read with the origin held, so no other session commits through it meanwhile;
- * the one before has fully ended (an exiting backend holds the origin until after its last
- * commit), and every writer of the row holds the origin too. The row stays locked until the
+ * The row's lock is taken first (LOCK_PROGRESS_MARK_SQL), so a hold taking the origin away
+ * from this edge's session is not raced. Both are read with the origin held, so no other
+ * session commits through it meanwhile; the one before has fully ended (an exiting backend
+ * holds the origin until after its last commit), and every writer of the row holds the
+ * origin too. The row stays locked until the
  * origin is held again, so a writer that takes the origin in that moment waits for this
  * transaction before its own commit moves row and origin. A session still holding the
  * origin makes this wait up to `timeoutMs`, then OBJECT_IN_USE is thrown.
@@ -93,6 +104,7 @@ const SESSION_PROGRESS = `coalesce(pg_replication_origin_session_progress(false)
 async function setUpOnce(db: pg.Client, origin: string, logger?: Logger): Promise<Reconciled> {
   await db.query('BEGIN');
   try {
+    await db.query(LOCK_PROGRESS_MARK_SQL, [origin]);
     await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
     await db.query(
       `INSERT INTO pgfleet.apply_progress (origin, end_lsn) VALUES ($1, ${SESSION_PROGRESS}) ON CONFLICT (origin) DO NOTHING`,

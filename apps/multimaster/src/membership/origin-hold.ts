@@ -2,7 +2,7 @@ import { connect, pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { committedProgressSql } from '../apply/progress-mark.js';
+import { committedProgressSql, LOCK_PROGRESS_MARK_SQL } from '../apply/progress-mark.js';
 
 export interface OriginHold {
   /** The session holding each origin; usable for work that must run through that origin. */
@@ -47,22 +47,7 @@ export async function holdOrigins(
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
       sessions.set(origin, c);
-      for (;;) {
-        opts.signal?.throwIfAborted();
-        try {
-          await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
-          break;
-        } catch (err) {
-          if (sqlStateOf(err) !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
-          // "replication origin with ID n is already active for PID p" (origin.c).
-          const pid = /PID (\d+)/.exec((err as Error).message ?? '')?.[1];
-          if (pid) {
-            opts.logger?.info({ origin, pid: Number(pid) }, 'pausing apply session that holds the origin');
-            await c.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
-          }
-          await pause(20);
-        }
-      }
+      await takeOrigin(c, origin, deadline, opts);
     }
   } catch (err) {
     await release();
@@ -85,4 +70,45 @@ export async function holdOrigins(
     },
     release,
   };
+}
+
+/**
+ * Takes `origin` in session `c`, ending the session that holds it. The origin's gate (its
+ * progress row's lock) stays closed meanwhile: the ended holder's replicator, retrying its
+ * setup, waits at the gate instead of taking the origin back before this session does.
+ */
+async function takeOrigin(
+  c: pg.Client,
+  origin: string,
+  deadline: number,
+  opts: { logger?: Logger; signal?: AbortSignal },
+): Promise<void> {
+  await c.query('BEGIN');
+  try {
+    await c.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, deadline - Date.now())}ms`]);
+    const { rows } = await c.query(`SELECT to_regclass('pgfleet.apply_progress') IS NOT NULL AS gated`);
+    if (rows[0].gated) await c.query(LOCK_PROGRESS_MARK_SQL, [origin]);
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      await c.query('SAVEPOINT take');
+      try {
+        await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+        break;
+      } catch (err) {
+        await c.query('ROLLBACK TO SAVEPOINT take');
+        if (sqlStateOf(err) !== SqlState.OBJECT_IN_USE || Date.now() > deadline) throw err;
+        // "replication origin with ID n is already active for PID p" (origin.c).
+        const pid = /PID (\d+)/.exec((err as Error).message ?? '')?.[1];
+        if (pid) {
+          opts.logger?.info({ origin, pid: Number(pid) }, 'pausing apply session that holds the origin');
+          await c.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
+        }
+        await pause(10);
+      }
+    }
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
 }
