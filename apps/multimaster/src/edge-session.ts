@@ -103,7 +103,7 @@ export async function openApplySession(
   db.on('error', () => {});
   try {
     await db.query(applySessionSql(config.apply.synchronousCommit));
-    // The origin, with its progress checked against the row (apply/progress-mark.ts).
+    // The origin, moved back first if its witness says so (apply/progress-mark.ts).
     await setUpOrigin(db, edge.origin, opts.logger ? { logger: opts.logger } : {});
     const { rows } = await db.query(
       `SELECT coalesce(pg_replication_origin_session_progress(false), '0/0')::text AS lsn`,
@@ -131,7 +131,7 @@ export interface TargetFacts {
 export async function readTargetFacts(control: pg.Client, edge: Edge): Promise<TargetFacts> {
   const { rows: check } = await control.query(
     `SELECT to_regclass('pgfleet.edge_seen') IS NOT NULL AS seen, to_regprocedure('pgfleet.record_conflicts(jsonb)') IS NOT NULL AS fn,
-            to_regclass('pgfleet.apply_progress') IS NOT NULL AS progress`,
+            to_regclass('pgfleet.apply_origins') IS NOT NULL AS progress`,
   );
   if (!check[0].seen || !check[0].fn || !check[0].progress)
     throw new ApplyPausedError(

@@ -133,16 +133,14 @@ export const METADATA_DDL = [
   // Written in the same transaction as that one, so after a restart it is exact for the
   // position the edge resumes from. A local row version older than that, from that node,
   // was seen by the source: a change it made to the row did not race with it.
-  // Per replication origin an apply commits through: the end LSN of the last source
-  // transaction it committed, written in that transaction (apply/progress-mark.ts). Origin
-  // progress can name a transaction that did not commit; this row cannot. Kept small and
-  // mostly empty so that its updates stay on one page.
-  `CREATE TABLE IF NOT EXISTS pgfleet.apply_progress (
-     origin text PRIMARY KEY,
-     end_lsn pg_lsn NOT NULL) WITH (fillfactor = 10)`,
   `CREATE TABLE IF NOT EXISTS pgfleet.edge_seen (
      edge text PRIMARY KEY,
      seen jsonb NOT NULL)`,
+  // One row per replication origin an apply has taken: its lock is the origin's gate (a
+  // session taking the origin from its holder keeps it closed). The origin's witness lives
+  // in the sequences pgfleet."<origin>:lsn" and pgfleet."<origin>:xid" (apply/progress-mark.ts).
+  `CREATE TABLE IF NOT EXISTS pgfleet.apply_origins (
+     origin text PRIMARY KEY)`,
   // Records the conflicts the set-based apply found (a JSON array of pgfleet.conflicts rows)
   // in the apply transaction; the edge reads them from there for its log and metrics once
   // committed (conflict-tail.ts). One resolved as 'error' raises PF003 instead: the transaction is rolled back

@@ -1,5 +1,6 @@
 import { connect, toPgfleetError } from '@pgfleet/connection';
 import type pg from 'pg';
+import { committedProgressSql } from './apply/progress-mark.js';
 import type { ResolvedConfig } from './config.js';
 import { edgeHolder } from './ha/claim.js';
 import { edgesFor } from './naming.js';
@@ -71,10 +72,12 @@ export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]
         } else s.error = `slot ${e.slot} missing on ${e.source}`;
         if (dst instanceof Error) throw dst;
         const { rows: t } = await dst!.query(
-          `SELECT pg_replication_origin_progress($1, false)::text AS applied,
+          // What committed: after an apply session ended between naming a transaction and
+          // committing it, the origin alone says more until the edge's next session.
+          `SELECT nullif(${committedProgressSql('$1', false)}, '0/0')::text AS applied,
                   (SELECT count(*) FROM pgfleet.conflicts WHERE edge = $2)::int AS conflicts,
                   (SELECT max(commit_lsn)::text FROM pgfleet.dead_letters WHERE edge = $2 AND action = 'pause'
-                     AND commit_lsn > coalesce(pg_replication_origin_progress($1, false), '0/0')) AS paused`,
+                     AND commit_lsn > ${committedProgressSql('$1', false)}) AS paused`,
           [e.origin, e.id],
         );
         s.appliedLsn = t[0]?.applied ?? null;

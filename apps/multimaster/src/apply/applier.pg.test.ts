@@ -16,6 +16,7 @@ import { formatPgTimestamp } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS, applySessionSql } from '../session-settings.js';
 import { Applier, type ApplierFailure } from './applier.js';
 import type { ApplyEvent, OutsideRecord } from './port.js';
+import { setUpOrigin } from './progress-mark.js';
 import { SeenTracker } from './seen.js';
 import { loadTargetTable } from './target-table.js';
 
@@ -114,7 +115,7 @@ describe('Applier on a real server', () => {
     await db?.end().catch(() => {});
     db = await connect(testServer().conninfo, { settings: APPLY_SESSION_SETTINGS });
     await db.query(applySessionSql('off'));
-    await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
+    await setUpOrigin(db, edge.origin);
     (db as unknown as { pipeline: boolean }).pipeline = true;
     return db;
   }

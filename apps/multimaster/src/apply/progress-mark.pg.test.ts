@@ -9,7 +9,7 @@ import type { ResolvedConfig } from '../config.js';
 import { initMesh } from '../init/init.js';
 import { meshConfig } from '../membership/pg-test-support.js';
 import { type ReplicatorHandle, startReplicator } from '../replicator.js';
-import { committedProgressSql, markProgressSql, setUpOrigin } from './progress-mark.js';
+import { committedProgressSql, setUpOrigin, witnessStatement } from './progress-mark.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
 
@@ -18,17 +18,17 @@ const DDL = 'CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, v te
 /**
  * What an apply backend ended between naming its transaction and committing it leaves
  * behind: a session holding `origin`, with a pg_temp function (as every apply session has),
- * writes a row and the progress row, names `lsn` as its end and is terminated before COMMIT.
+ * writes a row, leaves the witness, names `lsn` as its end and is terminated before COMMIT.
  */
 async function endBetweenSetupAndCommit(node: SandboxNode, origin: string, lsn: string): Promise<void> {
   const c = await connect(node.conninfo());
   c.on('error', () => {});
-  await c.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+  await setUpOrigin(c, origin);
   await c.query(`CREATE FUNCTION pg_temp.pgf_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'`);
   const { rows } = await c.query('SELECT pg_backend_pid() AS pid');
   await c.query('BEGIN');
   await c.query(`INSERT INTO app.items VALUES (-1, 'never committed')`);
-  await c.query(markProgressSql(origin, `'${lsn}'::pg_lsn`));
+  await c.query(witnessStatement(origin));
   await c.query(`SELECT pg_replication_origin_xact_setup('${lsn}', now())`);
   await node.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
   await eventually(
@@ -67,11 +67,36 @@ describe('apply progress: a transaction the origin names but that did not commit
     await sb?.destroy();
   });
 
-  it('on every major the ended session moves the origin, not the row; the next setup moves the origin back', async () => {
+  it('init creates the gate row and the witness sequences of every edge origin', async () => {
+    for (const [n, origin] of [
+      [a, 'pgfleet_b'],
+      [b, 'pgfleet_a'],
+    ] as const)
+      expect(
+        await n.query(
+          `SELECT (SELECT count(*)::int FROM pgfleet.apply_origins WHERE origin = $1) AS gate,
+                  to_regclass(format('pgfleet.%I', $1 || ':lsn')) IS NOT NULL AS lsn,
+                  to_regclass(format('pgfleet.%I', $1 || ':xid')) IS NOT NULL AS xid`,
+          [origin],
+        ),
+        n.name,
+      ).toEqual([{ gate: 1, lsn: true, xid: true }]);
+  });
+
+  it('on every major the ended session moves the origin; its witness says what committed; the next setup moves the origin back', async () => {
     const origin = 'pgfleet_probe';
     await b.query('SELECT pg_replication_origin_create($1)', [origin]);
     let db: pg.Client | null = await connect(b.conninfo());
     expect(await setUpOrigin(db, origin)).toEqual({ progress: parseLsn('0/0'), rewound: null });
+    // A transaction that commits with its witness: the next session finds nothing to undo.
+    await db.query('BEGIN');
+    await db.query(`INSERT INTO app.items VALUES (-2, 'committed')`);
+    await db.query(witnessStatement(origin));
+    await db.query(`SELECT pg_replication_origin_xact_setup('0/B000', now())`);
+    await db.query('COMMIT');
+    await db.end();
+    db = await connect(b.conninfo());
+    expect(await setUpOrigin(db, origin)).toEqual({ progress: parseLsn('0/B000'), rewound: null });
     await db.end();
     db = null;
 
@@ -83,18 +108,20 @@ describe('apply progress: a transaction the origin names but that did not commit
     expect(
       await b.query(`SELECT ${committedProgressSql('$1', true)}::text AS l`, [origin]),
       'what acknowledgements and resumption read',
-    ).toEqual([{ l: '0/0' }]);
+    ).toEqual([{ l: '0/B000' }]);
 
     db = await connect(b.conninfo());
     try {
       expect(await setUpOrigin(db, origin)).toEqual({
-        progress: parseLsn('0/0'),
-        rewound: { from: parseLsn('0/C000'), to: parseLsn('0/0') },
+        progress: parseLsn('0/B000'),
+        rewound: { from: parseLsn('0/C000'), to: parseLsn('0/B000') },
       });
+      // Through the probe origin, so that the edge b → a of the last test does not send it.
+      await db.query('DELETE FROM app.items WHERE id = -2');
     } finally {
       await db.end();
     }
-    expect(await originLsn(b, origin)).toBe('0/0');
+    expect(await originLsn(b, origin)).toBe('0/B000');
     await b.query('SELECT pg_replication_origin_drop($1)', [origin]);
   });
 
@@ -108,7 +135,7 @@ describe('apply progress: a transaction the origin names but that did not commit
       const err = await setUpOrigin(db, origin, { timeoutMs: 300 }).catch((e: unknown) => e);
       expect(sqlStateOf(err)).toBe(SqlState.OBJECT_IN_USE);
       expect(
-        await b.query('SELECT count(*)::int AS n FROM pgfleet.apply_progress WHERE origin = $1', [origin]),
+        await b.query('SELECT count(*)::int AS n FROM pgfleet.apply_origins WHERE origin = $1', [origin]),
       ).toEqual([{ n: 0 }]);
       const later = setUpOrigin(db, origin, { timeoutMs: 10_000 });
       await holder.end();
@@ -131,7 +158,7 @@ describe('apply progress: a transaction the origin names but that did not commit
     rep = undefined;
 
     // A transaction on a while the edge is down, then b's origin for a is left naming it
-    // (or later) by a session that ended before its COMMIT: without the progress row the
+    // (or later) by a session that ended before its COMMIT: without the witness the
     // restarted edge would stream from past it and the row would never reach b.
     await a.query(`INSERT INTO app.items VALUES (2, 'skipped by the origin')`);
     const { 0: end } = await a.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l');

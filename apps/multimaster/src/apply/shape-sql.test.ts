@@ -73,9 +73,11 @@ describe('generated apply SQL', () => {
     expect(careful).toContain('PERFORM pgfleet.record_conflicts(pgf_conf);');
     const guard = proc.indexOf('pgf_void := pgfleet.apply_guard(p_expected) IS NULL; FOR i IN');
     const rollback = proc.indexOf('ROLLBACK; PERFORM pg_temp."pgf_s1_c"(i, ');
-    // The progress row is written right before the origin is named, in the same transaction.
+    // The witness is left right before the origin is named: previous progress, then xid.
     const setup = proc.indexOf(
-      "UPDATE pgfleet.apply_progress SET end_lsn = p_end[i] WHERE origin = 'pgfleet_a'; pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;",
+      `pgf_void := setval('"pgfleet"."pgfleet_a:lsn"'::regclass, (coalesce(pg_replication_origin_session_progress(false), '0/0') - '0/0'::pg_lsn)::int8) IS NULL; ` +
+        `pgf_void := setval('"pgfleet"."pgfleet_a:xid"'::regclass, txid_current()) IS NULL; ` +
+        'pgf_void := pg_replication_origin_xact_setup(p_end[i], p_ts[i]) IS NULL; COMMIT; END LOOP;',
     );
     expect(guard).toBeGreaterThan(0);
     expect(rollback).toBeGreaterThan(guard);
@@ -87,7 +89,7 @@ describe('generated apply SQL', () => {
       string,
     ];
     expect(persisting).toContain(
-      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; UPDATE pgfleet.apply_progress",
+      "IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = 'a_b'; END IF; pgf_void := setval(",
     );
   });
 

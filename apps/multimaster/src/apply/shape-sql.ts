@@ -9,7 +9,7 @@ import {
   type GroupShape,
   type RowRange,
 } from './group-sql.js';
-import { markProgressSql } from './progress-mark.js';
+import { witnessCalls } from './progress-mark.js';
 
 /** SQLSTATE a group function raises into its own subtransaction when the optimistic apply fell short. */
 const SQLSTATE_GROUP_MISMATCH = 'PF004';
@@ -138,8 +138,8 @@ function carefulFunctionSql(
  * - otherwise a multi-row statement may have written part of its rows: the transaction is
  *   rolled back and applied again, every group carefully (carefulGroupSql, in the
  *   companion function).
- * Then it records the edge's "seen" vector when it changed, writes p_end[i] into the
- * origin's progress row (progress-mark.ts), sets the origin's progress to
+ * Then it records the edge's "seen" vector when it changed, leaves the origin's witness
+ * (progress-mark.ts), sets the origin's progress to
  * (p_end[i], p_ts[i]) and COMMITs. Called once for the whole run (CALL, outside a
  * transaction block), so one protocol message carries many transactions and the plans
  * stay cached in the session.
@@ -149,7 +149,7 @@ function carefulFunctionSql(
  * transaction are adjacent statements of a message the server already holds whole, so a
  * replicator that dies cannot part them, and the setup never precedes a ROLLBACK (from
  * PostgreSQL 16 an aborted transaction would move the origin too). A backend terminated
- * between the two can still leave the origin ahead; the progress row cannot be. If
+ * between the two can still leave the origin ahead; its witness tells. If
  * transaction i fails, the ones before it stay committed and the row names the last of
  * them.
  *
@@ -193,7 +193,9 @@ export function procedureSql(
       'FOR i IN 1..cardinality(p_end) LOOP ' +
       `<<pgf_fast>> BEGIN ${fast} END; ` +
       persist +
-      `${markProgressSql(edge.origin, 'p_end[i]')}; ` +
+      witnessCalls(edge.origin)
+        .map((c) => `${callForEffect(c)} `)
+        .join('') +
       `${callForEffect('pg_replication_origin_xact_setup(p_end[i], p_ts[i])')} ` +
       'COMMIT; ' +
       'END LOOP; END $pgf$',

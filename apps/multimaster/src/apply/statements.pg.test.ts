@@ -3,6 +3,7 @@ import { testServer } from '@pgfleet/sandbox/vitest';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestMetadata } from '../metadata-test-support.js';
+import { committedProgressSql, forgetOrigin, setUpOrigin } from './progress-mark.js';
 import {
   type ApplyTable,
   commitStatement,
@@ -75,7 +76,7 @@ describe('apply statements on a real server', () => {
       ).rows[0].l as string;
     const session = async () => {
       const c = await connect(testServer().conninfo);
-      await c.query('SELECT pg_replication_origin_session_setup($1)', [ORIGIN]);
+      await setUpOrigin(c, ORIGIN);
       return c;
     };
     beforeAll(async () => {
@@ -83,13 +84,10 @@ describe('apply statements on a real server', () => {
         `SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`,
         [ORIGIN],
       );
-      await db.query(
-        `INSERT INTO pgfleet.apply_progress VALUES ($1, '0/0') ON CONFLICT (origin) DO UPDATE SET end_lsn = '0/0'`,
-        [ORIGIN],
-      );
     });
     afterAll(async () => {
       await db.query('SELECT pg_replication_origin_drop($1)', [ORIGIN]).catch(() => {});
+      await forgetOrigin(db, ORIGIN);
     });
 
     it('commitStatement commits the rows and the origin progress together, pipelined', async () => {
@@ -105,9 +103,9 @@ describe('apply statements on a real server', () => {
         await c.end();
       }
       expect(await progress()).toBe('0/A000');
+      // The witness: the progress before (none) and a committed xid, so the origin is right.
       expect(
-        (await db.query('SELECT end_lsn::text AS l FROM pgfleet.apply_progress WHERE origin = $1', [ORIGIN]))
-          .rows,
+        (await db.query(`SELECT ${committedProgressSql('$1', false)}::text AS l`, [ORIGIN])).rows,
       ).toEqual([{ l: '0/A000' }]);
       expect((await db.query(`SELECT count(*)::int AS n FROM ${Q} WHERE id = 100`)).rows).toEqual([{ n: 1 }]);
       await db.query(`DELETE FROM ${Q} WHERE id = 100`);

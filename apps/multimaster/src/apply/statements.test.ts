@@ -78,7 +78,9 @@ describe('apply statements', () => {
 
   it('origin setup and COMMIT travel as one simple-query message with inlined literals', () => {
     expect(commitStatement('pgfleet_a', '0/16B3748', '2024-01-02 03:04:05.123456+00')).toBe(
-      "UPDATE pgfleet.apply_progress SET end_lsn = '0/16B3748'::pg_lsn WHERE origin = 'pgfleet_a'; SELECT pg_replication_origin_xact_setup('0/16B3748'::pg_lsn, '2024-01-02 03:04:05.123456+00'::timestamptz); COMMIT",
+      "SELECT setval('\"pgfleet\".\"pgfleet_a:lsn\"'::regclass, (coalesce(pg_replication_origin_session_progress(false), '0/0') - '0/0'::pg_lsn)::int8); " +
+        `SELECT setval('"pgfleet"."pgfleet_a:xid"'::regclass, txid_current()); ` +
+        "SELECT pg_replication_origin_xact_setup('0/16B3748'::pg_lsn, '2024-01-02 03:04:05.123456+00'::timestamptz); COMMIT",
     );
   });
 

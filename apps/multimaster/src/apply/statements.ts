@@ -1,6 +1,6 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { sqlMicros } from '../pg-time.js';
-import { markProgressSql } from './progress-mark.js';
+import { witnessStatement } from './progress-mark.js';
 
 /** A replicated table as the apply sees it: source relation columns matched to target types. */
 export interface ApplyTable {
@@ -150,8 +150,8 @@ export function deleteByCtidStatement(t: ApplyTable): string {
 }
 
 /**
- * Ends an apply transaction: records the source end LSN in pgfleet.apply_progress and, with
- * the commit timestamp, in the replication origin, then commits, as ONE simple-query message
+ * Ends an apply transaction: leaves the origin's witness, records the source end LSN and
+ * the commit timestamp in the replication origin, then commits, as ONE simple-query message
  * (no parameters, so the values are inlined; all are produced by us, never by users).
  *
  * They must not travel apart. From PostgreSQL 16 an *aborted* transaction also moves the
@@ -160,11 +160,11 @@ export function deleteByCtidStatement(t: ApplyTable): string {
  * the server had run the setup but before it received COMMIT, the backend aborted the
  * transaction and the origin still claimed it: that transaction was lost on restart. A
  * message is executed only once it has arrived whole, so now either all run or none. A
- * backend ended inside the message can still leave the origin ahead: the row it did not
- * commit says where the apply really stands (progress-mark.ts).
+ * backend ended inside the message can still leave the origin ahead: its witness says
+ * where the apply really stands (progress-mark.ts).
  */
 export function commitStatement(origin: string, endLsn: string, commitTs: string): string {
-  return `${markProgressSql(origin, `${quoteLiteral(endLsn)}::pg_lsn`)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(endLsn)}::pg_lsn, ${quoteLiteral(commitTs)}::timestamptz); COMMIT`;
+  return `${witnessStatement(origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(endLsn)}::pg_lsn, ${quoteLiteral(commitTs)}::timestamptz); COMMIT`;
 }
 
 /** Command tag of the last statement of a (possibly multi-statement) result. */

@@ -19,7 +19,7 @@ export interface StreamedContext {
   session(): SessionParams;
   conflictContext(g: GroupShape): ConflictSqlContext;
   edgeId: string;
-  /** The edge's replication origin (its progress row is written with each commit). */
+  /** The edge's replication origin (each commit leaves its witness, progress-mark.ts). */
   origin: string;
   fail(f: ApplierFailure): void;
 }

@@ -7,6 +7,7 @@ import {
   type CarefulApplyContext,
   ERROR_CONFLICT_INSERT_SQL,
 } from '../apply/careful-change.js';
+import { setUpOrigin } from '../apply/progress-mark.js';
 import { type ApplyTable, commitStatement, truncateStatement } from '../apply/statements.js';
 import { loadTargetTable, type TargetColumn, type TargetTable } from '../apply/target-table.js';
 import type { ResolvedConfig } from '../config.js';
@@ -123,7 +124,9 @@ export async function replayDeadLetter(
     );
     await db.query('SET session_replication_role = replica');
     try {
-      await db.query('SELECT pg_replication_origin_session_setup($1)', [replayOrigin]);
+      // Through setUpOrigin like every session that names progress: its commits leave the
+      // witness (apply/progress-mark.ts).
+      await setUpOrigin(db, replayOrigin, { timeoutMs: 0 });
     } catch (err) {
       throw new ReplayError(
         `replication origin ${replayOrigin} on ${nodeName} is busy (another replay of ${edge.source}'s dead letters is running?): ${(err as Error).message}`,

@@ -3,7 +3,7 @@ import { dropSlot, formatLsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
-import { committedProgressSql, setProgressMarkSql } from '../apply/progress-mark.js';
+import { committedProgressSql, setUpOrigin, witnessStatement } from '../apply/progress-mark.js';
 import { type ApplyTable, commitStatement } from '../apply/statements.js';
 import { applyTableFor, loadTargetTable } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
@@ -248,7 +248,7 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
     };
     const db = await open(o.peer.conninfo, APPLY_SESSION_SETTINGS);
     await db.query('SET session_replication_role = replica');
-    await db.query('SELECT pg_replication_origin_session_setup($1)', [edge.origin]);
+    await setUpOrigin(db, edge.origin, { logger: log });
     const ranks = new Map(config.nodes.map((n) => [n.name, n.rank]));
     const applyTables = new Map<number, ApplyTable>();
     for (const [i, t] of tables.entries()) {
@@ -321,7 +321,7 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
       ],
     );
     await db.query(
-      `${setProgressMarkSql(edge.origin, c)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(c))}::pg_lsn, clock_timestamp()); COMMIT`,
+      `${witnessStatement(edge.origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(c))}::pg_lsn, clock_timestamp()); COMMIT`,
     );
     await src.query(
       `UPDATE pgfleet.slot_resync SET state = 'done', consistent_point = $2::pg_lsn, updated_at = clock_timestamp() WHERE slot = $1`,

@@ -2,6 +2,7 @@ import { connect, PgfleetError, quoteIdent, quoteQualified, toPgfleetError } fro
 import { createLogicalSlot, createOrigin, dropOrigin, dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { ensureOriginWitness, forgetOrigin } from '../apply/progress-mark.js';
 import { deferrableUniqueSql, uniqueKeySql } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { METADATA_DDL } from '../metadata.js';
@@ -340,6 +341,7 @@ async function create(
         for (const e of edges.filter((x) => x.target === me)) {
           const o = await createOrigin(c.client, e.origin);
           if (o.created) newOrigins.push(e.origin);
+          await ensureOriginWitness(c.client, e.origin);
         }
         await c.client.query('COMMIT');
         created.publications.push(...newPubs.map((p) => `${me}:${p}`));
@@ -347,7 +349,10 @@ async function create(
         undo.push(async () => {
           await c.client.query('BEGIN');
           for (const p of newPubs) await c.client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(p)}`);
-          for (const o of newOrigins) await dropOrigin(c.client, o, { ifExists: true });
+          for (const o of newOrigins) {
+            await dropOrigin(c.client, o, { ifExists: true });
+            if (schemaExisted) await forgetOrigin(c.client, o);
+          }
           if (!schemaExisted) await c.client.query('DROP SCHEMA IF EXISTS pgfleet CASCADE');
           await c.client.query('COMMIT');
         });

@@ -2,7 +2,7 @@ import { connect, quoteIdent, quoteQualified, toPgfleetError } from '@pgfleet/co
 import { createLogicalSlot, createOrigin, dropSlot, formatLsn, type Lsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { setProgressMarkSql } from '../apply/progress-mark.js';
+import { ensureOriginWitness, witnessStatement } from '../apply/progress-mark.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { checkNode, compareTables, formatProblems, type NodeFacts, type Problem } from '../init/checks.js';
 import { edgeTableFilter, expandTables, gatherFacts, publicationTableList } from '../init/init.js';
@@ -263,6 +263,8 @@ async function join(
         created.origins.push(`${x}:${originName(newNode)}`);
       if ((await createOrigin(newClient, originName(x))).created)
         created.origins.push(`${newNode}:${originName(x)}`);
+      await ensureOriginWitness(conn(x), originName(newNode));
+      await ensureOriginWitness(newClient, originName(x));
     }
     // Hold every origin on the new node until it has joined: a replicator already running
     // with the grown config cannot apply into it (its sessions fail to set the origin up
@@ -384,7 +386,7 @@ async function join(
         `UPDATE pgfleet.membership SET origins = origins || jsonb_build_object($2::text, $3::text) WHERE node = $1`,
         [newNode, x, formatLsn(lsn)],
       );
-      await session.query(setProgressMarkSql(originName(x), lsn));
+      await session.query(witnessStatement(originName(x)));
       await session.query('SELECT pg_replication_origin_xact_setup($1::pg_lsn, now())', [formatLsn(lsn)]);
       await session.query('COMMIT');
     }
@@ -536,6 +538,8 @@ async function finishJoin(
       created.origins.push(`${n.name}:${originName(newNode)}`);
     if ((await createOrigin(newClient, originName(n.name))).created)
       created.origins.push(`${newNode}:${originName(n.name)}`);
+    await ensureOriginWitness(conn(n.name), originName(newNode));
+    await ensureOriginWitness(newClient, originName(n.name));
     const s = await createLogicalSlot(newClient, edgeSlotName(newNode, n.name), 'pgoutput', {
       ifNotExists: true,
     });

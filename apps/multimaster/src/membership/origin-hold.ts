@@ -2,7 +2,7 @@ import { connect, pause, SqlState, sqlStateOf } from '@pgfleet/connection';
 import { type Lsn, parseNullableLsn } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { committedProgressSql, LOCK_PROGRESS_MARK_SQL } from '../apply/progress-mark.js';
+import { committedProgressSql, ensureOriginWitness, LOCK_ORIGIN_GATE_SQL } from '../apply/progress-mark.js';
 
 export interface OriginHold {
   /** The session holding each origin; usable for work that must run through that origin. */
@@ -58,8 +58,8 @@ export async function holdOrigins(
     async progress() {
       const out = new Map<string, Lsn | null>();
       for (const [o, c] of sessions) {
-        // The row, not the origin alone: the session we terminated may have left the origin
-        // naming a transaction it did not commit (progress-mark.ts).
+        // Not the origin alone: the session we terminated may have left the origin naming a
+        // transaction it did not commit (progress-mark.ts).
         const { rows } = await c.query(
           `SELECT nullif(${committedProgressSql('$1', true, true)}, '0/0')::text AS lsn`,
           [o],
@@ -74,7 +74,7 @@ export async function holdOrigins(
 
 /**
  * Takes `origin` in session `c`, ending the session that holds it. The origin's gate (its
- * progress row's lock) stays closed meanwhile: the ended holder's replicator, retrying its
+ * gate row's lock) stays closed meanwhile: the ended holder's replicator, retrying its
  * setup, waits at the gate instead of taking the origin back before this session does.
  */
 async function takeOrigin(
@@ -86,8 +86,8 @@ async function takeOrigin(
   await c.query('BEGIN');
   try {
     await c.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, deadline - Date.now())}ms`]);
-    const { rows } = await c.query(`SELECT to_regclass('pgfleet.apply_progress') IS NOT NULL AS gated`);
-    if (rows[0].gated) await c.query(LOCK_PROGRESS_MARK_SQL, [origin]);
+    const { rows } = await c.query(`SELECT to_regclass('pgfleet.apply_origins') IS NOT NULL AS gated`);
+    if (rows[0].gated) await c.query(LOCK_ORIGIN_GATE_SQL, [origin]);
     for (;;) {
       opts.signal?.throwIfAborted();
       await c.query('SAVEPOINT take');
@@ -106,6 +106,8 @@ async function takeOrigin(
         await pause(10);
       }
     }
+    // Transactions committed through this session (add-node's copy) leave the witness too.
+    if (rows[0].gated) await ensureOriginWitness(c, origin);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => {});

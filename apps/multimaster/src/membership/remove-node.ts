@@ -2,7 +2,7 @@ import { connect, pause, quoteIdent, SqlState, sqlStateOf, toPgfleetError } from
 import { dropSlot } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { forgetProgressMark } from '../apply/progress-mark.js';
+import { forgetOrigin } from '../apply/progress-mark.js';
 import type { ResolvedConfig } from '../config.js';
 import { MembershipError } from './errors.js';
 import { removalPlan } from './plan.js';
@@ -36,8 +36,8 @@ export interface RemoveNodeReport {
  */
 export async function dropOriginForce(client: pg.Client, name: string, timeoutMs = 10_000): Promise<boolean> {
   const dropped = await dropOrigin(client, name, timeoutMs);
-  // A later origin of the same name starts without the old one's progress row.
-  await forgetProgressMark(client, name);
+  // A later origin of the same name starts without the old one's gate and witness.
+  await forgetOrigin(client, name);
   return dropped;
 }
 
