@@ -74,10 +74,11 @@ export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]
         const { rows: t } = await dst!.query(
           // What committed: after an apply session ended between naming a transaction and
           // committing it, the origin alone says more until the edge's next session.
-          `SELECT nullif(${committedProgressSql('$1', false)}, '0/0')::text AS applied,
+          `SELECT nullif(p.at, '0/0')::text AS applied,
                   (SELECT count(*) FROM pgfleet.conflicts WHERE edge = $2)::int AS conflicts,
                   (SELECT max(commit_lsn)::text FROM pgfleet.dead_letters WHERE edge = $2 AND action = 'pause'
-                     AND commit_lsn > ${committedProgressSql('$1', false)}) AS paused`,
+                     AND commit_lsn > p.at) AS paused
+             FROM (SELECT ${committedProgressSql('$1', false)} AS at) AS p`,
           [e.origin, e.id],
         );
         s.appliedLsn = t[0]?.applied ?? null;

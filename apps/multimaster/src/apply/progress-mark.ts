@@ -37,9 +37,17 @@ import type { Logger } from 'pino';
 
 const SESSION_PROGRESS = `coalesce(pg_replication_origin_session_progress(false), '0/0')`;
 
+type WitnessPart = 'lsn' | 'xid';
+
+/** Name of one witness sequence of an origin, in the pgfleet schema: `<origin>:<part>`. */
+const witnessName = (origin: string, part: WitnessPart) => `${origin}:${part}`;
+
 /** The two sequences holding `origin`'s witness (quoted, qualified). */
 export function witnessSequences(origin: string): { lsn: string; xid: string } {
-  return { lsn: quoteQualified('pgfleet', `${origin}:lsn`), xid: quoteQualified('pgfleet', `${origin}:xid`) };
+  return {
+    lsn: quoteQualified('pgfleet', witnessName(origin, 'lsn')),
+    xid: quoteQualified('pgfleet', witnessName(origin, 'xid')),
+  };
 }
 
 /**
@@ -62,9 +70,9 @@ export function witnessStatement(origin: string): string {
     .join('; ');
 }
 
-/** Last value of one of the witness sequences of the origin named by the SQL text `originSql`. */
-function witnessValueSql(originSql: string, suffix: 'lsn' | 'xid'): string {
-  return `pg_sequence_last_value(to_regclass(format('pgfleet.%I', ${originSql} || ':${suffix}')))`;
+/** Last value of one of the witness sequences of the origin named by the SQL text `originSql` (witnessName, in SQL). */
+function witnessValueSql(originSql: string, part: WitnessPart): string {
+  return `pg_sequence_last_value(to_regclass(format('pgfleet.%I', ${originSql} || ${quoteLiteral(witnessName('', part))})))`;
 }
 
 /** SQL: the fate of the witness's xid `xSql` (text, pg_xact_status's words), null when there is none or it is too old or unknown here. */
@@ -182,9 +190,8 @@ async function setUpOnce(db: pg.Client, origin: string, logger?: Logger): Promis
   try {
     await db.query(LOCK_ORIGIN_GATE_SQL, [origin]);
     await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+    // A gate row this inserts is this transaction's alone until it commits.
     await ensureOriginWitness(db, origin);
-    // A gate row created just now is locked from here on too.
-    await db.query(LOCK_ORIGIN_GATE_SQL, [origin]);
     const { rows } = await db.query(
       `SELECT ${SESSION_PROGRESS}::text AS at, ('0/0'::pg_lsn + ${witnessValueSql('$1::text', 'lsn')})::text AS lsn,
               ${witnessStatusSql('x')} AS status

@@ -1,7 +1,7 @@
 import { quoteIdent, quoteLiteral, quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type pg from 'pg';
-import { witnessStatement } from '../apply/progress-mark.js';
+import { commitStatement } from '../apply/statements.js';
 import { parsePgMicros, sqlMicros } from '../pg-time.js';
 import { APPLY_SESSION_SETTINGS, setStatements, VALUE_TEXT_SETTINGS } from '../session-settings.js';
 
@@ -144,7 +144,7 @@ export async function copySnapshot(o: CopyOptions): Promise<CopyResult> {
         if (!group || group.values.length === 0) return;
         const s = await sinkFor(group.origin);
         const at = o.progressFor(group.origin);
-        const stmt = `BEGIN; ${insert}${group.values.join(', ')}; ${witnessStatement(group.origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(at))}, ${quoteLiteral(group.ts)}); COMMIT;`;
+        const stmt = `BEGIN; ${insert}${group.values.join(', ')}; ${commitStatement(group.origin, formatLsn(at), group.ts)};`;
         s.sql.push(stmt);
         s.bytes += stmt.length;
         result.transactions++;
