@@ -30,6 +30,12 @@ describe('resolveConfig', () => {
     ]);
     expect(c.deadLetter).toBe('pause_edge');
     expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 9187 });
+    expect(c.conflictLog).toEqual({ retentionHours: 720, maxRows: 1_000_000, pruneIntervalMs: 10_000 });
+  });
+
+  it('keeps conflict records forever and without limit when both rules are 0', () => {
+    const c = resolveConfig({ nodes, tables: ['public.t'], conflictLog: { retentionHours: 0, maxRows: 0 } });
+    expect(c.conflictLog).toEqual({ retentionHours: 0, maxRows: 0, pruneIntervalMs: 10_000 });
   });
 
   it.each([
@@ -101,6 +107,17 @@ describe('resolveConfig', () => {
     ['unknown target node', { nodes, tables: [{ name: 'a.b', targets: { z: {} } }] }, 'tables[0].targets.z'],
     ['metadata schema', { nodes, tables: ['pgfleet.*'] }, 'tables[0]'],
     ['bad listen', { nodes, tables: ['a.b'], http: { listen: 'nope' } }, 'http.listen'],
+    [
+      'negative retention',
+      { nodes, tables: ['a.b'], conflictLog: { retentionHours: -1 } },
+      'conflictLog.retentionHours',
+    ],
+    ['fractional row cap', { nodes, tables: ['a.b'], conflictLog: { maxRows: 1.5 } }, 'conflictLog.maxRows'],
+    [
+      'prune interval too short',
+      { nodes, tables: ['a.b'], conflictLog: { pruneIntervalMs: 5 } },
+      'conflictLog.pruneIntervalMs',
+    ],
   ])('rejects %s naming the key path', (_n, input, key) => {
     const e = errorOf(() => resolveConfig(input));
     expect(e.code).toBe('CONFIG_INVALID');
@@ -254,6 +271,9 @@ describe('loadConfig', () => {
       PGFLEET_MM_TABLES: '["public.t", { name: public.u, conflict: keep_local }]',
       PGFLEET_MM_CONFLICT: 'first_update_wins',
       PGFLEET_MM_DEAD_LETTER: 'discard',
+      PGFLEET_MM_CONFLICT_LOG_RETENTION_HOURS: '48',
+      PGFLEET_MM_CONFLICT_LOG_MAX_ROWS: '5000',
+      PGFLEET_MM_CONFLICT_LOG_PRUNE_INTERVAL_MS: '2000',
       PGFLEET_MM_HTTP_LISTEN: 'off',
       PGFLEET_MM_APPLY_MAX_IN_FLIGHT_TRANSACTIONS: '50',
       PGFLEET_MM_APPLY_BATCH_ROWS: '20',
@@ -280,6 +300,7 @@ describe('loadConfig', () => {
       ['u', 'keep_local'],
     ]);
     expect(c.deadLetter).toBe('discard');
+    expect(c.conflictLog).toEqual({ retentionHours: 48, maxRows: 5000, pruneIntervalMs: 2000 });
     expect(c.http.listen).toBeNull();
     expect(c.apply).toEqual({ maxInFlightTransactions: 50, batchRows: 20, synchronousCommit: 'on' });
     expect(c.reconnect).toEqual({ baseDelayMs: 10, maxDelayMs: 20 });

@@ -77,6 +77,16 @@ const fileSchema = z.strictObject({
     .min(1, 'list at least one table'),
   conflict: z.enum(CONFLICT_POLICIES).optional(),
   deadLetter: z.enum(DEAD_LETTER_POLICIES).optional(),
+  conflictLog: z
+    .strictObject({
+      /** Conflict records older than this many hours are deleted; 0 keeps them however old. */
+      retentionHours: z.number().int().min(0).max(87_600).optional(),
+      /** At most this many conflict records are kept on a node, the newest; 0: no limit. */
+      maxRows: z.number().int().min(0).optional(),
+      /** How often each edge prunes the conflict records of its target. */
+      pruneIntervalMs: z.number().int().min(100).max(3_600_000).optional(),
+    })
+    .optional(),
   http: z.strictObject({ listen: listen.optional() }).optional(),
   apply: z
     .strictObject({
@@ -135,6 +145,13 @@ export interface HaSettings {
   resyncMarginMs: number;
 }
 
+/** How long `pgfleet.conflicts` keeps its records on each node (see conflict-retention.ts). */
+export interface ConflictLogSettings {
+  retentionHours: number;
+  maxRows: number;
+  pruneIntervalMs: number;
+}
+
 export interface EdgeFilter {
   rowFilter?: string;
   columns?: string[];
@@ -160,6 +177,7 @@ export interface ResolvedConfig {
   tables: TableSpec[];
   conflict: ConflictPolicy;
   deadLetter: DeadLetterPolicy;
+  conflictLog: ConflictLogSettings;
   http: { listen: HttpListen | null };
   apply: { maxInFlightTransactions: number; batchRows: number; synchronousCommit: string };
   reconnect: { baseDelayMs: number; maxDelayMs: number };
@@ -334,6 +352,11 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
     tables,
     conflict,
     deadLetter: raw.deadLetter ?? 'pause_edge',
+    conflictLog: {
+      retentionHours: raw.conflictLog?.retentionHours ?? 720,
+      maxRows: raw.conflictLog?.maxRows ?? 1_000_000,
+      pruneIntervalMs: raw.conflictLog?.pruneIntervalMs ?? 10_000,
+    },
     http: { listen: listenResolved ? parseListen(listenResolved, 'http.listen') : null },
     apply: {
       maxInFlightTransactions: raw.apply?.maxInFlightTransactions ?? 2000,
@@ -363,6 +386,9 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { path: 'tables', kind: 'yaml' },
   { path: 'conflict' },
   { path: 'deadLetter' },
+  { path: 'conflictLog.retentionHours', kind: 'integer' },
+  { path: 'conflictLog.maxRows', kind: 'integer' },
+  { path: 'conflictLog.pruneIntervalMs', kind: 'integer' },
   { path: 'http.listen' },
   { path: 'apply.maxInFlightTransactions', kind: 'integer' },
   { path: 'apply.batchRows', kind: 'integer' },

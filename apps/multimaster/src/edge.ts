@@ -22,6 +22,7 @@ import { committedProgressSql } from './apply/progress-mark.js';
 import { SeenTracker } from './apply/seen.js';
 import { loadTargetTable } from './apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from './config.js';
+import { pruneConflicts } from './conflict-retention.js';
 import { ConflictTail } from './conflict-tail.js';
 import { ReplicationStream } from './decode/replication-stream.js';
 import {
@@ -134,6 +135,8 @@ export class EdgeRunner {
   private readonly ha: EdgeHa;
   /** Logs and counts the conflicts the apply recorded, once committed; its position outlives sessions. */
   private readonly conflictTail: ConflictTail;
+  /** When this edge last pruned its target's conflict records (outlives sessions). */
+  private prunedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: EdgeRunnerOptions) {
     const { edge, config } = o;
@@ -446,6 +449,14 @@ export class EdgeRunner {
             const fresh = await readOrigins(ctl);
             if (!sameOrigins(fresh, view.byId))
               view = originView(fresh, config, edge, facts.floor, view.epoch + 1);
+          }
+          if (this.now() - this.prunedAt >= config.conflictLog.pruneIntervalMs) {
+            this.prunedAt = this.now();
+            const pruned = await pruneConflicts(ctl, config.conflictLog);
+            if (pruned > 0) {
+              this.o.metrics.conflictRecordsPruned(edge.target, pruned);
+              this.log.debug({ pruned }, 'pruned conflict records past retention');
+            }
           }
         } catch (err) {
           this.log.debug({ err: (err as Error).message }, 'status update failed');

@@ -9,6 +9,8 @@ export interface EdgeMetrics {
   applied(edge: string, transactions: number, rows: number): void;
   skipped(edge: string, reason: string): void;
   conflict(edge: string, kind: string, resolution: string): void;
+  /** Conflict records deleted from a node's pgfleet.conflicts past retention (conflict-retention.ts). */
+  conflictRecordsPruned(node: string, n: number): void;
   lag(edge: string, bytes: number | null, seconds: number | null): void;
   state(edge: string, state: EdgeState): void;
 }
@@ -56,6 +58,12 @@ export function createMetrics(): EdgeMetrics {
     labelNames: ['edge', 'kind', 'resolution'],
     registers: [registry],
   });
+  const pruned = new Counter({
+    name: 'pgfleet_mm_conflict_records_pruned_total',
+    help: 'Conflict records deleted from pgfleet.conflicts past conflictLog retention, by node',
+    labelNames: ['node'],
+    registers: [registry],
+  });
   const lagBytes = new Gauge({
     name: 'pgfleet_mm_lag_bytes',
     help: 'Source WAL not yet applied on the target',
@@ -89,6 +97,9 @@ export function createMetrics(): EdgeMetrics {
     },
     conflict(edge, kind, resolution) {
       conflictsOf(edge, kind, resolution).inc();
+    },
+    conflictRecordsPruned(node, n) {
+      pruned.inc({ node }, n);
     },
     lag(edge, bytes, seconds) {
       if (bytes !== null) lagBytes.set({ edge }, bytes);
