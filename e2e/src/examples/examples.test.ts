@@ -69,6 +69,7 @@ describe('examples/multimaster', () => {
     expect(stock?.targets.berlin?.rowFilter).toBe("country = 'DE'");
     expect(c.tables.find((t) => t.table === 'orders')?.conflict).toBe('first_update_wins');
     expect(c.tables.find((t) => t.schema === 'catalog')?.table).toBe('*');
+    expect(c.conflictLog).toMatchObject({ retentionHours: 720, maxRows: 1_000_000 });
   });
 });
 
