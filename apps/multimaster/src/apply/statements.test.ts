@@ -84,6 +84,12 @@ describe('apply statements', () => {
     );
   });
 
+  it('stamps a commit pgfleet writes itself with the server clock it is given', () => {
+    expect(commitStatement('pgfleet_a', '0/10', { sql: 'clock_timestamp()' })).toMatch(
+      /; SELECT pg_replication_origin_xact_setup\('0\/10'::pg_lsn, clock_timestamp\(\)\); COMMIT$/,
+    );
+  });
+
   it.each([
     [{ command: 'COMMIT' }, 'COMMIT'],
     [[{ command: 'SELECT' }, { command: 'COMMIT' }], 'COMMIT'],

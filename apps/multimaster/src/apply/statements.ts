@@ -163,8 +163,17 @@ export function deleteByCtidStatement(t: ApplyTable): string {
  * backend ended inside the message can still leave the origin ahead: its witness says
  * where the apply really stands (progress-mark.ts).
  */
-export function commitStatement(origin: string, endLsn: string, commitTs: string): string {
-  return `${witnessStatement(origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(endLsn)}::pg_lsn, ${quoteLiteral(commitTs)}::timestamptz); COMMIT`;
+export function commitStatement(origin: string, endLsn: string, commitTs: string | ServerClock): string {
+  const ts = typeof commitTs === 'string' ? `${quoteLiteral(commitTs)}::timestamptz` : commitTs.sql;
+  return `${witnessStatement(origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(endLsn)}::pg_lsn, ${ts}); COMMIT`;
+}
+
+/**
+ * A commit stamped with the target server's clock rather than a source commit time: for
+ * transactions pgfleet writes itself (add-node's start positions, a re-sync's end).
+ */
+export interface ServerClock {
+  sql: 'now()' | 'clock_timestamp()';
 }
 
 /** Command tag of the last statement of a (possibly multi-statement) result. */

@@ -3,7 +3,7 @@ import { dropSlot, formatLsn, parseLsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ERROR_CONFLICT_INSERT_SQL } from '../apply/careful-change.js';
-import { committedProgressSql, setUpOrigin, witnessStatement } from '../apply/progress-mark.js';
+import { committedProgressSql, setUpOrigin } from '../apply/progress-mark.js';
 import { type ApplyTable, commitStatement } from '../apply/statements.js';
 import { applyTableFor, loadTargetTable } from '../apply/target-table.js';
 import type { NodeConfig, ResolvedConfig } from '../config.js';
@@ -320,9 +320,7 @@ export async function resyncEdge(o: ResyncOptions): Promise<ResyncReport> {
         report.rowsFailed,
       ],
     );
-    await db.query(
-      `${witnessStatement(edge.origin)}; SELECT pg_replication_origin_xact_setup(${quoteLiteral(formatLsn(c))}::pg_lsn, clock_timestamp()); COMMIT`,
-    );
+    await db.query(commitStatement(edge.origin, formatLsn(c), { sql: 'clock_timestamp()' }));
     await src.query(
       `UPDATE pgfleet.slot_resync SET state = 'done', consistent_point = $2::pg_lsn, updated_at = clock_timestamp() WHERE slot = $1`,
       [edge.slot, formatLsn(c)],

@@ -2,7 +2,8 @@ import { connect, quoteIdent, quoteQualified, toPgfleetError } from '@pgfleet/co
 import { createLogicalSlot, createOrigin, dropSlot, formatLsn, type Lsn, ZERO_LSN } from '@pgfleet/wal';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { ensureOriginWitness, witnessStatement } from '../apply/progress-mark.js';
+import { ensureOriginWitness } from '../apply/progress-mark.js';
+import { commitStatement } from '../apply/statements.js';
 import type { NodeConfig, ResolvedConfig, TableSpec } from '../config.js';
 import { checkNode, compareTables, formatProblems, type NodeFacts, type Problem } from '../init/checks.js';
 import { edgeTableFilter, expandTables, gatherFacts, publicationTableList } from '../init/init.js';
@@ -386,9 +387,7 @@ async function join(
         `UPDATE pgfleet.membership SET origins = origins || jsonb_build_object($2::text, $3::text) WHERE node = $1`,
         [newNode, x, formatLsn(lsn)],
       );
-      await session.query(witnessStatement(originName(x)));
-      await session.query('SELECT pg_replication_origin_xact_setup($1::pg_lsn, now())', [formatLsn(lsn)]);
-      await session.query('COMMIT');
+      await session.query(commitStatement(originName(x), formatLsn(lsn), { sql: 'now()' }));
     }
     const starts = Object.fromEntries([...startAt].map(([k, v]) => [k, formatLsn(v)]));
     // The new node knows the mesh, and what the source had seen, before its origins are given
