@@ -3,9 +3,9 @@ import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import type pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig } from './config.js';
 import { PRUNE_LOCK, pruneConflicts } from './conflict-retention.js';
 import { initMesh } from './init/init.js';
+import { meshConfig } from './membership/pg-test-support.js';
 import { METADATA_DDL } from './metadata.js';
 import { type ReplicatorHandle, startReplicator } from './replicator.js';
 
@@ -35,10 +35,7 @@ describe('conflict records are kept within conflictLog retention', () => {
 
   beforeAll(async () => {
     sb = await Sandbox.create();
-    [a, b] = (await Promise.all([
-      sb.startNode('a', { logical: true }),
-      sb.startNode('b', { logical: true }),
-    ])) as [SandboxNode, SandboxNode];
+    [a, b] = (await sb.startLogicalNodes(['a', 'b'])) as [SandboxNode, SandboxNode];
     db = await connect(a.conninfo());
     for (const ddl of METADATA_DDL) await db.query(ddl);
   });
@@ -92,16 +89,10 @@ describe('conflict records are kept within conflictLog retention', () => {
     await db.query('DROP SCHEMA pgfleet CASCADE');
     for (const n of [a, b])
       await n.query('CREATE SCHEMA app; CREATE TABLE app.kv (id int PRIMARY KEY, v text)');
-    const config = resolveConfig({
-      nodes: [
-        { name: 'a', conninfo: a.conninfo() },
-        { name: 'b', conninfo: b.conninfo() },
-      ],
-      tables: ['app.kv'],
-      http: { listen: false },
-      statusIntervalMs: 200,
-      conflictLog: { maxRows: 15, pruneIntervalMs: 200 },
-    });
+    const config = {
+      ...meshConfig([a, b]),
+      conflictLog: { retentionHours: 720, maxRows: 15, pruneIntervalMs: 200 },
+    };
     await initMesh(config);
     // The same 40 keys inserted on both nodes before the replicator runs: 40 insert_exists
     // conflicts on each side.
