@@ -12,13 +12,12 @@ export const PRUNE_BATCH = 10_000;
 export const PRUNE_MAX_BATCHES = 50;
 
 /**
- * One DELETE of the oldest conflict records past retention: of the `$1` lowest ids (the
- * primary key; no index on time, nothing more to maintain per recorded conflict; ids follow
- * the time of recording, both taken as the row is inserted), those recorded more than `$2`
- * hours ago or more than `$3` ids below the newest (ids grow with
- * every record, so at most `$3` are kept; ids of rolled-back records leave gaps, so
- * sometimes fewer). 0 switches either rule off. Only the session holding the node's prune
- * lock for the statement deletes anything.
+ * One DELETE of the oldest conflict records past retention. It looks at the `$1` lowest ids
+ * only (the primary key: no index on time to maintain per recorded conflict; ids follow the
+ * time of recording, both are taken as the row is inserted) and deletes those recorded more
+ * than `$2` hours ago, or more than `$3` ids below the newest (ids grow with every record,
+ * so at most `$3` are kept; rolled-back records leave gaps, so sometimes fewer). 0 switches
+ * either rule off. Only the session that gets the node's prune lock deletes anything.
  */
 export const PRUNE_CONFLICTS_SQL = `WITH gate AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK}) AS ok),
      head AS MATERIALIZED (
