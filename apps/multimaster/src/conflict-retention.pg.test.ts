@@ -3,7 +3,8 @@ import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import type pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PRUNE_LOCK, pruneConflicts } from './conflict-retention.js';
+import { PRUNE_LOCK_NAME, pruneConflicts } from './conflict-retention.js';
+import { LOCK_CLASS } from './ha/claim.js';
 import { initMesh } from './init/init.js';
 import { meshConfig } from './membership/pg-test-support.js';
 import { METADATA_DDL } from './metadata.js';
@@ -75,9 +76,9 @@ describe('conflict records are kept within conflictLog retention', () => {
     );
     const other = await connect(a.conninfo());
     try {
-      await other.query('SELECT pg_advisory_lock($1)', [PRUNE_LOCK]);
+      await other.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS, PRUNE_LOCK_NAME]);
       expect(await pruneConflicts(db, { retentionHours: 48, maxRows: 0 }, { batch: 10 })).toBe(0);
-      await other.query('SELECT pg_advisory_unlock($1)', [PRUNE_LOCK]);
+      await other.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, PRUNE_LOCK_NAME]);
     } finally {
       await other.end();
     }

@@ -1,11 +1,14 @@
+import { quoteLiteral } from '@pgfleet/connection';
 import type pg from 'pg';
 import type { ConflictLogSettings } from './config.js';
+import { LOCK_CLASS } from './ha/claim.js';
 
 /**
- * Advisory lock key under which one session at a time prunes a node's pgfleet.conflicts:
- * every edge into the node prunes from its status tick, and the others skip meanwhile.
+ * Second key of the advisory lock (first: LOCK_CLASS, as every pgfleet-mm lock) under which
+ * one session at a time prunes a node's pgfleet.conflicts: every edge into the node prunes
+ * from its status tick, and the others skip meanwhile.
  */
-export const PRUNE_LOCK = 0x7066_636c; // 'pfcl'
+export const PRUNE_LOCK_NAME = 'conflicts prune';
 
 /** Rows one DELETE looks at (the lowest ids), and how many such DELETEs one prune runs at most. */
 export const PRUNE_BATCH = 10_000;
@@ -19,7 +22,8 @@ export const PRUNE_MAX_BATCHES = 50;
  * so at most `$3` are kept; rolled-back records leave gaps, so sometimes fewer). 0 switches
  * either rule off. Only the session that gets the node's prune lock deletes anything.
  */
-export const PRUNE_CONFLICTS_SQL = `WITH gate AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK}) AS ok),
+export const PRUNE_CONFLICTS_SQL = `WITH gate AS MATERIALIZED (
+       SELECT pg_try_advisory_xact_lock(${LOCK_CLASS}, hashtext(${quoteLiteral(PRUNE_LOCK_NAME)})) AS ok),
      head AS MATERIALIZED (
        SELECT id, recorded_at FROM pgfleet.conflicts WHERE (SELECT ok FROM gate) ORDER BY id LIMIT $1::int),
      newest AS (SELECT max(id) AS id FROM pgfleet.conflicts)
