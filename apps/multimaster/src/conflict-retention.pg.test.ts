@@ -9,6 +9,7 @@ import { initMesh } from './init/init.js';
 import { meshConfig } from './membership/pg-test-support.js';
 import { METADATA_DDL } from './metadata.js';
 import { type ReplicatorHandle, startReplicator } from './replicator.js';
+import { meshStatus } from './status.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
 
@@ -128,5 +129,22 @@ describe('conflict records are kept within conflictLog retention', () => {
     expect(await a.query('SELECT count(*)::int AS n FROM app.kv')).toEqual(
       await b.query('SELECT count(*)::int AS n FROM app.kv'),
     );
+    // status counts each edge's records: one scan per node, split by edge (a record of
+    // another edge into a is not b_a's). The replicator stops first: it would prune that record's
+    // predecessor meanwhile.
+    await rep.stop();
+    rep = undefined;
+    await a.query(
+      `INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution,
+                                      reason, remote_commit_ts, remote_commit_lsn, remote_xid)
+       VALUES ('x_a', 'x', 'a', 'app', 'kv', 'update_missing', 'last_update_wins', 'skip', 'no local row', now(), '0/1', 1)`,
+    );
+    const onA = (await a.query('SELECT count(*)::int AS n FROM pgfleet.conflicts'))[0]?.n as number;
+    const onB = (await b.query('SELECT count(*)::int AS n FROM pgfleet.conflicts'))[0]?.n as number;
+    const st = await meshStatus(config);
+    expect(st.map((s) => [s.edge, s.conflicts, s.error])).toEqual([
+      ['a_b', onB, null],
+      ['b_a', onA - 1, null],
+    ]);
   });
 });

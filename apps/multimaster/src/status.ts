@@ -33,10 +33,19 @@ async function tryConnect(conninfo: string): Promise<pg.Client | Error> {
   }
 }
 
+/** Conflict records per edge on a node: one scan of its pgfleet.conflicts for all edges into it. */
+async function conflictCounts(db: pg.Client): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ edge: string; n: number }>(
+    'SELECT edge, count(*)::int AS n FROM pgfleet.conflicts GROUP BY edge',
+  );
+  return new Map(rows.map((r) => [r.edge, r.n]));
+}
+
 /** Per-edge status read from the databases (works without a running replicator). */
 export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]> {
   const clients = new Map<string, pg.Client | Error>();
   await Promise.all(config.nodes.map(async (n) => clients.set(n.name, await tryConnect(n.conninfo))));
+  const counts = new Map<string, Map<string, number>>();
   try {
     const out: EdgeDbStatus[] = [];
     for (const e of edgesFor(config.nodes)) {
@@ -75,14 +84,18 @@ export async function meshStatus(config: ResolvedConfig): Promise<EdgeDbStatus[]
           // What committed: after an apply session ended between naming a transaction and
           // committing it, the origin alone says more until the edge's next session.
           `SELECT nullif(p.at, '0/0')::text AS applied,
-                  (SELECT count(*) FROM pgfleet.conflicts WHERE edge = $2)::int AS conflicts,
                   (SELECT max(commit_lsn)::text FROM pgfleet.dead_letters WHERE edge = $2 AND action = 'pause'
                      AND commit_lsn > p.at) AS paused
              FROM (SELECT ${committedProgressSql('$1', false)} AS at) AS p`,
           [e.origin, e.id],
         );
         s.appliedLsn = t[0]?.applied ?? null;
-        s.conflicts = t[0]?.conflicts ?? null;
+        let byEdge = counts.get(e.target);
+        if (!byEdge) {
+          byEdge = await conflictCounts(dst!);
+          counts.set(e.target, byEdge);
+        }
+        s.conflicts = byEdge.get(e.id) ?? 0;
         s.pausedAt = t[0]?.paused ?? null;
         s.holder = (await edgeHolder(dst!, e))?.holder ?? null;
       } catch (err) {
