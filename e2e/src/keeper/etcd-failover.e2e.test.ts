@@ -53,6 +53,13 @@ async function promotedAndFollowed(
   );
   const follower: Name = leader === 'b' ? 'c' : 'b';
   await until('the other standby follows the new primary', () => followsFrom(cl, leader, follower), 30_000);
+  // The keeper reports `primary` as soon as it promoted; the watchers' next 50 ms round
+  // writes there. Judged before that, a test finds no first write on the new primary.
+  await until(
+    'a watcher wrote on the new primary',
+    () => cl.watch.attempts.some((x) => x.ok && x.node === leader),
+    30_000,
+  );
   return { leader, follower };
 }
 
