@@ -11,8 +11,8 @@ import { LOCK_CLASS } from './ha/claim.js';
 export const PRUNE_LOCK_NAME = 'conflicts prune';
 
 /** Rows one DELETE looks at (the lowest ids), and how many such DELETEs one prune runs at most. */
-export const PRUNE_BATCH = 10_000;
-export const PRUNE_MAX_BATCHES = 50;
+const PRUNE_BATCH = 10_000;
+const PRUNE_MAX_BATCHES = 50;
 
 /**
  * One DELETE of the oldest conflict records past retention. It looks at the `$1` lowest ids
@@ -22,7 +22,7 @@ export const PRUNE_MAX_BATCHES = 50;
  * so at most `$3` are kept; rolled-back records leave gaps, so sometimes fewer). 0 switches
  * either rule off. Only the session that gets the node's prune lock deletes anything.
  */
-export const PRUNE_CONFLICTS_SQL = `WITH gate AS MATERIALIZED (
+const PRUNE_CONFLICTS_SQL = `WITH gate AS MATERIALIZED (
        SELECT pg_try_advisory_xact_lock(${LOCK_CLASS}, hashtext(${quoteLiteral(PRUNE_LOCK_NAME)})) AS ok),
      head AS MATERIALIZED (
        SELECT id, recorded_at FROM pgfleet.conflicts WHERE (SELECT ok FROM gate) ORDER BY id LIMIT $1::int),
@@ -32,7 +32,7 @@ DELETE FROM pgfleet.conflicts c USING head h
    AND (($2::int > 0 AND h.recorded_at < now() - $2::int * interval '1 hour')
         OR ($3::int8 > 0 AND h.id <= (SELECT id FROM newest) - $3::int8))`;
 
-export interface PruneOptions {
+interface PruneOptions {
   batch?: number;
   maxBatches?: number;
 }
