@@ -21,7 +21,8 @@ const DDL = `
   ALTER TABLE f.rows REPLICA IDENTITY FULL;
   CREATE TABLE f.cols (id int PRIMARY KEY, region text, secret text DEFAULT 'hidden');
   CREATE TABLE f.plain (id int PRIMARY KEY);
-  CREATE TABLE f.sch (id int PRIMARY KEY, v text);`;
+  CREATE TABLE f.sch (id int PRIMARY KEY, v text);
+  CREATE TABLE f.wid (id int PRIMARY KEY, v varchar(3));`;
 
 describe('multimaster: filters and schema changes', () => {
   let sb: Sandbox;
@@ -42,6 +43,7 @@ describe('multimaster: filters and schema changes', () => {
         { name: 'f.cols', targets: { b: { columns: ['id', 'region'] } } },
         'f.plain',
         'f.sch',
+        'f.wid',
       ],
     });
     rep = await initAndStart(config, logs.logger);
@@ -123,5 +125,35 @@ describe('multimaster: filters and schema changes', () => {
     expect(await b.query('SELECT id FROM f.plain')).toEqual([{ id: 1 }]);
     expect(await b.query('SELECT id, v, extra FROM f.sch')).toEqual([{ id: 1, v: 'x', extra: 5 }]);
     expect(logs.lines.filter((l) => l.msg === 'edge paused' && l.edge === 'a_b')).toHaveLength(1);
+  });
+
+  it('13: a column widened on one node first: a longer value pauses the edge into the narrower node, is never cut to fit, and applies whole once widened there', async () => {
+    await a.query('ALTER TABLE f.wid ALTER COLUMN v TYPE varchar(10)');
+    await a.query(`BEGIN; INSERT INTO f.plain VALUES (2); INSERT INTO f.wid VALUES (1, 'abcdef'); COMMIT`);
+    const paused = await eventually(
+      'edge a_b paused',
+      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
+      (e) => e?.state === 'paused',
+    );
+    expect(paused?.lastError).toMatchObject({
+      code: 'EDGE_PAUSED',
+      details: expect.objectContaining({ sqlState: '22001' }),
+    });
+    expect(paused?.lastError?.message).toContain('value too long for type character varying(3)');
+    expect(await b.query('SELECT id FROM f.plain WHERE id = 2')).toEqual([]);
+    expect(await b.query('SELECT v FROM f.wid')).toEqual([]);
+
+    await b.query('ALTER TABLE f.wid ALTER COLUMN v TYPE varchar(10)');
+    await eventually(
+      'edge a_b streaming again',
+      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
+      (e) => e?.state === 'streaming' && e.lastError === null,
+      { timeoutMs: 20_000 },
+    );
+    await quiesce(nodes);
+    for (const n of nodes) {
+      expect(await n.query('SELECT id, v FROM f.wid')).toEqual([{ id: 1, v: 'abcdef' }]);
+      expect(await n.query('SELECT id FROM f.plain WHERE id = 2')).toEqual([{ id: 2 }]);
+    }
   });
 });

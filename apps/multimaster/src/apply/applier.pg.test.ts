@@ -66,6 +66,12 @@ describe('Applier on a real server', () => {
       ['id', 23, true],
       ['email', 25, false],
     ]),
+    rel(6, 'narrow', [
+      ['id', 23, true],
+      ['v', 25, false],
+      ['c', 25, false],
+      ['f', 25, false],
+    ]),
   ];
   /** Fed only by the test about it: a relation the applier refuses pauses every test's applier. */
   const deferredRelation = rel(5, 'deferred', [
@@ -226,7 +232,9 @@ describe('Applier on a real server', () => {
       CREATE TABLE ${SCHEMA}.checked (id int PRIMARY KEY, n int CHECK (n >= 0));
       CREATE TABLE ${SCHEMA}.moved (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
       CREATE TABLE ${SCHEMA}.mail (id int PRIMARY KEY, email text UNIQUE);
-      CREATE TABLE ${SCHEMA}.deferred (id int PRIMARY KEY DEFERRABLE, v text)`);
+      CREATE TABLE ${SCHEMA}.deferred (id int PRIMARY KEY DEFERRABLE, v text);
+      CREATE DOMAIN ${SCHEMA}.code3 AS varchar(3);
+      CREATE TABLE ${SCHEMA}.narrow (id int PRIMARY KEY, v varchar(3), c ${SCHEMA}.code3, f char(2))`);
   });
 
   beforeEach(async () => {
@@ -567,6 +575,37 @@ describe('Applier on a real server', () => {
     expect(h.a.inFlight()).toBe(true);
     expect(h.a.lastAppliedEndLsn <= ok2.endLsn).toBe(true);
     await h.a.drain();
+  });
+
+  it('never cuts a value to fit a narrower column: the transaction fails for the replay, the ones before it commit whole', async () => {
+    // The source's columns are wider (text) than the target's, as on a node where a column
+    // was widened everywhere but here: an explicit cast to varchar(3) would keep 'abc' of 'abcdef'.
+    await admin.query(`TRUNCATE ${SCHEMA}.narrow`);
+    const h = await makeApplier({});
+    await h.init();
+    const ok1 = tx([ins(6, ['1', 'abc', 'xyz', 'ab'])]);
+    const ok2 = tx([upd(6, ['1', 'ab', 'xy', 'a'])]);
+    const tooLong = tx([upd(6, ['1', 'abcdef', 'xy', 'a'])]);
+    const after = tx([ins(6, ['2', 'a', 'b', 'c'])]);
+    for (const t of [ok1, ok2, tooLong, after]) h.feed(t.msgs);
+    const f: ApplierFailure = await h.a.failed;
+    expect(f.kind).toBe('replay');
+    expect(f.kind === 'replay' && f.commitLsn).toBe(tooLong.finalLsn);
+    expect((f as { error: { code?: string } }).error.code).toBe('22001');
+    expect(await rows('narrow')).toEqual([{ id: 1, v: 'ab', c: 'xy', f: 'a ' }]);
+    expect(await progress()).toBe(ok2.endLsn);
+    await h.a.drain();
+
+    // The same through the domain over varchar(3), on insert.
+    const h2 = await makeApplier({});
+    await h2.init();
+    const domainTooLong = tx([ins(6, ['3', 'a', 'wxyz', 'a'])]);
+    h2.feed(domainTooLong.msgs);
+    const f2: ApplierFailure = await h2.a.failed;
+    expect(f2.kind === 'replay' && f2.commitLsn).toBe(domainTooLong.finalLsn);
+    expect((f2 as { error: { code?: string } }).error.code).toBe('22001');
+    expect((await rows('narrow')).map((r) => r.id)).toEqual([1]);
+    await h2.a.drain();
   });
 
   it('under policy error a raced row fails the transaction for the change-by-change replay (PF003)', async () => {

@@ -7,8 +7,8 @@ export interface ApplyTable {
   schema: string;
   name: string;
   /**
-   * Columns the source sends, in relation order, with the target's SQL type (format_type
-   * output). `identityAlways`: GENERATED ALWAYS AS IDENTITY on the target, never assigned
+   * Columns the source sends, in relation order, with the SQL type their text is cast to
+   * (TargetColumn.type: no modifier, so the column itself checks the length). `identityAlways`: GENERATED ALWAYS AS IDENTITY on the target, never assigned
    * by an UPDATE (PostgreSQL allows only DEFAULT there, 428C9).
    */
   columns: { name: string; type: string; isKey: boolean; identityAlways?: boolean }[];

@@ -6,7 +6,12 @@ import type { ApplyTable } from './statements.js';
 
 /** A column of the target table, from its catalog. */
 export interface TargetColumn {
-  /** format_type(atttypid, atttypmod): what values are cast to. */
+  /**
+   * The SQL type values are cast to (see castTypeSql): the column's type without its
+   * modifier, a domain's base type. The column itself applies its length, precision and
+   * domain checks on assignment, as PostgreSQL's own apply does through the type's input
+   * function: a value that does not fit fails, it is never cut to fit.
+   */
   type: string;
   /** GENERATED ALWAYS AS IDENTITY: writable only with OVERRIDING SYSTEM VALUE on INSERT. */
   identityAlways: boolean;
@@ -63,11 +68,27 @@ export function uniqueKeySql(relid: string): string {
 }
 
 /**
+ * The type a column's values are cast to from their text form: format_type with typmod
+ * -1 of the column's type, or of a domain's base type (domains over domains resolved).
+ * Not the column's declared type: an explicit cast to varchar(3), bit(3) or a domain over
+ * varchar(3) silently cuts a longer value to fit, where assigning it to the column fails
+ * ("value too long", SQLSTATE 22001). A node whose column is narrower than the source's
+ * (a column widened on one node first, DDL not being replicated) would otherwise keep a
+ * truncated value and never converge. typmod -1 and not NULL: format_type(bpchar, NULL) is
+ * "character", which as a cast means character(1).
+ */
+const castTypeSql = (attribute: string) => `(WITH RECURSIVE ty(oid, typtype, typbasetype) AS (
+            SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t WHERE t.oid = ${attribute}.atttypid
+            UNION ALL
+            SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t JOIN ty ON t.oid = ty.typbasetype WHERE ty.typtype = 'd')
+          SELECT format_type(ty.oid, -1) FROM ty WHERE ty.typtype <> 'd')`;
+
+/**
  * The target table's columns and row key. Run on a session with the apply session's
  * search_path (format_type qualifies what that session could not resolve).
  */
 export const TARGET_TABLE_SQL = `
-  SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
+  SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', ${castTypeSql('a')},
                                             'identityAlways', a.attidentity = 'a', 'generated', a.attgenerated <> '')
                           ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
