@@ -577,6 +577,24 @@ describe('Applier on a real server', () => {
     await h.a.drain();
   });
 
+  it('a value its column type refuses fails its own transaction, not the run: the ones before it commit (values converted once per call fall back to casting)', async () => {
+    await admin.query(`TRUNCATE ${SCHEMA}.checked`);
+    const h = await makeApplier({});
+    await h.init();
+    // One shape, so one call: the refused value is third in it.
+    const ok1 = tx([ins(2, ['1', '1'])]);
+    const ok2 = tx([ins(2, ['2', '2'])]);
+    const refused = tx([ins(2, ['3', 'three'])]); // not an int
+    const after = tx([ins(2, ['4', '4'])]);
+    for (const t of [ok1, ok2, refused, after]) h.feed(t.msgs);
+    const f: ApplierFailure = await h.a.failed;
+    expect(f.kind === 'replay' && f.commitLsn).toBe(refused.finalLsn);
+    expect((f as { error: { code?: string } }).error.code).toBe('22P02');
+    expect((await rows('checked')).map((r) => r.id)).toEqual([1, 2]);
+    expect(await progress()).toBe(ok2.endLsn);
+    await h.a.drain();
+  });
+
   it('never cuts a value to fit a narrower column: the transaction fails for the replay, the ones before it commit whole', async () => {
     // The source's columns are wider (text) than the target's, as on a node where a column
     // was widened everywhere but here: an explicit cast to varchar(3) would keep 'abc' of 'abcdef'.
