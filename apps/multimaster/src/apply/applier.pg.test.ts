@@ -577,7 +577,7 @@ describe('Applier on a real server', () => {
     await h.a.drain();
   });
 
-  it('a value its column type refuses fails its own transaction, not the run: the ones before it commit (values converted once per call fall back to casting)', async () => {
+  it('a value its column type refuses fails its own transaction, not the run: the ones before it commit', async () => {
     await admin.query(`TRUNCATE ${SCHEMA}.checked`);
     const h = await makeApplier({});
     await h.init();

@@ -44,40 +44,6 @@ function col(t: ApplyTable, i: number): { name: string; type: string; identityAl
 const only = (t: ApplyTable) => `ONLY ${quoteQualified(t.schema, t.name)}`;
 
 /**
- * Whether a column's values are worth converting from text once per call: not for the
- * text types (their cast is a relabel, nothing to save) nor for array columns (their text
- * is an array literal, which a text[] to T[][] coercion would read element by element).
- */
-function convertedOnce(type: string): boolean {
-  return !(type === 'text' || type === 'character varying' || type === 'bpchar' || type.endsWith('[]'));
-}
-
-/**
- * A group parameter converted once per call (see typedParams): the plpgsql variable
- * `name` of type `type`[] receives `source` (row j of the group's text[], a [1][rows]
- * slice) cast to it, and statements read row i as `name[1][i]`.
- */
-export interface TypedParam {
-  name: string;
-  type: string;
-  source: string;
-}
-
-/**
- * The parameters of group `n` that a typed procedure converts once per call instead of in
- * every statement (shape-sql.ts): each statement then reads a value of the column's type,
- * with no cast to evaluate per row.
- */
-export function typedParams(n: number, g: GroupShape): TypedParam[] {
-  return groupColumns(g).flatMap((ci, j) => {
-    const type = col(g.table, ci).type;
-    return convertedOnce(type)
-      ? [{ name: `g${n}_t${j + 1}`, type, source: `g${n}_a[${j + 1}:${j + 1}]` }]
-      : [];
-  });
-}
-
-/**
  * Names and value expressions of one group's parameters inside the generated plpgsql:
  * `g<n>_a<j>` is the text[] of parameter j; a row is addressed by an index expression.
  */
@@ -85,8 +51,6 @@ class GroupParams {
   constructor(
     readonly n: number,
     readonly g: GroupShape,
-    /** Values are read from the typed arrays of typedParams where there is one. */
-    readonly typed = false,
   ) {}
 
   get t(): ApplyTable {
@@ -116,14 +80,10 @@ class GroupParams {
     return this.g.kind === 'update' ? this.t.keyIndexes.length + j : j;
   }
 
-  /**
-   * Parameter j of the row at `idx` as a value of its column's type: `(g1_a[j + 1][idx])::type`,
-   * or `g1_t<j + 1>[1][idx]` when typed and converted once per call (typedParams).
-   */
+  /** `(g1_a[j + 1][idx])::type`: parameter j of the row at `idx`, cast to its column's type. */
   value(j: number, idx: string): string {
-    const type = col(this.t, groupColumns(this.g)[j] as number).type;
-    if (this.typed && convertedOnce(type)) return `g${this.n}_t${j + 1}[1][${idx}]`;
-    return `(${this.array(j)}[${idx}])::${type}`;
+    const ci = groupColumns(this.g)[j] as number;
+    return `(${this.array(j)}[${idx}])::${col(this.t, ci).type}`;
   }
 
   /** `t.k1 = <old key 1> AND ...` for the row at `idx`. */
@@ -234,7 +194,6 @@ export type RowRange = { index: string } | { lo: string; hi: string };
  * that catches unique_violation (ON CONFLICT costs a speculative insertion per row, the
  * subtransaction one per statement); a single row takes ON CONFLICT DO NOTHING, or with
  * `plainInsert` neither (an existing key then fails the statement: see batcher.ts).
- * `typed`: values come from the arrays typedParams converted once per call.
  */
 export function fastGroupSql(
   n: number,
@@ -242,9 +201,9 @@ export function fastGroupSql(
   rows: RowRange,
   vector: string,
   onMismatch: string,
-  opts: { plainInsert?: boolean; typed?: boolean } = {},
+  plainInsert = false,
 ): string {
-  const p = new GroupParams(n, g, opts.typed);
+  const p = new GroupParams(n, g);
   const t = g.table;
   const single = 'index' in rows;
   const idx = single ? rows.index : 'k';
@@ -261,7 +220,7 @@ export function fastGroupSql(
     const target = `${quoteQualified(t.schema, t.name)} AS t (${cols}) OVERRIDING SYSTEM VALUE`;
     const values = g.setIndexes.map((_, j) => p.value(j, idx)).join(', ');
     if (single) {
-      if (opts.plainInsert) return `INSERT INTO ${target} VALUES (${values});`;
+      if (plainInsert) return `INSERT INTO ${target} VALUES (${values});`;
       const keys = t.keyIndexes.map((ci) => quoteIdent(col(t, ci).name)).join(', ');
       return `INSERT INTO ${target} VALUES (${values}) ON CONFLICT (${keys}) DO NOTHING; ${check}`;
     }
@@ -453,10 +412,9 @@ function overwrite(p: GroupParams): string {
  * commit pgf_ts / pgf_lsn / pgf_xid), in a transaction
  * where nothing of the group was written yet: lock every local row first, decide each
  * against the version locked, record the conflicts, then write. Set-based throughout.
- * `typed`: as for fastGroupSql.
  */
-export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContext, typed = false): string {
-  const p = new GroupParams(n, g, typed);
+export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContext): string {
+  const p = new GroupParams(n, g);
   const t = g.table;
   const all = 'ARRAY(SELECT generate_series(pgf_lo, pgf_hi))';
   const seen = seenOf('u.lts', 'u.lid');
@@ -509,19 +467,12 @@ export function carefulGroupSql(n: number, g: GroupShape, ctx: ConflictSqlContex
  * function call), and writes by ctid; a conflict's record and its write are one
  * statement. Inserts, and updates that move a row (identity ALWAYS), take carefulGroupSql
  * over the one row. (SELECT INTO stops at the first row: the key is unique, no LIMIT needed.)
- * `typed`: as for fastGroupSql.
  */
-export function carefulRowSql(
-  n: number,
-  g: GroupShape,
-  ctx: ConflictSqlContext,
-  index: string,
-  typed = false,
-): string {
-  const p = new GroupParams(n, g, typed);
+export function carefulRowSql(n: number, g: GroupShape, ctx: ConflictSqlContext, index: string): string {
+  const p = new GroupParams(n, g);
   const t = g.table;
   if (g.kind === 'insert' || p.identityAlways().length > 0)
-    return `pgf_lo := ${index}; pgf_hi := ${index}; ${carefulGroupSql(n, g, ctx, typed)}`;
+    return `pgf_lo := ${index}; pgf_hi := ${index}; ${carefulGroupSql(n, g, ctx)}`;
   const [missing, differs]: [ConflictKind, ConflictKind] =
     g.kind === 'update' ? ['update_missing', 'update_differs'] : ['delete_missing', 'delete_differs'];
   const write =

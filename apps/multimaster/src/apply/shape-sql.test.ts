@@ -48,7 +48,7 @@ describe('generated apply SQL', () => {
       'OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone) ON CONFLICT ("id") DO NOTHING; IF NOT FOUND THEN MISMATCH; END IF;',
     );
     // Plain (the batcher's default for single rows): an existing key fails the statement.
-    const plain = fastGroupSql(2, insert, { index: 'i' }, 'p_sv[i]', 'MISMATCH;', { plainInsert: true });
+    const plain = fastGroupSql(2, insert, { index: 'i' }, 'p_sv[i]', 'MISMATCH;', true);
     expect(plain).toBe(
       'INSERT INTO "app"."Orders" AS t ("id", "v", "at") OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone);',
     );
@@ -67,10 +67,7 @@ describe('generated apply SQL', () => {
       ],
       persists: false,
     };
-    const [careful, twin, typed] = procedureSql('pgf_s1', shape, ctx, EDGE_AB) as [string, string, string];
-    // The typed procedure and its casting twin share the careful companion.
-    expect(typed).toContain('ROLLBACK; PERFORM pg_temp."pgf_s1_c"(i, ');
-    const proc = twin;
+    const [careful, proc] = procedureSql('pgf_s1', shape, ctx, EDGE_AB) as [string, string];
     expect(careful).toMatch(/^CREATE OR REPLACE FUNCTION pg_temp\."pgf_s1_c"\(i int, p_expected pg_lsn/);
     expect(careful).toContain('FOR UPDATE OF t');
     expect(careful).toContain('PERFORM pgfleet.record_conflicts(pgf_conf);');
@@ -88,7 +85,6 @@ describe('generated apply SQL', () => {
     expect(proc.match(/xact_setup/g)).toHaveLength(1);
     expect(proc).not.toContain('edge_seen');
     const [, persisting] = procedureSql('pgf_s2', { ...shape, persists: true }, ctx, EDGE_AB) as [
-      string,
       string,
       string,
     ];
@@ -110,9 +106,8 @@ describe('generated apply SQL', () => {
       persists: false,
     };
     const statements = procedureSql('pgf_s3', shape, ctx, EDGE_AB);
-    expect(statements).toHaveLength(2); // the casting twin and the typed procedure, no companion
+    expect(statements).toHaveLength(1);
     const proc = statements[0] as string;
-    expect(proc).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_s3_x"\(/);
     expect(proc).not.toContain('ROLLBACK');
     // The update's careful pass locks its row and writes by ctid, inside the IF NOT FOUND of its statement.
     const update = proc.indexOf('UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t."id"');
@@ -149,64 +144,6 @@ describe('generated apply SQL', () => {
     expect(proc).toContain(
       'pgf_lo := i; pgf_hi := i; pgf_todo := ARRAY(SELECT generate_series(pgf_lo, pgf_hi));',
     );
-  });
-
-  it('converts values once per call in a subtransaction, and hands a run whose values its types refuse to the casting twin', () => {
-    const shape: TxShape = {
-      groups: [
-        {
-          shape: {
-            table: { ...t, columns: t.columns.map((c) => ({ ...c, identityAlways: false })) },
-            kind: 'update',
-            setIndexes: [1, 2],
-          },
-          single: true,
-        },
-      ],
-      persists: false,
-    };
-    const [twin, typed] = procedureSql('pgf_s5', shape, ctx, EDGE_AB) as [string, string];
-    expect(twin).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_s5_x"\(p_expected pg_lsn/);
-    expect(twin).not.toContain('pgf_typed');
-    expect(typed).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_s5"\(p_expected pg_lsn/);
-    // Parameters: old key (bigint), v (text: read as it is), at (timestamptz): two conversions.
-    expect(typed).toContain('pgf_typed boolean := true; g1_t1 bigint[]; g1_t3 timestamp with time zone[];');
-    const guard = typed.indexOf('pgf_void := pgfleet.apply_guard(p_expected) IS NULL;');
-    const convert = typed.indexOf(
-      'BEGIN g1_t1 := (g1_a[1:1])::bigint[]; g1_t3 := (g1_a[3:3])::timestamp with time zone[]; ' +
-        'EXCEPTION WHEN OTHERS THEN pgf_typed := false; END; ' +
-        'IF NOT pgf_typed THEN CALL pg_temp."pgf_s5_x"(p_expected, p_end, p_ts, p_lsn, p_xid, p_sv, p_seen, p_persist, p_floor, p_rank, p_oname, g1_a); RETURN; END IF; ' +
-        'FOR i IN 1..cardinality(p_end) LOOP',
-    );
-    expect(guard).toBeGreaterThan(0);
-    expect(convert).toBeGreaterThan(guard);
-    // Every statement of the typed procedure, the careful pass in place included, reads typed values.
-    expect(typed).toContain(
-      'UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text, "at" = g1_t3[1][i] WHERE t."id" = g1_t1[1][i] AND',
-    );
-    expect(typed).toContain('FROM ONLY "app"."Orders" AS t WHERE t."id" = g1_t1[1][i] FOR UPDATE OF t;');
-    expect(typed.slice(typed.indexOf('FOR i IN 1..'))).not.toContain('::bigint');
-    expect(twin).toContain('WHERE t."id" = (g1_a[1][i])::bigint AND');
-    // The conflict record keeps the text the source sent.
-    expect(typed).toContain("jsonb_build_object('id', g1_a[1][i])");
-    // Nothing to convert (text only): one procedure that casts.
-    const textOnly: TxShape = {
-      groups: [
-        {
-          shape: {
-            table: { ...t, columns: [t.columns[1] as ApplyTable['columns'][number]], keyIndexes: [0] },
-            kind: 'insert',
-            setIndexes: [0],
-          },
-          single: true,
-        },
-      ],
-      persists: false,
-    };
-    const one = procedureSql('pgf_s6', textOnly, ctx, EDGE_AB);
-    expect(one).toHaveLength(1);
-    expect(one[0]).toMatch(/^CREATE OR REPLACE PROCEDURE pg_temp\."pgf_s6"\(/);
-    expect(one[0]).not.toContain('pgf_typed');
   });
 
   it('keeps a procedure of the largest shape within the 100 arguments a function may take', () => {

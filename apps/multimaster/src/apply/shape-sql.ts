@@ -8,8 +8,6 @@ import {
   GROUP_DECLARATIONS,
   type GroupShape,
   type RowRange,
-  type TypedParam,
-  typedParams,
 } from './group-sql.js';
 import { witnessCalls } from './progress-mark.js';
 
@@ -155,17 +153,9 @@ function carefulFunctionSql(
  * transaction i fails, the ones before it stay committed and the row names the last of
  * them.
  *
- * Values are converted from text once per call, not in every statement (typedParams; 4 to
- * 8 % less apply time per TPC-B transaction on PostgreSQL 15). A value the column's type
- * refuses would then fail the call before its first transaction, and the batcher would
- * blame a transaction that has no fault: so the conversion runs in a subtransaction, and
- * if it fails, the procedure hands the whole run, untouched, to its twin `<name>_x` that
- * casts in every statement, where the bad value fails its own transaction after the ones
- * before it committed. A shape with nothing to convert gets only the casting procedure.
- *
- * Returns the statements that create the procedure (and its twin and careful companion
- * when it has them). All live in pg_temp: per session, never replicated, dropped with the
- * apply connection.
+ * Returns the statements that create the procedure (and its careful companion when it has
+ * one). Both live in pg_temp: per session, never replicated, dropped with the apply
+ * connection.
  */
 export function procedureSql(
   name: string,
@@ -173,38 +163,12 @@ export function procedureSql(
   ctx: (g: GroupShape) => ConflictSqlContext,
   edge: { id: string; origin: string },
 ): string[] {
-  const inPlace = shape.groups.every((g) => g.single);
-  const careful = inPlace ? [] : [carefulFunctionSql(`${name}_c`, shape, ctx)];
-  const typed = shape.groups.flatMap((g, k) => typedParams(k + 1, g.shape));
-  if (typed.length === 0) return [...careful, runProcedureSql(name, name, shape, ctx, edge, null)];
-  const twin = `${name}_x`;
-  return [
-    ...careful,
-    runProcedureSql(twin, name, shape, ctx, edge, null),
-    runProcedureSql(name, name, shape, ctx, edge, { params: typed, fallback: twin }),
-  ];
-}
-
-/**
- * One procedure of procedureSql: `base` names the careful companion (`<base>_c`), `typed` the
- * conversion once per call and the procedure to hand the run to when it fails (null:
- * every statement casts).
- */
-function runProcedureSql(
-  name: string,
-  base: string,
-  shape: TxShape,
-  ctx: (g: GroupShape) => ConflictSqlContext,
-  edge: { id: string; origin: string },
-  typed: { params: TypedParam[]; fallback: string } | null,
-): string {
   const params = procedureParams(shape);
   const inPlace = shape.groups.every((g) => g.single);
+  const careful = `${name}_c`;
   const args = params.map((p) => p.split(' ')[0]).join(', ');
-  const rollBackAndRedo = `ROLLBACK; PERFORM pg_temp.${quoteIdent(`${base}_c`)}(i, ${args}); EXIT pgf_fast;`;
-  const isTyped = typed !== null;
-  const carefulHere = (k: number, g: GroupShape) =>
-    CAREFUL_TX_SETUP + carefulRowSql(k, g, ctx(g), 'i', isTyped);
+  const rollBackAndRedo = `ROLLBACK; PERFORM pg_temp.${quoteIdent(careful)}(i, ${args}); EXIT pgf_fast;`;
+  const carefulHere = (k: number, g: GroupShape) => CAREFUL_TX_SETUP + carefulRowSql(k, g, ctx(g), 'i');
   const fast = shape.groups
     .map((g, k) =>
       fastGroupSql(
@@ -213,40 +177,29 @@ function runProcedureSql(
         rowsOf(k + 1, g),
         'p_sv[i]',
         inPlace ? carefulHere(k + 1, g.shape) : rollBackAndRedo,
-        { plainInsert: g.plainInsert === true, typed: isTyped },
+        g.plainInsert === true,
       ),
     )
     .join(' ');
   const persist = shape.persists
     ? `IF p_persist[i] IS NOT NULL THEN UPDATE pgfleet.edge_seen SET seen = p_persist[i] WHERE edge = ${quoteLiteral(edge.id)}; END IF; `
     : '';
-  const declarations = [
-    'i int',
-    inPlace ? GROUP_DECLARATIONS : 'pgf_n int8; pgf_void boolean',
-    ...(typed ? ['pgf_typed boolean := true', ...typed.params.map((t) => `${t.name} ${t.type}[]`)] : []),
-  ].join('; ');
-  const convert = typed
-    ? 'BEGIN ' +
-      typed.params.map((t) => `${t.name} := (${t.source})::${t.type}[]; `).join('') +
-      'EXCEPTION WHEN OTHERS THEN pgf_typed := false; END; ' +
-      `IF NOT pgf_typed THEN CALL pg_temp.${quoteIdent(typed.fallback)}(${args}); RETURN; END IF; `
-    : '';
-  return (
+  return [
+    ...(inPlace ? [] : [carefulFunctionSql(careful, shape, ctx)]),
     `CREATE OR REPLACE PROCEDURE pg_temp.${quoteIdent(name)}(${params.join(', ')}) LANGUAGE plpgsql AS $pgf$ ` +
-    `DECLARE ${declarations}; ` +
-    'BEGIN ' +
-    `${callForEffect('pgfleet.apply_guard(p_expected)')} ` +
-    convert +
-    'FOR i IN 1..cardinality(p_end) LOOP ' +
-    `<<pgf_fast>> BEGIN ${fast} END; ` +
-    persist +
-    witnessCalls(edge.origin)
-      .map((c) => `${callForEffect(c)} `)
-      .join('') +
-    `${callForEffect('pg_replication_origin_xact_setup(p_end[i], p_ts[i])')} ` +
-    'COMMIT; ' +
-    'END LOOP; END $pgf$'
-  );
+      `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8; pgf_void boolean'}; ` +
+      'BEGIN ' +
+      `${callForEffect('pgfleet.apply_guard(p_expected)')} ` +
+      'FOR i IN 1..cardinality(p_end) LOOP ' +
+      `<<pgf_fast>> BEGIN ${fast} END; ` +
+      persist +
+      witnessCalls(edge.origin)
+        .map((c) => `${callForEffect(c)} `)
+        .join('') +
+      `${callForEffect('pg_replication_origin_xact_setup(p_end[i], p_ts[i])')} ` +
+      'COMMIT; ' +
+      'END LOOP; END $pgf$',
+  ];
 }
 
 /** CALL of a procedureSql procedure with `params` parameters. */
