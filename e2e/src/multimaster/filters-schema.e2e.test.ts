@@ -54,6 +54,22 @@ describe('multimaster: filters and schema changes', () => {
     await sb?.destroy();
   });
 
+  const edge = (id: string) => rep.status().edges.find((e) => e.edge === id);
+  const pausedEdge = (id: string) =>
+    eventually(
+      `edge ${id} paused`,
+      async () => edge(id),
+      (e) => e?.state === 'paused',
+    );
+  /** Waits until edge `id` streams again with no error. */
+  const streamingAgain = (id: string) =>
+    eventually(
+      `edge ${id} streaming again`,
+      async () => edge(id),
+      (e) => e?.state === 'streaming' && e.lastError === null,
+      { timeoutMs: 20_000 },
+    );
+
   const rowsOn = async (n: SandboxNode) =>
     n.query<{ id: number; region: string; v: string }>('SELECT id, region, v FROM f.rows ORDER BY id');
 
@@ -92,11 +108,7 @@ describe('multimaster: filters and schema changes', () => {
   it('12: a column added on one node only pauses the edge with a clear error, applies nothing of the transaction, and resumes once the column exists everywhere', async () => {
     await a.query('ALTER TABLE f.sch ADD COLUMN extra int');
     await a.query(`BEGIN; INSERT INTO f.plain VALUES (1); INSERT INTO f.sch VALUES (1, 'x', 5); COMMIT`);
-    const paused = await eventually(
-      'edge a_b paused',
-      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
-      (e) => e?.state === 'paused',
-    );
+    const paused = await pausedEdge('a_b');
     expect(paused?.lastError).toMatchObject({
       code: 'SCHEMA_MISMATCH',
       details: expect.objectContaining({ table: 'f.sch', column: 'extra' }),
@@ -105,22 +117,17 @@ describe('multimaster: filters and schema changes', () => {
     // It stays paused while it retries, and nothing of that transaction reached b.
     const seen = new Set<string>();
     for (let i = 0; i < 25; i++) {
-      seen.add(rep.status().edges.find((e) => e.edge === 'a_b')?.state ?? '?');
+      seen.add(edge('a_b')?.state ?? '?');
       await sleep(100);
     }
     expect([...seen]).toEqual(['paused']);
     expect(await count(b, 'f.plain')).toBe(0);
     expect(await count(b, 'f.sch')).toBe(0);
     // The other direction keeps streaming.
-    expect(rep.status().edges.find((e) => e.edge === 'b_a')?.state).toBe('streaming');
+    expect(edge('b_a')?.state).toBe('streaming');
 
     await b.query('ALTER TABLE f.sch ADD COLUMN extra int');
-    await eventually(
-      'edge a_b streaming again',
-      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
-      (e) => e?.state === 'streaming' && e.lastError === null,
-      { timeoutMs: 20_000 },
-    );
+    await streamingAgain('a_b');
     await quiesce(nodes);
     expect(await b.query('SELECT id FROM f.plain')).toEqual([{ id: 1 }]);
     expect(await b.query('SELECT id, v, extra FROM f.sch')).toEqual([{ id: 1, v: 'x', extra: 5 }]);
@@ -130,11 +137,7 @@ describe('multimaster: filters and schema changes', () => {
   it('13: a column widened on one node first: a longer value pauses the edge into the narrower node, is never cut to fit, and applies whole once widened there', async () => {
     await a.query('ALTER TABLE f.wid ALTER COLUMN v TYPE varchar(10)');
     await a.query(`BEGIN; INSERT INTO f.plain VALUES (2); INSERT INTO f.wid VALUES (1, 'abcdef'); COMMIT`);
-    const paused = await eventually(
-      'edge a_b paused',
-      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
-      (e) => e?.state === 'paused',
-    );
+    const paused = await pausedEdge('a_b');
     expect(paused?.lastError).toMatchObject({
       code: 'EDGE_PAUSED',
       details: expect.objectContaining({ sqlState: '22001' }),
@@ -144,12 +147,7 @@ describe('multimaster: filters and schema changes', () => {
     expect(await b.query('SELECT v FROM f.wid')).toEqual([]);
 
     await b.query('ALTER TABLE f.wid ALTER COLUMN v TYPE varchar(10)');
-    await eventually(
-      'edge a_b streaming again',
-      async () => rep.status().edges.find((e) => e.edge === 'a_b'),
-      (e) => e?.state === 'streaming' && e.lastError === null,
-      { timeoutMs: 20_000 },
-    );
+    await streamingAgain('a_b');
     await quiesce(nodes);
     for (const n of nodes) {
       expect(await n.query('SELECT id, v FROM f.wid')).toEqual([{ id: 1, v: 'abcdef' }]);

@@ -557,43 +557,33 @@ describe('Applier on a real server', () => {
     expect(await progress()).toBe(big.endLsn);
   });
 
-  it('stops at a transaction the target refuses, after committing the ones before it, and asks to replay that one', async () => {
-    await admin.query(`TRUNCATE ${SCHEMA}.checked`);
-    const h = await makeApplier({});
-    await h.init();
-    const ok1 = tx([ins(2, ['1', '1'])]);
-    const ok2 = tx([ins(2, ['2', '2'])]);
-    const bad = tx([ins(2, ['3', '-1'])]); // violates the CHECK constraint
-    const after = tx([ins(2, ['4', '4'])]);
-    for (const t of [ok1, ok2, bad, after]) h.feed(t.msgs);
-    const f: ApplierFailure = await h.a.failed;
-    expect(f.kind).toBe('replay');
-    expect(f.kind === 'replay' && f.commitLsn).toBe(bad.finalLsn);
-    expect((await rows('checked')).map((r) => r.id)).toEqual([1, 2]);
-    expect(await progress()).toBe(ok2.endLsn);
-    // Nothing past the last commit may be acknowledged.
-    expect(h.a.inFlight()).toBe(true);
-    expect(h.a.lastAppliedEndLsn <= ok2.endLsn).toBe(true);
-    await h.a.drain();
-  });
-
-  it('a value its column type refuses fails its own transaction, not the run: the ones before it commit', async () => {
-    await admin.query(`TRUNCATE ${SCHEMA}.checked`);
-    const h = await makeApplier({});
-    await h.init();
-    // One shape, so one call: the refused value is third in it.
-    const ok1 = tx([ins(2, ['1', '1'])]);
-    const ok2 = tx([ins(2, ['2', '2'])]);
-    const refused = tx([ins(2, ['3', 'three'])]); // not an int
-    const after = tx([ins(2, ['4', '4'])]);
-    for (const t of [ok1, ok2, refused, after]) h.feed(t.msgs);
-    const f: ApplierFailure = await h.a.failed;
-    expect(f.kind === 'replay' && f.commitLsn).toBe(refused.finalLsn);
-    expect((f as { error: { code?: string } }).error.code).toBe('22P02');
-    expect((await rows('checked')).map((r) => r.id)).toEqual([1, 2]);
-    expect(await progress()).toBe(ok2.endLsn);
-    await h.a.drain();
-  });
+  it.each([
+    { refusedBy: 'a CHECK constraint', value: '-1', code: '23514' },
+    { refusedBy: 'the column type (not an int)', value: 'three', code: '22P02' },
+  ])(
+    'stops at a transaction the target refuses ($refusedBy), after committing the ones before it in the same call, and asks to replay that one',
+    async ({ value, code }) => {
+      await admin.query(`TRUNCATE ${SCHEMA}.checked`);
+      const h = await makeApplier({});
+      await h.init();
+      // One shape, so one call: the refused transaction is third in it.
+      const ok1 = tx([ins(2, ['1', '1'])]);
+      const ok2 = tx([ins(2, ['2', '2'])]);
+      const bad = tx([ins(2, ['3', value])]);
+      const after = tx([ins(2, ['4', '4'])]);
+      for (const t of [ok1, ok2, bad, after]) h.feed(t.msgs);
+      const f: ApplierFailure = await h.a.failed;
+      expect(f.kind).toBe('replay');
+      expect(f.kind === 'replay' && f.commitLsn).toBe(bad.finalLsn);
+      expect((f as { error: { code?: string } }).error.code).toBe(code);
+      expect((await rows('checked')).map((r) => r.id)).toEqual([1, 2]);
+      expect(await progress()).toBe(ok2.endLsn);
+      // Nothing past the last commit may be acknowledged.
+      expect(h.a.inFlight()).toBe(true);
+      expect(h.a.lastAppliedEndLsn <= ok2.endLsn).toBe(true);
+      await h.a.drain();
+    },
+  );
 
   it('never cuts a value to fit a narrower column: the transaction fails for the replay, the ones before it commit whole', async () => {
     // The source's columns are wider (text) than the target's, as on a node where a column
