@@ -8,8 +8,9 @@ export interface ApplyTable {
   name: string;
   /**
    * Columns the source sends, in relation order, with the SQL type their text is cast to
-   * (TargetColumn.type: no modifier, so the column itself checks the length). `identityAlways`: GENERATED ALWAYS AS IDENTITY on the target, never assigned
-   * by an UPDATE (PostgreSQL allows only DEFAULT there, 428C9).
+   * (TargetColumn.type: no modifier, so the column itself checks the length).
+   * `identityAlways`: GENERATED ALWAYS AS IDENTITY on the target, never assigned by an
+   * UPDATE (PostgreSQL allows only DEFAULT there, 428C9).
    */
   columns: { name: string; type: string; isKey: boolean; identityAlways?: boolean }[];
   /** Indexes into `columns` of the row key (replica identity, or the unique key under FULL). */
