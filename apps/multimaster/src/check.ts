@@ -1,6 +1,6 @@
 import { connect, quoteIdent, quoteLiteral, quoteQualified, toPgfleetError } from '@pgfleet/connection';
 import type pg from 'pg';
-import { uniqueKeySql } from './apply/target-table.js';
+import { castTypeSql, uniqueKeySql } from './apply/target-table.js';
 import type { ResolvedConfig } from './config.js';
 import { VALUE_TEXT_SETTINGS } from './session-settings.js';
 
@@ -89,7 +89,7 @@ async function checkTable(
   try {
     // The key rows are matched on by the apply: primary key, else a unique NOT NULL key.
     const { rows: keyRows } = await first.query(
-      `SELECT k.name, format_type(a.atttypid, a.atttypmod) AS type
+      `SELECT k.name, ${castTypeSql('a')} AS type
          FROM json_array_elements_text(${uniqueKeySql('to_regclass($1)')}) WITH ORDINALITY AS k(name, ord)
          JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attname = k.name ORDER BY k.ord`,
       [q],

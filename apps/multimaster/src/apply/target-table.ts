@@ -74,10 +74,11 @@ export function uniqueKeySql(relid: string): string {
  * varchar(3) silently cuts a longer value to fit, where assigning it to the column fails
  * ("value too long", SQLSTATE 22001). A node whose column is narrower than the source's
  * (a column widened on one node first, DDL not being replicated) would otherwise keep a
- * truncated value and never converge. typmod -1 and not NULL: format_type(bpchar, NULL) is
- * "character", which as a cast means character(1).
+ * truncated value and never converge (and `check` would match a dead letter's long key to
+ * a short one). typmod -1 and not NULL: format_type(bpchar, NULL) is "character", which as
+ * a cast means character(1). `attribute` is the pg_attribute row's alias.
  */
-const castTypeSql = (attribute: string) => `(WITH RECURSIVE ty(oid, typtype, typbasetype) AS (
+export const castTypeSql = (attribute: string) => `(WITH RECURSIVE ty(oid, typtype, typbasetype) AS (
             SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t WHERE t.oid = ${attribute}.atttypid
             UNION ALL
             SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t JOIN ty ON t.oid = ty.typbasetype WHERE ty.typtype = 'd')
