@@ -1,6 +1,6 @@
 import { connect, quoteIdent, quoteLiteral, quoteQualified, toPgfleetError } from '@pgfleet/connection';
 import type pg from 'pg';
-import { castTypeSql, uniqueKeySql } from './apply/target-table.js';
+import { loadTargetTable } from './apply/target-table.js';
 import type { ResolvedConfig } from './config.js';
 import { VALUE_TEXT_SETTINGS } from './session-settings.js';
 
@@ -88,13 +88,12 @@ async function checkTable(
   const check: TableCheck = { table: id, nodes: {}, equal: true, differingKeys: [], deadLetterKeys: [] };
   try {
     // The key rows are matched on by the apply: primary key, else a unique NOT NULL key.
-    const { rows: keyRows } = await first.query(
-      `SELECT k.name, ${castTypeSql('a')} AS type
-         FROM json_array_elements_text(${uniqueKeySql('to_regclass($1)')}) WITH ORDINALITY AS k(name, ord)
-         JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attname = k.name ORDER BY k.ord`,
-      [q],
-    );
-    const keyCols = keyRows as Array<{ name: string; type: string }>;
+    // The same catalog read, and the same cast types, as the apply's (loadTargetTable).
+    const target = await loadTargetTable(first, t.schema, t.name);
+    const keyCols = (target?.uniqueKey ?? []).map((name) => ({
+      name,
+      type: target?.columns.get(name)?.type as string,
+    }));
     const keyExpr = keyCols.length
       ? `ROW(${keyCols.map((k) => `t.${quoteIdent(k.name)}`).join(', ')})::text`
       : 'ROW(t.*)::text';

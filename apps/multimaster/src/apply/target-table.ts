@@ -78,7 +78,7 @@ export function uniqueKeySql(relid: string): string {
  * a short one). typmod -1 and not NULL: format_type(bpchar, NULL) is "character", which as
  * a cast means character(1). `attribute` is the pg_attribute row's alias.
  */
-export const castTypeSql = (attribute: string) => `(WITH RECURSIVE ty(oid, typtype, typbasetype) AS (
+const castTypeSql = (attribute: string) => `(WITH RECURSIVE ty(oid, typtype, typbasetype) AS (
             SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t WHERE t.oid = ${attribute}.atttypid
             UNION ALL
             SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t JOIN ty ON t.oid = ty.typbasetype WHERE ty.typtype = 'd')
