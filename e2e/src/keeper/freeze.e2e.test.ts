@@ -114,8 +114,10 @@ describe.skipIf(!suite.provider)(`keeper e2e: frozen primary (${suite.label})`, 
     await until('kb in primary mode', () => kb.handle.status().role === 'primary');
     expect(kb.handle.status().counters.promotions).toBe(1);
     // Every probe of the frozen primary ended at connectTimeout (plus timer/event-loop slack).
+    // A Node timer counts from the event loop's cached clock, which can be up to a
+    // millisecond old when the timer is armed: measured with Date.now() it may end at 199 ms.
     expect(s.seen.maxFailures).toBeGreaterThanOrEqual(FAILURES);
-    expect(s.seen.maxLatencyMs).toBeGreaterThanOrEqual(CONNECT_TIMEOUT);
+    expect(s.seen.maxLatencyMs).toBeGreaterThanOrEqual(CONNECT_TIMEOUT - 2);
     expect(s.seen.maxLatencyMs).toBeLessThanOrEqual(CONNECT_TIMEOUT + 150);
     const metrics = await httpText(`${kb.handle.url}/metrics`);
     const failed = Number(/^pgfleet_keeper_probe_failures_total\S* (\d+)/m.exec(metrics)?.[1]);
