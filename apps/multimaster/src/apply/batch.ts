@@ -1,5 +1,6 @@
 import { quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
+import type { GroupShape } from './group-sql.js';
 import type { TxShape } from './shape-sql.js';
 import { columnMatrix, type PendingTx, type TxGroup } from './tx-builder.js';
 import { fixedArray, intMatrix, OID, stringArray, timestampMatrix } from './wire-arrays.js';
@@ -55,9 +56,14 @@ export function tableKey(t: { schema: string; name: string }): string {
   return k;
 }
 
-/** A group of one inserted row: applied as a plain INSERT unless its table is known to hold existing keys. */
-export function singleInsert(g: { rows: number; shape: { kind: string } }): boolean {
-  return g.rows === 1 && g.shape.kind === 'insert';
+/** Whether a group with one row per transaction is a plain INSERT: an insert into a table not in `keysExist`. */
+function plainInsertFor(g: GroupShape, single: boolean, keysExist: ReadonlySet<string>): boolean {
+  return single && g.kind === 'insert' && (keysExist.size === 0 || !keysExist.has(tableKey(g.table)));
+}
+
+/** The procedure key of a group of a shape: its tx-builder shapeKey, and how its rows are applied. */
+function groupKeyPart(i: number, shapeKey: string, single: boolean, plainInsert: boolean): string {
+  return `${i === 0 ? '' : '|'}${shapeKey}#${single ? (plainInsert ? 'p' : 1) : 'n'}`;
 }
 
 /**
@@ -68,8 +74,8 @@ export function txShape(r: ReadyTx, keysExist: ReadonlySet<string>): { key: stri
   let key = '';
   const groups = r.tx.groups.map((g, i) => {
     const single = g.rows === 1;
-    const plainInsert = singleInsert(g) && (keysExist.size === 0 || !keysExist.has(tableKey(g.shape.table)));
-    key += `${i === 0 ? '' : '|'}${g.shapeKey}#${single ? (plainInsert ? 'p' : 1) : 'n'}`;
+    const plainInsert = plainInsertFor(g.shape, single, keysExist);
+    key += groupKeyPart(i, g.shapeKey, single, plainInsert);
     return { shape: g.shape, single, plainInsert };
   });
   if (r.persist !== null) key += '|P';
@@ -96,6 +102,32 @@ export class TxBatch {
     this.rows += r.tx.rows;
   }
 
+  /**
+   * The run as its call is sent: its parameters, and what sending it again takes. The
+   * decoded transactions are not kept (they are garbage once the parameters are built).
+   */
+  sent(session: SessionParams): SentRun {
+    const n = this.txs.length;
+    const ends = new BigUint64Array(n);
+    const finals = new BigUint64Array(n);
+    for (let i = 0; i < n; i++) {
+      const r = this.txs[i] as ReadyTx;
+      ends[i] = r.endLsn;
+      finals[i] = r.tx.finalLsn;
+    }
+    const groupKeys = (this.txs[0] as ReadyTx).tx.groups.map((g) => g.shapeKey);
+    return new SentRun(
+      this.shapeKey,
+      this.shape,
+      groupKeys,
+      ends,
+      finals,
+      this.params(session),
+      0,
+      this.expected,
+    );
+  }
+
   /** Parameters of the CALL, in procedureSql's order. */
   params(session: SessionParams): unknown[] {
     const txs = this.txs;
@@ -109,6 +141,7 @@ export class TxBatch {
     const width = Math.max(1, ...vectors.map((v) => v.length));
     const out: unknown[] = [
       formatLsn(this.expected),
+      1, // p_from
       fixedArray(
         OID.pg_lsn,
         txs.map((r) => r.endLsn),
@@ -151,5 +184,72 @@ export class TxBatch {
       out.push(columnMatrix(parts, parts[0]?.g.width ?? 0));
     });
     return out;
+  }
+}
+
+/**
+ * A run whose call was sent, as long as the call has not returned: enough to send it again
+ * from any of its transactions under other keys (batcher.ts, after a single-row insert met
+ * an existing key), and nothing of the decoded transactions.
+ */
+export class SentRun {
+  constructor(
+    readonly shapeKey: string,
+    readonly shape: TxShape,
+    /** Each group's tx-builder shapeKey, to key the shape again. */
+    private readonly groupKeys: readonly string[],
+    /** End LSN of each transaction of the run. */
+    private readonly ends: BigUint64Array,
+    /** Commit LSN of each transaction of the run. */
+    private readonly finals: BigUint64Array,
+    /** The CALL's parameters (procedureSql's order): p_expected and p_from name where it starts. */
+    readonly params: readonly unknown[],
+    /** Index of the first transaction the call applies. */
+    readonly from: number,
+    /** Origin progress before that transaction: the call's guard. */
+    readonly expected: Lsn,
+  ) {}
+
+  /** Transactions the call applies. */
+  get size(): number {
+    return this.ends.length - this.from;
+  }
+
+  /** End LSN of the run's last transaction. */
+  get lastEnd(): Lsn {
+    return this.ends[this.ends.length - 1] as Lsn;
+  }
+
+  /** Index of the first transaction the call applies that ends past `progress`, or -1. */
+  firstPast(progress: Lsn): number {
+    for (let i = this.from; i < this.ends.length; i++) if ((this.ends[i] as bigint) > progress) return i;
+    return -1;
+  }
+
+  commitLsn(i: number): Lsn {
+    return this.finals[i] as Lsn;
+  }
+
+  /** Tables of the run's plain single-row inserts. */
+  plainInsertTables(): string[] {
+    return this.shape.groups.filter((g) => g.plainInsert === true).map((g) => tableKey(g.shape.table));
+  }
+
+  /**
+   * The run from transaction `from` on, keyed under `keysExist` (its parameters are the
+   * same: a plain insert and one with ON CONFLICT take the same values).
+   */
+  again(from: number, keysExist: ReadonlySet<string>): SentRun {
+    let key = '';
+    const groups = this.shape.groups.map((g, i) => {
+      const plainInsert = plainInsertFor(g.shape, g.single, keysExist);
+      key += groupKeyPart(i, this.groupKeys[i] as string, g.single, plainInsert);
+      return { ...g, plainInsert };
+    });
+    if (this.shape.persists) key += '|P';
+    const expected = from > this.from ? (this.ends[from - 1] as Lsn) : this.expected;
+    const params = [formatLsn(expected), from + 1, ...this.params.slice(2)];
+    const shape = { groups, persists: this.shape.persists };
+    return new SentRun(key, shape, this.groupKeys, this.ends, this.finals, params, from, expected);
   }
 }

@@ -3,7 +3,7 @@ import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type { Logger } from 'pino';
 import { SQLSTATE_GUARD } from '../metadata.js';
 import type { ApplyConnection } from './apply-connection.js';
-import { type ReadyTx, type SessionParams, singleInsert, TxBatch, tableKey, txShape } from './batch.js';
+import { type ReadyTx, type SentRun, type SessionParams, TxBatch, txShape } from './batch.js';
 import type { ApplierFailure } from './failure.js';
 import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import type { CommitLedger } from './ledger.js';
@@ -44,13 +44,16 @@ export interface BatcherContext {
  * expects) without writing anything. The batcher then applies that table's single-row inserts
  * with ON CONFLICT for the rest of the session (the conflict is resolved in SQL like any
  * other) and sends again, in order, every transaction from the failed one on: no session
- * restart, nothing applied twice. So sent runs are kept until their call returns.
+ * restart, nothing applied twice. So a sent run keeps its parameters until its call
+ * returns (SentRun), but not its decoded transactions: held for as long as a call runs,
+ * they outlived the collector's young generation, and copying them out of it was most of
+ * the replicator's garbage collection.
  */
 export class Batcher {
   private batch: TxBatch | null = null;
   private scheduled = false;
   /** Runs whose call has not returned, in the order sent. */
-  private readonly sentRuns: TxBatch[] = [];
+  private readonly sentRuns: SentRun[] = [];
   /** Tables whose single-row inserts take ON CONFLICT (tableKey). */
   private readonly keysExist = new Set<string>();
   /** End LSN of the last transaction entered in the ledger (a run sent again is not entered twice). */
@@ -113,19 +116,22 @@ export class Batcher {
       });
       this.recordedThrough = r.endLsn;
     }
-    const last = b.txs[b.txs.length - 1] as ReadyTx;
-    this.sentRuns.push(b);
-    this.c.conn.send(proc.call, b.params(this.c.session()), proc.name).then(
+    this.send(b.sent(this.c.session()), proc.call, proc.name);
+  }
+
+  private send(run: SentRun, call: string, name: string): void {
+    this.sentRuns.push(run);
+    this.c.conn.send(call, run.params as unknown[], name).then(
       () => {
-        this.returned(b);
-        this.c.ledger.confirmThrough(last.endLsn);
+        this.returned(run);
+        this.c.ledger.confirmThrough(run.lastEnd);
       },
-      (err: unknown) => this.failed(b, err as Error),
+      (err: unknown) => this.failed(run, err as Error),
     );
   }
 
-  private returned(b: TxBatch): void {
-    const i = this.sentRuns.indexOf(b);
+  private returned(run: SentRun): void {
+    const i = this.sentRuns.indexOf(run);
     if (i >= 0) this.sentRuns.splice(0, i + 1);
   }
 
@@ -134,7 +140,7 @@ export class Batcher {
    * origin progress, read right after, says which; the first one past it is the one that
    * failed. A guard failure is the consequence of an earlier failure, already reported.
    */
-  private async failed(b: TxBatch, err: Error): Promise<void> {
+  private async failed(run: SentRun, err: Error): Promise<void> {
     if (this.recovering) return; // sent after the call being recovered from: it sends this again
     const c = classifyDriverError(err);
     if (c.kind === 'connection') return this.c.fail({ kind: 'retry', error: err });
@@ -158,40 +164,41 @@ export class Batcher {
       return;
     }
     this.c.ledger.confirmThrough(progress);
-    const failing = b.txs.find((r) => r.endLsn > progress);
-    if (release && failing && this.sendAgain(b, failing, progress)) {
+    const failing = run.firstPast(progress);
+    if (release && failing >= 0 && this.sendAgain(run, failing, progress)) {
       release();
       return;
     }
     this.recovering = false;
-    if (failing && c.kind === 'server')
-      this.c.fail({ kind: 'replay', commitLsn: failing.tx.finalLsn, error: err });
+    if (failing >= 0 && c.kind === 'server')
+      this.c.fail({ kind: 'replay', commitLsn: run.commitLsn(failing), error: err });
     else this.c.fail({ kind: 'retry', error: err });
     release?.(); // after the failure: nothing more is handled
   }
 
   /**
-   * After a unique_violation in run `b` at `failing`: when that transaction holds single-row
-   * inserts applied plainly and nothing but batched runs is in flight, switches their tables
-   * to ON CONFLICT and sends again everything from `failing` on. False: nothing was changed,
-   * the failure stands.
+   * After a unique_violation in `run` at transaction `failing`: when that run applies
+   * single-row inserts plainly and nothing but batched runs is in flight, switches their
+   * tables to ON CONFLICT and sends again everything from `failing` on, the runs already
+   * sent with the parameters they had. False: nothing was changed, the failure stands.
    */
-  private sendAgain(b: TxBatch, failing: ReadyTx, progress: Lsn): boolean {
-    const tables = new Set<string>();
-    for (const g of failing.tx.groups) {
-      const key = tableKey(g.shape.table);
-      if (singleInsert(g) && !this.keysExist.has(key)) tables.add(key);
-    }
+  private sendAgain(run: SentRun, failing: number, progress: Lsn): boolean {
+    const tables = new Set(run.plainInsertTables().filter((t) => !this.keysExist.has(t)));
     if (tables.size === 0 || this.c.otherPathsInFlight()) return false;
-    const from = this.sentRuns.indexOf(b);
-    const again: ReadyTx[] = [];
-    for (const run of from < 0 ? [] : this.sentRuns.slice(from))
-      for (const r of run.txs) if (r.endLsn > progress) again.push(r);
-    if (again.length !== this.c.ledger.size) return false; // something else was sent: not ours to redo
+    const from = this.sentRuns.indexOf(run);
+    const again: Array<{ run: SentRun; from: number }> = [];
+    let count = 0;
+    for (const r of from < 0 ? [] : this.sentRuns.slice(from)) {
+      const i = r === run ? failing : r.firstPast(progress);
+      if (i < 0) continue;
+      again.push({ run: r, from: i });
+      count += r.size - (i - r.from);
+    }
+    if (count !== this.c.ledger.size) return false; // something else was sent: not ours to redo
     for (const t of tables) this.keysExist.add(t);
     this.c.logger.info(
-      { event: 'insert_key_exists', tables: [...tables], resent: again.length },
-      `a single-row insert met an existing key in ${[...tables].join(', ')}: this session applies its inserts with ON CONFLICT from now on, and sends the ${again.length} transaction(s) from ${formatLsn(failing.tx.finalLsn)} on again`,
+      { event: 'insert_key_exists', tables: [...tables], resent: count },
+      `a single-row insert met an existing key in ${[...tables].join(', ')}: this session applies its inserts with ON CONFLICT from now on, and sends the ${count} transaction(s) from ${formatLsn(run.commitLsn(failing))} on again`,
     );
     this.sentRuns.length = 0;
     const queued = this.batch?.txs ?? [];
@@ -199,20 +206,27 @@ export class Batcher {
     const deferred = this.deferred.splice(0);
     this.recovering = false;
     let expected = progress;
-    for (const r of [...again, ...queued]) {
-      if (!this.add(r, expected)) return this.giveUp(r);
+    for (const a of again) {
+      const r = a.run.again(a.from, this.keysExist);
+      const proc = this.c.conn.procedure(r.shapeKey, r.shape, this.c.conflictContext);
+      if (!proc) return this.giveUp(r.commitLsn(r.from));
+      this.send(r, proc.call, proc.name);
+      expected = r.lastEnd;
+    }
+    for (const r of queued) {
+      if (!this.add(r, expected)) return this.giveUp(r.tx.finalLsn);
       expected = r.endLsn;
     }
-    for (const d of deferred) if (!this.add(d.r, d.expected)) return this.giveUp(d.r);
+    for (const d of deferred) if (!this.add(d.r, d.expected)) return this.giveUp(d.r.tx.finalLsn);
     this.flush();
     return true;
   }
 
   /** A transaction sent again found no procedure (too many shapes this session): start over. */
-  private giveUp(r: ReadyTx): true {
+  private giveUp(commitLsn: Lsn): true {
     this.c.fail({
       kind: 'replay',
-      commitLsn: r.tx.finalLsn,
+      commitLsn,
       error: new Error('too many transaction shapes'),
     });
     return true;

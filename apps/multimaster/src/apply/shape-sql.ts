@@ -16,12 +16,15 @@ const SQLSTATE_GROUP_MISMATCH = 'PF004';
 
 /**
  * Parameters every transaction procedure takes before its groups' (see procedureSql).
+ * `p_from` is the first transaction of the run that the call applies (1 when first sent; a
+ * run sent again after an existing key skips the ones that committed).
  * `p_seen` is a 2-dimensional timestamptz array, one row per distinct "seen" vector,
  * indexed by replication origin id from 0 (this node's own writes); `p_sv[i]` picks the
  * row of transaction i. `p_rank` and `p_oname` are indexed by origin id from 0 too.
  */
 export const PROCEDURE_COMMON_PARAMS = [
   'p_expected pg_lsn',
+  'p_from int',
   'p_end pg_lsn[]',
   'p_ts timestamptz[]',
   'p_lsn pg_lsn[]',
@@ -145,13 +148,13 @@ function carefulFunctionSql(
  * stay cached in the session.
  *
  * The guard runs once, at the start, inside the first transaction: if anything pipelined
- * before the call failed, nothing of the run commits. The origin setup and COMMIT of a
- * transaction are adjacent statements of a message the server already holds whole, so a
- * replicator that dies cannot part them, and the setup never precedes a ROLLBACK (from
- * PostgreSQL 16 an aborted transaction would move the origin too). A backend terminated
- * between the two can still leave the origin ahead; its witness tells. If
- * transaction i fails, the ones before it stay committed and the row names the last of
- * them.
+ * before the call failed, nothing of the run commits; the loop starts at `p_from`. The
+ * origin setup and COMMIT of a transaction are adjacent statements of a message the server
+ * already holds whole, so a replicator that dies cannot part them, and the setup never
+ * precedes a ROLLBACK (from PostgreSQL 16 an aborted transaction would move the origin
+ * too). A backend terminated between the two can still leave the origin ahead; its witness
+ * tells. If transaction i fails, the ones before it stay committed and the row names the
+ * last of them.
  *
  * Returns the statements that create the procedure (and its careful companion when it has
  * one). Both live in pg_temp: per session, never replicated, dropped with the apply
@@ -190,7 +193,7 @@ export function procedureSql(
       `DECLARE i int; ${inPlace ? GROUP_DECLARATIONS : 'pgf_n int8; pgf_void boolean'}; ` +
       'BEGIN ' +
       `${callForEffect('pgfleet.apply_guard(p_expected)')} ` +
-      'FOR i IN 1..cardinality(p_end) LOOP ' +
+      'FOR i IN p_from..cardinality(p_end) LOOP ' +
       `<<pgf_fast>> BEGIN ${fast} END; ` +
       persist +
       witnessCalls(edge.origin)
