@@ -469,7 +469,7 @@ export class Applier {
       await this.o.db.query(persistSeenSql(this.o.edge.id), [this.persistFor(t)]);
     const outcome = await c.commit(endLsn);
     this.expected = endLsn;
-    this.ledger.sent({ finalLsn: t.finalLsn, endLsn, commitTs: t.commitTs, rows: c.rows });
+    this.ledger.sent(endLsn, t.commitTs, c.rows);
     if (outcome === 'applied') this.ledger.confirmThrough(endLsn);
     else {
       this.ledger.committedWithoutData(endLsn, t.commitTs);

@@ -108,12 +108,7 @@ export class Batcher {
     >;
     for (const r of b.txs) {
       if (this.recordedThrough !== null && r.endLsn <= this.recordedThrough) continue;
-      this.c.ledger.sent({
-        finalLsn: r.tx.finalLsn,
-        endLsn: r.endLsn,
-        commitTs: r.tx.commitTs,
-        rows: r.tx.rows,
-      });
+      this.c.ledger.sent(r.endLsn, r.tx.commitTs, r.tx.rows);
       this.recordedThrough = r.endLsn;
     }
     this.send(b.sent(this.c.session()), proc.call, proc.name);

@@ -1,13 +1,5 @@
 import type { Lsn } from '@pgfleet/wal';
 
-/** A source transaction sent to the target and not yet known to be committed there. */
-export interface LedgerEntry {
-  finalLsn: Lsn;
-  endLsn: Lsn;
-  commitTs: bigint;
-  rows: number;
-}
-
 export interface AppliedRun {
   transactions: number;
   rows: number;
@@ -23,8 +15,16 @@ export interface AppliedRun {
  * them in (one apply session), so "committed through end LSN x" confirms a prefix.
  */
 export class CommitLedger {
-  private readonly entries: LedgerEntry[] = [];
+  /**
+   * The unconfirmed transactions, oldest at `head`: end LSN, commit time and rows in typed
+   * arrays, so that a transaction held until its call returns is no object for the
+   * collector to copy out of its young generation.
+   */
+  private ends = new BigUint64Array(1024);
+  private stamps = new BigInt64Array(1024);
+  private rowCounts = new Float64Array(1024);
   private head = 0;
+  private tail = 0;
   private waiters: Array<{ below: number; resolve: () => void }> = [];
   /** End LSN of the last transaction known committed on the target. */
   lastApplied: Lsn;
@@ -42,40 +42,57 @@ export class CommitLedger {
 
   /** Sent and not yet confirmed. */
   get size(): number {
-    return this.entries.length - this.head;
+    return this.tail - this.head;
   }
 
-  /** The oldest unconfirmed transaction, if any. */
-  oldest(): LedgerEntry | undefined {
-    return this.entries[this.head];
+  /** End LSN of the oldest unconfirmed transaction, if any. */
+  oldestEnd(): Lsn | undefined {
+    return this.head < this.tail ? (this.ends[this.head] as Lsn) : undefined;
   }
 
-  sent(e: LedgerEntry): void {
-    this.entries.push(e);
+  /** A transaction was sent to the target (in source commit order). */
+  sent(endLsn: Lsn, commitTs: bigint, rows: number): void {
+    if (this.tail === this.ends.length) this.makeRoom();
+    this.ends[this.tail] = endLsn;
+    this.stamps[this.tail] = commitTs;
+    this.rowCounts[this.tail] = rows;
+    this.tail++;
+  }
+
+  /** Moves the unconfirmed ones to the front, and doubles the arrays when they are more than half full. */
+  private makeRoom(): void {
+    const n = this.size;
+    const grow = n * 2 > this.ends.length;
+    const ends = grow ? new BigUint64Array(this.ends.length * 2) : this.ends;
+    const stamps = grow ? new BigInt64Array(ends.length) : this.stamps;
+    const rowCounts = grow ? new Float64Array(ends.length) : this.rowCounts;
+    ends.set(this.ends.subarray(this.head, this.tail));
+    stamps.set(this.stamps.subarray(this.head, this.tail));
+    rowCounts.set(this.rowCounts.subarray(this.head, this.tail));
+    this.ends = ends;
+    this.stamps = stamps;
+    this.rowCounts = rowCounts;
+    this.head = 0;
+    this.tail = n;
   }
 
   /** Every sent transaction ending at or before `endLsn` committed (a call that returned, origin progress). */
   confirmThrough(endLsn: Lsn): void {
-    let n = 0;
+    const from = this.head;
     let rows = 0;
-    let last: LedgerEntry | undefined;
-    while (this.head < this.entries.length) {
-      const e = this.entries[this.head] as LedgerEntry;
-      if (e.endLsn > endLsn) break;
+    while (this.head < this.tail && (this.ends[this.head] as bigint) <= endLsn) {
+      rows += this.rowCounts[this.head] as number;
       this.head++;
-      n++;
-      rows += e.rows;
-      last = e;
     }
-    if (!last) return;
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries.splice(0, this.head);
-      this.head = 0;
-    }
-    this.lastApplied = last.endLsn;
-    if (last.endLsn > this.lastHandled) this.lastHandled = last.endLsn;
-    this.lastCommitTs = last.commitTs;
-    this.onApplied({ transactions: n, rows, endLsn: last.endLsn, commitTs: last.commitTs });
+    const n = this.head - from;
+    if (n === 0) return;
+    const lastEnd = this.ends[this.head - 1] as Lsn;
+    const commitTs = this.stamps[this.head - 1] as bigint;
+    if (this.head === this.tail) this.head = this.tail = 0;
+    this.lastApplied = lastEnd;
+    if (lastEnd > this.lastHandled) this.lastHandled = lastEnd;
+    this.lastCommitTs = commitTs;
+    this.onApplied({ transactions: n, rows, endLsn: lastEnd, commitTs });
     this.wake();
   }
 

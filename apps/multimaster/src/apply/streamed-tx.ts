@@ -76,12 +76,7 @@ export class StreamedTx {
   /** Records the seen vector if it changed, sets origin progress and commits. */
   commit(endLsn: Lsn): void {
     if (this.persist !== null) this.watch(this.c.conn.send(persistSeenSql(this.c.edgeId), [this.persist]));
-    this.c.ledger.sent({
-      finalLsn: this.tx.finalLsn,
-      endLsn,
-      commitTs: this.tx.commitTs,
-      rows: this.tx.rows,
-    });
+    this.c.ledger.sent(endLsn, this.tx.commitTs, this.tx.rows);
     const commit = commitStatement(this.c.origin, formatLsn(endLsn), formatPgTimestamp(this.tx.commitTs));
     this.c.conn.send(commit).then(
       (r) => {
