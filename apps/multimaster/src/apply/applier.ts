@@ -27,6 +27,9 @@ import { StreamedTx } from './streamed-tx.js';
 import { applyTableFor } from './target-table.js';
 import { type ApplyRelation, PendingTx } from './tx-builder.js';
 
+/** What a handled message's place in the backlog holds until the backlog is emptied. */
+const HANDLED = Buffer.alloc(0);
+
 export type { ApplierFailure } from './failure.js';
 
 /** The target's replication origins as the applier uses them; the edge reads them again now and then. */
@@ -224,7 +227,7 @@ export class Applier {
   private drainBacklog(): void {
     while (!this.busy && this.holds === 0 && !this.failure && this.backlogHead < this.backlog.length) {
       const b = this.backlog[this.backlogHead] as Buffer;
-      this.backlog[this.backlogHead++] = Buffer.alloc(0);
+      this.backlog[this.backlogHead++] = HANDLED; // lets the message's copy go
       this.step(b);
     }
     if (this.backlogHead >= this.backlog.length) {
