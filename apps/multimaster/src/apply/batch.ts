@@ -2,7 +2,7 @@ import { quoteQualified } from '@pgfleet/connection';
 import { formatLsn, type Lsn } from '@pgfleet/wal';
 import type { GroupShape } from './group-sql.js';
 import type { TxShape } from './shape-sql.js';
-import { columnMatrix, type PendingTx, type TxGroup } from './tx-builder.js';
+import { type PendingTx, rowMatrix, type TxGroup } from './tx-builder.js';
 import { fixedArray, intMatrix, OID, stringArray, timestampMatrix } from './wire-arrays.js';
 
 /** A committed source transaction ready to apply: its rows, and what it was judged against. */
@@ -181,7 +181,7 @@ export class TxBatch {
         out.push(intMatrix([lo, hi]));
       }
       const parts = txs.map((r) => ({ tx: r.tx, g: r.tx.groups[g] as TxGroup }));
-      out.push(columnMatrix(parts, parts[0]?.g.width ?? 0));
+      out.push(rowMatrix(parts, parts[0]?.g.width ?? 0));
     });
     return out;
   }

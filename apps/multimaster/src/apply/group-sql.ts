@@ -45,7 +45,8 @@ const only = (t: ApplyTable) => `ONLY ${quoteQualified(t.schema, t.name)}`;
 
 /**
  * Names and value expressions of one group's parameters inside the generated plpgsql:
- * `g<n>_a<j>` is the text[] of parameter j; a row is addressed by an index expression.
+ * `g<n>_a` holds them as text, a row per change and a column per parameter; a row is
+ * addressed by an index expression.
  */
 class GroupParams {
   constructor(
@@ -57,9 +58,9 @@ class GroupParams {
     return this.g.table;
   }
 
-  /** Parameter j of every row: row `idx` of it is `g<n>_a[j + 1][idx]` (one 2-dimensional text[] per group). */
-  array(j: number): string {
-    return `g${this.n}_a[${j + 1}]`;
+  /** Parameter j of the row at `idx`, as text: `g<n>_a[idx][j + 1]` (one 2-dimensional text[] per group, a row per change). */
+  text(j: number, idx: string): string {
+    return `g${this.n}_a[${idx}][${j + 1}]`;
   }
 
   /** Parameter position of the old key column `keyPos` (0-based among keyIndexes). */
@@ -80,10 +81,10 @@ class GroupParams {
     return this.g.kind === 'update' ? this.t.keyIndexes.length + j : j;
   }
 
-  /** `(g1_a[j + 1][idx])::type`: parameter j of the row at `idx`, cast to its column's type. */
+  /** `(g1_a[idx][j + 1])::type`: parameter j of the row at `idx`, cast to its column's type. */
   value(j: number, idx: string): string {
     const ci = groupColumns(this.g)[j] as number;
-    return `(${this.array(j)}[${idx}])::${col(this.t, ci).type}`;
+    return `(${this.text(j, idx)})::${col(this.t, ci).type}`;
   }
 
   /** `t.k1 = <old key 1> AND ...` for the row at `idx`. */
@@ -96,7 +97,7 @@ class GroupParams {
   /** `jsonb_build_object('k', text, ...)` of the key (old key for update/delete). */
   keyJson(idx: string): string {
     const parts = this.t.keyIndexes.map(
-      (ci, p) => `${quoteLiteral(col(this.t, ci).name)}, ${this.array(this.keyParam(p))}[${idx}]`,
+      (ci, p) => `${quoteLiteral(col(this.t, ci).name)}, ${this.text(this.keyParam(p), idx)}`,
     );
     return `jsonb_build_object(${parts.join(', ')})`;
   }
@@ -110,10 +111,9 @@ class GroupParams {
     const names: Array<[string, string]> = [];
     if (this.g.kind === 'update')
       this.t.keyIndexes.forEach((ci, p) => {
-        if (!this.g.setIndexes.includes(ci)) names.push([col(this.t, ci).name, `${this.array(p)}[${idx}]`]);
+        if (!this.g.setIndexes.includes(ci)) names.push([col(this.t, ci).name, this.text(p, idx)]);
       });
-    for (const ci of this.g.setIndexes)
-      names.push([col(this.t, ci).name, `${this.array(this.setParam(ci))}[${idx}]`]);
+    for (const ci of this.g.setIndexes) names.push([col(this.t, ci).name, this.text(this.setParam(ci), idx)]);
     names.sort(
       (a, b) =>
         this.t.columns.findIndex((c) => c.name === a[0]) - this.t.columns.findIndex((c) => c.name === b[0]),

@@ -28,7 +28,7 @@ describe('generated apply SQL', () => {
   it('decides "seen" in the WHERE of the statement, on the row it writes (EvalPlanQual re-checks it after a lock wait)', () => {
     const sql = fastGroupSql(1, update, { index: 'i' }, 'p_sv[i]', 'X');
     expect(sql).toMatch(
-      /^UPDATE ONLY "app"\."Orders" AS t SET "v" = \(g1_a\[3\]\[i\]\)::text WHERE t\."id" = \(g1_a\[1\]\[i\]\)::bigint/,
+      /^UPDATE ONLY "app"\."Orders" AS t SET "v" = \(g1_a\[i\]\[3\]\)::text WHERE t\."id" = \(g1_a\[i\]\[1\]\)::bigint/,
     );
     expect(sql).toContain(`AND ${seenCondition('t', 'p_sv[i]')}`);
     expect(seenCondition('t', 'v')).toBe(
@@ -38,19 +38,19 @@ describe('generated apply SQL', () => {
 
   it('never assigns an identity ALWAYS column: it must be unchanged, or the careful pass moves the row', () => {
     const sql = fastGroupSql(1, update, { index: 'i' }, 'p_sv[i]', 'X');
-    expect(sql.slice(sql.indexOf(' SET '), sql.indexOf(' WHERE '))).toBe(' SET "v" = (g1_a[3][i])::text');
-    expect(sql).toContain('AND t."id" = (g1_a[2][i])::bigint');
+    expect(sql.slice(sql.indexOf(' SET '), sql.indexOf(' WHERE '))).toBe(' SET "v" = (g1_a[i][3])::text');
+    expect(sql).toContain('AND t."id" = (g1_a[i][2])::bigint');
   });
 
   it('a single-row insert skips an existing key (ON CONFLICT), several rows insert plainly in a subtransaction', () => {
     const one = fastGroupSql(2, insert, { index: 'i' }, 'p_sv[i]', 'MISMATCH;');
     expect(one).toContain(
-      'OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone) ON CONFLICT ("id") DO NOTHING; IF NOT FOUND THEN MISMATCH; END IF;',
+      'OVERRIDING SYSTEM VALUE VALUES ((g2_a[i][1])::bigint, (g2_a[i][2])::text, (g2_a[i][3])::timestamp with time zone) ON CONFLICT ("id") DO NOTHING; IF NOT FOUND THEN MISMATCH; END IF;',
     );
     // Plain (the batcher's default for single rows): an existing key fails the statement.
     const plain = fastGroupSql(2, insert, { index: 'i' }, 'p_sv[i]', 'MISMATCH;', true);
     expect(plain).toBe(
-      'INSERT INTO "app"."Orders" AS t ("id", "v", "at") OVERRIDING SYSTEM VALUE VALUES ((g2_a[1][i])::bigint, (g2_a[2][i])::text, (g2_a[3][i])::timestamp with time zone);',
+      'INSERT INTO "app"."Orders" AS t ("id", "v", "at") OVERRIDING SYSTEM VALUE VALUES ((g2_a[i][1])::bigint, (g2_a[i][2])::text, (g2_a[i][3])::timestamp with time zone);',
     );
     const many = fastGroupSql(2, insert, { lo: 'g2_r[1][i]', hi: 'g2_r[2][i]' }, 'p_sv[i]', 'MISMATCH;');
     expect(many).toContain('FROM generate_series(g2_r[1][i], g2_r[2][i]) AS k;');
@@ -110,9 +110,9 @@ describe('generated apply SQL', () => {
     const proc = statements[0] as string;
     expect(proc).not.toContain('ROLLBACK');
     // The update's careful pass locks its row and writes by ctid, inside the IF NOT FOUND of its statement.
-    const update = proc.indexOf('UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t."id"');
+    const update = proc.indexOf('UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[i][2])::text WHERE t."id"');
     const lock = proc.indexOf(
-      'SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ONLY "app"."Orders" AS t WHERE t."id" = (g1_a[1][i])::bigint FOR UPDATE OF t;',
+      'SELECT t.ctid, t.xmin, to_jsonb(t) INTO pgf_c, pgf_x, pgf_img FROM ONLY "app"."Orders" AS t WHERE t."id" = (g1_a[i][1])::bigint FOR UPDATE OF t;',
     );
     const insert = proc.indexOf('INSERT INTO "app"."Orders"');
     expect(update).toBeGreaterThan(0);
@@ -122,13 +122,13 @@ describe('generated apply SQL', () => {
     // A version the source had seen is written over; otherwise the decision is written out for
     // the kind and policy (no function call), and the write goes with the conflict's record.
     expect(proc).toContain(
-      'IF coalesce(pgf_lts IS NULL OR pgf_lts <= p_floor OR pgf_lts <= p_seen[pgf_v][pgf_lid], false) THEN UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c; ' +
+      'IF coalesce(pgf_lts IS NULL OR pgf_lts <= p_floor OR pgf_lts <= p_seen[pgf_v][pgf_lid], false) THEN UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[i][2])::text WHERE t.ctid = pgf_c; ' +
         "ELSE pgf_kind := 'update_differs'; pgf_res := CASE WHEN (pgf_lts IS NULL OR pgf_ts > pgf_lts OR",
     );
     expect(proc).toContain("pgf_kind := 'update_missing'; pgf_res := 'skip';");
     expect(proc).not.toContain('resolve_conflict');
     expect(proc).toContain(
-      "INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES ('a_b', 'a', 'b', 'app', 'Orders', pgf_kind, 'last_update_wins', pgf_res, pgf_why, jsonb_build_object('id', g1_a[1][i]), pgf_img, jsonb_build_object('id', g1_a[1][i], 'v', g1_a[2][i]),",
+      "INSERT INTO pgfleet.conflicts (edge, source_node, target_node, table_schema, table_name, kind, policy, resolution, reason, key, local_row, remote_row, local_commit_ts, local_origin, remote_commit_ts, remote_commit_lsn, remote_xid) VALUES ('a_b', 'a', 'b', 'app', 'Orders', pgf_kind, 'last_update_wins', pgf_res, pgf_why, jsonb_build_object('id', g1_a[i][1]), pgf_img, jsonb_build_object('id', g1_a[i][1], 'v', g1_a[i][2]),",
     );
     // Nothing is sent per conflict: the edge reads the rows once committed (conflict-tail.ts).
     expect(proc).not.toContain('RAISE NOTICE');
@@ -138,7 +138,7 @@ describe('generated apply SQL', () => {
       "RAISE EXCEPTION 'pgfleet: conflict % on %.% under policy error', pgf_kind, 'app', 'Orders' USING ERRCODE = 'PF003'; INSERT INTO pgfleet.conflicts",
     );
     expect(proc).toContain(
-      `WITH pgf_w AS (UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[2][i])::text WHERE t.ctid = pgf_c AND pgf_res = 'apply') INSERT INTO pgfleet.conflicts`,
+      `WITH pgf_w AS (UPDATE ONLY "app"."Orders" AS t SET "v" = (g1_a[i][2])::text WHERE t.ctid = pgf_c AND pgf_res = 'apply') INSERT INTO pgfleet.conflicts`,
     );
     // The insert's careful pass works on its one row.
     expect(proc).toContain(

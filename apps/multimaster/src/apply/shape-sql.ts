@@ -72,7 +72,7 @@ export interface TxShape {
 
 /**
  * A group's parameters: its rows' ranges per transaction (`g<k>_r[1][i]`..`g<k>_r[2][i]`)
- * unless single, and its values (`g<k>_a[column][row]`).
+ * unless single, and its values (`g<k>_a[row][column]`).
  */
 function groupParams(k: number, g: ShapeGroup): string[] {
   return [...(g.single ? [] : [`g${k}_r int[]`]), `g${k}_a text[]`];
@@ -222,7 +222,7 @@ export function groupFunctionSql(name: string, g: GroupShape, ctx: ConflictSqlCo
     `CREATE OR REPLACE FUNCTION pg_temp.${quoteIdent(name)}(${params.join(', ')}) RETURNS void LANGUAGE plpgsql AS $pgf$ ` +
     `DECLARE pgf_ok boolean := true; ${GROUP_DECLARATIONS}; ` +
     'BEGIN ' +
-    'pgf_v := 1; pgf_ts := p_ts; pgf_lsn := p_lsn; pgf_xid := p_xid; pgf_lo := 1; pgf_hi := array_length(g1_a, 2); ' +
+    'pgf_v := 1; pgf_ts := p_ts; pgf_lsn := p_lsn; pgf_xid := p_xid; pgf_lo := 1; pgf_hi := array_length(g1_a, 1); ' +
     `BEGIN ${fastGroupSql(1, g, { lo: 'pgf_lo', hi: 'pgf_hi' }, '1', `RAISE EXCEPTION 'pgfleet: group fell short' USING ERRCODE = '${SQLSTATE_GROUP_MISMATCH}';`)} ` +
     `EXCEPTION WHEN SQLSTATE '${SQLSTATE_GROUP_MISMATCH}' THEN pgf_ok := false; END; ` +
     `IF NOT pgf_ok THEN ${carefulGroupSql(1, g, ctx)} END IF; ` +

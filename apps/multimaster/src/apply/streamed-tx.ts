@@ -8,7 +8,7 @@ import type { ConflictSqlContext, GroupShape } from './group-sql.js';
 import type { CommitLedger } from './ledger.js';
 import { persistSeenSql } from './shape-sql.js';
 import { type ApplyTable, commitStatement, lastCommand, truncateStatement } from './statements.js';
-import { columnMatrix, type PendingTx, type TxGroup } from './tx-builder.js';
+import { type PendingTx, rowMatrix, type TxGroup } from './tx-builder.js';
 import { timestampMatrix } from './wire-arrays.js';
 
 const IN_FAILED_SQL_TRANSACTION = '25P02';
@@ -64,7 +64,7 @@ export class StreamedTx {
       timestampMatrix([this.seen], Math.max(1, this.seen.length)),
       timestamptzParam(s.floor),
       ...originParams(s),
-      columnMatrix([{ tx: this.tx, g }], g.width),
+      rowMatrix([{ tx: this.tx, g }], g.width),
     ];
     this.watch(this.c.conn.send(fn.call, values, fn.name));
   }

@@ -5,7 +5,7 @@ import { type PgoutputMessage, UNCHANGED_TOAST } from '../decode/messages.js';
 import { encodePgoutput } from '../decode/pgoutput-encode.js';
 import { tableKey, txShape } from './batch.js';
 import type { ApplyTable } from './statements.js';
-import { type ApplyRelation, columnMatrix, PendingTx } from './tx-builder.js';
+import { type ApplyRelation, PendingTx, rowMatrix } from './tx-builder.js';
 
 const table: ApplyTable = {
   schema: 's',
@@ -22,24 +22,25 @@ const rel: ApplyRelation = { id: 1, version: 1, table };
 const other: ApplyRelation = { id: 2, version: 1, table: { ...table, name: 'u' } };
 
 /** Decodes a binary 2-dimensional text[] back to [column][row] values. */
+/** A group's matrix (rows × parameters, row-major) as one list per parameter. */
 function decodeMatrix(b: Buffer): Array<Array<string | null>> {
   if (b.readInt32BE(0) === 0) return [];
   expect(b.readInt32BE(0)).toBe(2);
-  const width = b.readInt32BE(12);
-  const rows = b.readInt32BE(20);
+  const rows = b.readInt32BE(12);
+  const width = b.readInt32BE(20);
   let o = 28;
-  const out: Array<Array<string | null>> = [];
-  for (let j = 0; j < width; j++) {
-    const col: Array<string | null> = [];
-    for (let r = 0; r < rows; r++) {
+  let nulls = false;
+  const out: Array<Array<string | null>> = Array.from({ length: width }, () => []);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < width; j++) {
       const len = b.readInt32BE(o);
       o += 4;
-      col.push(len < 0 ? null : b.toString('utf8', o, o + len));
+      nulls ||= len < 0;
+      out[j]?.push(len < 0 ? null : b.toString('utf8', o, o + len));
       if (len > 0) o += len;
     }
-    out.push(col);
-  }
   expect(o).toBe(b.length);
+  expect(b.readInt32BE(4)).toBe(nulls ? 1 : 0); // the has-nulls flag
   return out;
 }
 
@@ -85,13 +86,13 @@ describe('PendingTx grouping', () => {
       ['update', 2, [1, 2]],
       ['delete', 1, []],
     ]);
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 3))).toEqual([
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[0]! }], 3))).toEqual([
       ['1', '2'],
       ['a', null],
       ['x', 'x'],
     ]);
     // An update's parameters: the old key, then the new values.
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[1]! }], 3))).toEqual([
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[1]! }], 3))).toEqual([
       ['1', '2'],
       ['b', 'c'],
       ['x', 'x'],
@@ -117,7 +118,7 @@ describe('PendingTx grouping', () => {
       [rel, upd(40, 'c')],
     ]);
     expect(tx.groups.map((g) => g.rows)).toEqual([40, 2]);
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[1]! }], 3))[1]).toEqual(['b', 'c']);
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[1]! }], 3))[1]).toEqual(['b', 'c']);
   });
 
   it('copies long values and short ones alike', () => {
@@ -126,7 +127,7 @@ describe('PendingTx grouping', () => {
       [rel, ins(1, long)],
       [rel, ins(2, 'ab')],
     ]);
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 3))).toEqual([
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[0]! }], 3))).toEqual([
       ['1', '2'],
       [long, 'ab'],
       ['x', 'x'],
@@ -144,7 +145,7 @@ describe('PendingTx grouping', () => {
       [1, [0, 1, 2]],
     ]);
     // The key changed: it is assigned, and matched by its old value.
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 4))).toEqual([['1'], ['5'], ['a'], ['x']]);
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[0]! }], 4))).toEqual([['1'], ['5'], ['a'], ['x']]);
   });
 
   it('leaves unchanged TOAST columns out of the assignments (another shape, another group)', () => {
@@ -164,7 +165,7 @@ describe('PendingTx grouping', () => {
     expect(a.groups.map((g) => g.rows)).toEqual([2, 1]);
     const b = build([[rel, ins(10, 'b')]]);
     const m = decodeMatrix(
-      columnMatrix(
+      rowMatrix(
         [
           { tx: a, g: a.groups[1]! },
           { tx: b, g: b.groups[0]! },
@@ -183,10 +184,10 @@ describe('PendingTx grouping', () => {
     ]);
     tx.keepOnly(tx.groups[1]);
     expect(tx.groups).toHaveLength(1);
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 1))).toEqual([['9', '8']]);
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[0]! }], 1))).toEqual([['9', '8']]);
     const more = encodePgoutput({ tag: 'delete', relationId: 2, key: ['7', null, null], old: null });
     tx.add(other, readChange(more, new TupleSpans(), new TupleSpans()), more, 1000);
-    expect(decodeMatrix(columnMatrix([{ tx, g: tx.groups[0]! }], 1))).toEqual([['9', '8', '7']]);
+    expect(decodeMatrix(rowMatrix([{ tx, g: tx.groups[0]! }], 1))).toEqual([['9', '8', '7']]);
     tx.keepOnly(undefined);
     expect(tx.groups).toEqual([]);
   });

@@ -54,6 +54,10 @@ const KEY_LIST_MAX = 16;
 export class TxGroup {
   rows = 0;
   readonly at: number[] = [];
+  /** Offset just past the group's last value: its values are the bytes at[0]..end of the buffer. */
+  end = 0;
+  /** Some value of the group is NULL. */
+  hasNull = false;
   /** Keys (old, and new when an update changes it) of an update or delete group; a set once many. */
   private readonly keyList: string[] = [];
   private keySet: Set<string> | null = null;
@@ -137,6 +141,7 @@ export class PendingTx {
     } else {
       this.room(4);
       this.used = this.data.writeInt32BE(-1, this.used);
+      g.hasNull = true;
     }
   }
 
@@ -153,6 +158,7 @@ export class PendingTx {
     const from = keep.at[0] as number;
     this.data.copy(this.data, 0, from, this.used);
     this.used -= from;
+    keep.end -= from;
     for (let i = 0; i < keep.at.length; i++) keep.at[i] = (keep.at[i] as number) - from;
   }
 
@@ -204,6 +210,7 @@ export class PendingTx {
       for (const i of t.keyIndexes) this.put(g, buf, keySource, i);
       if (c.kind === 'update') for (const i of form.setIndexes) this.put(g, buf, c.new as TupleSpans, i);
     }
+    g.end = this.used;
     g.rows++;
     this.rows++;
     this.bytes += buf.length;
@@ -212,23 +219,19 @@ export class PendingTx {
 
 /**
  * The 2-dimensional text[] parameter (binary) of a group over several transactions' rows:
- * element [j][r] is parameter j of row r, rows in order. PostgreSQL stores it row-major,
- * so the elements go column by column: one pass to size it, one to copy.
+ * element [r][j] is parameter j of row r, rows in order. PostgreSQL stores it row-major,
+ * which is the order the values already have in each transaction's buffer (a group's rows
+ * are consecutive there, each its parameters in order, each value as the binary array
+ * element), so the body is one copy per transaction.
  */
-export function columnMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>, width: number): Buffer {
+export function rowMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>, width: number): Buffer {
   let size = 28;
   let rows = 0;
-  let nulls = 0;
-  for (const { tx, g } of parts) {
-    const d = tx.data;
+  let nulls = false;
+  for (const { g } of parts) {
     rows += g.rows;
-    for (let k = 0; k < g.at.length; k++) {
-      const len = d.readInt32BE(g.at[k] as number);
-      if (len < 0) {
-        nulls++;
-        size += 4;
-      } else size += 4 + len;
-    }
+    if (g.rows > 0) size += g.end - (g.at[0] as number);
+    nulls ||= g.hasNull;
   }
   if (rows === 0 || width === 0) {
     const b = Buffer.allocUnsafe(12);
@@ -239,21 +242,17 @@ export function columnMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>
   }
   const out = Buffer.allocUnsafe(size);
   out.writeInt32BE(2, 0);
-  out.writeInt32BE(nulls > 0 ? 1 : 0, 4);
+  out.writeInt32BE(nulls ? 1 : 0, 4);
   out.writeInt32BE(OID.text, 8);
-  out.writeInt32BE(width, 12);
+  out.writeInt32BE(rows, 12);
   out.writeInt32BE(1, 16);
-  out.writeInt32BE(rows, 20);
+  out.writeInt32BE(width, 20);
   out.writeInt32BE(1, 24);
   let o = 28;
-  for (let j = 0; j < width; j++)
-    for (const { tx, g } of parts) {
-      const d = tx.data;
-      for (let r = 0; r < g.rows; r++) {
-        const at = g.at[r * g.width + j] as number;
-        const len = d.readInt32BE(at);
-        o += copyBytes(d, at, out, o, 4 + Math.max(len, 0));
-      }
-    }
+  for (const { tx, g } of parts) {
+    if (g.rows === 0) continue;
+    const from = g.at[0] as number;
+    o += copyBytes(tx.data, from, out, o, g.end - from);
+  }
   return out;
 }
