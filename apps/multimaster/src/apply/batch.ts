@@ -56,30 +56,34 @@ export function tableKey(t: { schema: string; name: string }): string {
   return k;
 }
 
-/** Whether a group with one row per transaction is a plain INSERT: an insert into a table not in `keysExist`. */
-function plainInsertFor(g: GroupShape, single: boolean, keysExist: ReadonlySet<string>): boolean {
-  return single && g.kind === 'insert' && (keysExist.size === 0 || !keysExist.has(tableKey(g.table)));
-}
-
-/** The procedure key of a group of a shape: its tx-builder shapeKey, and how its rows are applied. */
-function groupKeyPart(i: number, shapeKey: string, single: boolean, plainInsert: boolean): string {
-  return `${i === 0 ? '' : '|'}${shapeKey}#${single ? (plainInsert ? 'p' : 1) : 'n'}`;
-}
-
 /**
- * The shape a transaction is applied with, and its key: transactions with equal keys run
- * through one procedure. A single-row insert is plain unless its table is in `keysExist`.
+ * The shape of transactions with these groups (each its tx-builder shapeKey and shape;
+ * `single(i)`: group i has one row per transaction), and its key: transactions with equal
+ * keys run through one procedure. A single-row insert is plain unless its table is in
+ * `keysExist`.
  */
-export function txShape(r: ReadyTx, keysExist: ReadonlySet<string>): { key: string; shape: TxShape } {
+function keyedShape(
+  groups: ReadonlyArray<{ shapeKey: string; shape: GroupShape }>,
+  single: (i: number) => boolean,
+  persists: boolean,
+  keysExist: ReadonlySet<string>,
+): { key: string; shape: TxShape } {
   let key = '';
-  const groups = r.tx.groups.map((g, i) => {
-    const single = g.rows === 1;
-    const plainInsert = plainInsertFor(g.shape, single, keysExist);
-    key += groupKeyPart(i, g.shapeKey, single, plainInsert);
-    return { shape: g.shape, single, plainInsert };
+  const shapeGroups = groups.map((g, i) => {
+    const one = single(i);
+    const plainInsert =
+      one && g.shape.kind === 'insert' && (keysExist.size === 0 || !keysExist.has(tableKey(g.shape.table)));
+    key += `${i === 0 ? '' : '|'}${g.shapeKey}#${one ? (plainInsert ? 'p' : 1) : 'n'}`;
+    return { shape: g.shape, single: one, plainInsert };
   });
-  if (r.persist !== null) key += '|P';
-  return { key, shape: { groups, persists: r.persist !== null } };
+  if (persists) key += '|P';
+  return { key, shape: { groups: shapeGroups, persists } };
+}
+
+/** The shape a transaction is applied with, and its key (keyedShape). */
+export function txShape(r: ReadyTx, keysExist: ReadonlySet<string>): { key: string; shape: TxShape } {
+  const groups = r.tx.groups;
+  return keyedShape(groups, (i) => (groups[i] as TxGroup).rows === 1, r.persist !== null, keysExist);
 }
 
 /**
@@ -115,11 +119,11 @@ export class TxBatch {
       ends[i] = r.endLsn;
       finals[i] = r.tx.finalLsn;
     }
-    const groupKeys = (this.txs[0] as ReadyTx).tx.groups.map((g) => g.shapeKey);
+    const groups = (this.txs[0] as ReadyTx).tx.groups.map((g) => ({ shapeKey: g.shapeKey, shape: g.shape }));
     return new SentRun(
       this.shapeKey,
       this.shape,
-      groupKeys,
+      groups,
       ends,
       finals,
       this.params(session),
@@ -129,7 +133,7 @@ export class TxBatch {
   }
 
   /** Parameters of the CALL, in procedureSql's order. */
-  params(session: SessionParams): unknown[] {
+  private params(session: SessionParams): unknown[] {
     const txs = this.txs;
     const vectors: Array<ReadonlyArray<bigint | null>> = [];
     const sv: number[] = [];
@@ -196,8 +200,8 @@ export class SentRun {
   constructor(
     readonly shapeKey: string,
     readonly shape: TxShape,
-    /** Each group's tx-builder shapeKey, to key the shape again. */
-    private readonly groupKeys: readonly string[],
+    /** Each group's tx-builder shapeKey and shape, to key the shape again. */
+    private readonly groups: ReadonlyArray<{ shapeKey: string; shape: GroupShape }>,
     /** End LSN of each transaction of the run. */
     private readonly ends: BigUint64Array,
     /** Commit LSN of each transaction of the run. */
@@ -240,16 +244,10 @@ export class SentRun {
    * same: a plain insert and one with ON CONFLICT take the same values).
    */
   again(from: number, keysExist: ReadonlySet<string>): SentRun {
-    let key = '';
-    const groups = this.shape.groups.map((g, i) => {
-      const plainInsert = plainInsertFor(g.shape, g.single, keysExist);
-      key += groupKeyPart(i, this.groupKeys[i] as string, g.single, plainInsert);
-      return { ...g, plainInsert };
-    });
-    if (this.shape.persists) key += '|P';
+    const single = (i: number) => this.shape.groups[i]?.single === true;
+    const { key, shape } = keyedShape(this.groups, single, this.shape.persists, keysExist);
     const expected = from > this.from ? (this.ends[from - 1] as Lsn) : this.expected;
     const params = [formatLsn(expected), from + 1, ...this.params.slice(2)];
-    const shape = { groups, persists: this.shape.persists };
-    return new SentRun(key, shape, this.groupKeys, this.ends, this.finals, params, from, expected);
+    return new SentRun(key, shape, this.groups, this.ends, this.finals, params, from, expected);
   }
 }
