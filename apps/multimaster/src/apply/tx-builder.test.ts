@@ -21,7 +21,6 @@ const table: ApplyTable = {
 const rel: ApplyRelation = { id: 1, version: 1, table };
 const other: ApplyRelation = { id: 2, version: 1, table: { ...table, name: 'u' } };
 
-/** Decodes a binary 2-dimensional text[] back to [column][row] values. */
 /** A group's matrix (rows × parameters, row-major) as one list per parameter. */
 function decodeMatrix(b: Buffer): Array<Array<string | null>> {
   if (b.readInt32BE(0) === 0) return [];

@@ -48,14 +48,14 @@ const KEY_LIST_MAX = 16;
  * Rows of one transaction that one set-based statement applies: consecutive changes of one
  * table, one kind and the same columns, never two of one key (a second change of a key
  * must see the first, so it starts a new group), at most `maxRows` of them. The values
- * live in the transaction's buffer; `at` holds, per row, the offset of each parameter's
- * element (int32 length, -1 for NULL, then the text bytes: the binary array element).
+ * live in the transaction's buffer, consecutive (only the last group takes rows): the bytes
+ * `start`..`end`, row after row, each row its parameters in order, each value a binary
+ * array element (int32 length, -1 for NULL, then the text bytes).
  */
 export class TxGroup {
   rows = 0;
-  readonly at: number[] = [];
-  /** Offset just past the group's last value: its values are the bytes at[0]..end of the buffer. */
-  end = 0;
+  /** Offset just past the group's last value. */
+  end: number;
   /** Some value of the group is NULL. */
   hasNull = false;
   /** Keys (old, and new when an update changes it) of an update or delete group; a set once many. */
@@ -66,7 +66,11 @@ export class TxGroup {
     readonly shape: GroupShape,
     readonly shapeKey: string,
     readonly width: number,
-  ) {}
+    /** Offset of the group's first value in the transaction's buffer. */
+    public start: number,
+  ) {
+    this.end = start;
+  }
 
   /** Whether a change with these keys may join the group. */
   accepts(shapeKey: string, keys: readonly string[], maxRows: number): boolean {
@@ -132,7 +136,6 @@ export class PendingTx {
   }
 
   private put(g: TxGroup, buf: Buffer, spans: TupleSpans, i: number): void {
-    g.at.push(this.used);
     if (spans.kinds[i] === COL_TEXT) {
       const at = spans.at[i] as number;
       const n = 4 + buf.readInt32BE(at);
@@ -151,15 +154,15 @@ export class PendingTx {
    */
   keepOnly(keep: TxGroup | undefined): void {
     this.groups = keep ? [keep] : [];
-    if (!keep || keep.at.length === 0) {
+    if (!keep) {
       this.used = 0;
       return;
     }
-    const from = keep.at[0] as number;
+    const from = keep.start;
     this.data.copy(this.data, 0, from, this.used);
     this.used -= from;
+    keep.start = 0;
     keep.end -= from;
-    for (let i = 0; i < keep.at.length; i++) keep.at[i] = (keep.at[i] as number) - from;
   }
 
   /** Appends one change; its values are copied out of `buf`, which may be reused afterwards. */
@@ -200,7 +203,12 @@ export class PendingTx {
     }
     let g = this.groups[this.groups.length - 1];
     if (!g?.accepts(form.shapeKey, keys, maxGroupRows)) {
-      g = new TxGroup({ table: t, kind: c.kind, setIndexes: form.setIndexes }, form.shapeKey, form.width);
+      g = new TxGroup(
+        { table: t, kind: c.kind, setIndexes: form.setIndexes },
+        form.shapeKey,
+        form.width,
+        this.used,
+      );
       this.groups.push(g);
     }
     g.addKeys(keys);
@@ -230,7 +238,7 @@ export function rowMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>, w
   let nulls = false;
   for (const { g } of parts) {
     rows += g.rows;
-    if (g.rows > 0) size += g.end - (g.at[0] as number);
+    size += g.end - g.start;
     nulls ||= g.hasNull;
   }
   if (rows === 0 || width === 0) {
@@ -249,10 +257,6 @@ export function rowMatrix(parts: ReadonlyArray<{ tx: PendingTx; g: TxGroup }>, w
   out.writeInt32BE(width, 20);
   out.writeInt32BE(1, 24);
   let o = 28;
-  for (const { tx, g } of parts) {
-    if (g.rows === 0) continue;
-    const from = g.at[0] as number;
-    o += copyBytes(tx.data, from, out, o, g.end - from);
-  }
+  for (const { tx, g } of parts) o += copyBytes(tx.data, g.start, out, o, g.end - g.start);
   return out;
 }
