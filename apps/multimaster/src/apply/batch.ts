@@ -119,11 +119,11 @@ export class TxBatch {
       ends[i] = r.endLsn;
       finals[i] = r.tx.finalLsn;
     }
-    const groups = (this.txs[0] as ReadyTx).tx.groups.map((g) => ({ shapeKey: g.shapeKey, shape: g.shape }));
+    const groupKeys = (this.txs[0] as ReadyTx).tx.groups.map((g) => g.shapeKey);
     return new SentRun(
       this.shapeKey,
       this.shape,
-      groups,
+      groupKeys,
       ends,
       finals,
       this.params(session),
@@ -200,8 +200,8 @@ export class SentRun {
   constructor(
     readonly shapeKey: string,
     readonly shape: TxShape,
-    /** Each group's tx-builder shapeKey and shape, to key the shape again. */
-    private readonly groups: ReadonlyArray<{ shapeKey: string; shape: GroupShape }>,
+    /** Each group's tx-builder shapeKey (its shape is in `shape`), to key the shape again. */
+    private readonly groupKeys: readonly string[],
     /** End LSN of each transaction of the run. */
     private readonly ends: BigUint64Array,
     /** Commit LSN of each transaction of the run. */
@@ -244,10 +244,14 @@ export class SentRun {
    * same: a plain insert and one with ON CONFLICT take the same values).
    */
   again(from: number, keysExist: ReadonlySet<string>): SentRun {
+    const groups = this.shape.groups.map((g, i) => ({
+      shapeKey: this.groupKeys[i] as string,
+      shape: g.shape,
+    }));
     const single = (i: number) => this.shape.groups[i]?.single === true;
-    const { key, shape } = keyedShape(this.groups, single, this.shape.persists, keysExist);
+    const { key, shape } = keyedShape(groups, single, this.shape.persists, keysExist);
     const expected = from > this.from ? (this.ends[from - 1] as Lsn) : this.expected;
     const params = [formatLsn(expected), from + 1, ...this.params.slice(2)];
-    return new SentRun(key, shape, this.groups, this.ends, this.finals, params, from, expected);
+    return new SentRun(key, shape, this.groupKeys, this.ends, this.finals, params, from, expected);
   }
 }
