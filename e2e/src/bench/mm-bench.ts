@@ -22,7 +22,7 @@ type Say = (line?: string) => void;
  * BENCH_SCALE (multiplies every backlog, e.g. 0.05 for a smoke run), BENCH_MESH_SECONDS,
  * BENCH_MESH_RATES (comma-separated per-node rates tried for the highest sustained one),
  * BENCH_REPLICATOR_CPU_PROF (a directory: each mesh replicator process writes its
- * .cpuprofile there).
+ * .cpuprofile there). Native drains first in odd runs, pgfleet in even ones.
  */
 export async function multimasterBench(major: number | undefined, say: Say): Promise<void> {
   const scale = Number(process.env.BENCH_SCALE ?? 1);
@@ -53,10 +53,22 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
       say(`- ${w.name}`);
       const runs: Array<{ native: WorkloadDrain; ours: WorkloadDrain }> = [];
       for (let i = 0; i < repeats; i++) {
-        const native = await drainNativeWorkload(source!, target!, w);
-        say(`  ${line(native)}`);
-        const ours = await drainPgfleetWorkload(source!, target!, w);
-        say(`  ${line(ours)}`);
+        // Which system drains first alternates: a run after another on the same servers finds
+        // them warmer (or fuller), and an order that never changes would pass that on as a ratio.
+        const drainNative = async () => {
+          const d = await drainNativeWorkload(source!, target!, w);
+          say(`  ${line(d)}`);
+          return d;
+        };
+        const drainOurs = async () => {
+          const d = await drainPgfleetWorkload(source!, target!, w);
+          say(`  ${line(d)}`);
+          return d;
+        };
+        const nativeFirst = i % 2 === 0;
+        const first = nativeFirst ? await drainNative() : await drainOurs();
+        const second = nativeFirst ? await drainOurs() : await drainNative();
+        const [native, ours] = nativeFirst ? [first, second] : [second, first];
         const c = ours.cpu;
         const cpu = (v: number | null | undefined) => (v == null ? '?' : `${v.toFixed(2)} s`);
         say(
