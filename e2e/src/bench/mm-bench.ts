@@ -3,6 +3,12 @@ import { Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import { bigTransaction } from './big-transaction.js';
 import { crossMesh } from './cross-mesh.js';
 import { drainNativeWorkload, drainPgfleetWorkload, type WorkloadDrain } from './drain.js';
+import {
+  applyTransactions,
+  COMMIT_MODES,
+  type CommitMode,
+  dropParallelCommitObjects,
+} from './parallel-commit.js';
 import { fmtMs, fmtRate, summarize } from './stats.js';
 import {
   type DrainWorkload,
@@ -19,6 +25,8 @@ type Say = (line?: string) => void;
 /**
  * `npm run bench -- multimaster`. Every figure is pgfleet next to PostgreSQL's native
  * logical replication measured in the same run on the same two servers. Knobs:
+ * BENCH_ONLY (comma-separated: insert1, insert20, tpcb, tpcb-raced, delete, large, parallel,
+ * mesh, big; all by default), BENCH_REPEAT (runs of each drain, 3 by default),
  * BENCH_SCALE (multiplies every backlog, e.g. 0.05 for a smoke run), BENCH_MESH_SECONDS,
  * BENCH_MESH_RATES (comma-separated per-node rates tried for the highest sustained one),
  * BENCH_REPLICATOR_CPU_PROF (a directory: each mesh replicator process writes its
@@ -31,9 +39,9 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
   const verdict = (ok: boolean) => (ok ? 'OK' : 'BELOW TARGET');
   try {
     const [source, target, third] = await sb.startLogicalNodes(['src', 'dst', 'n3']);
-    const only = (process.env.BENCH_ONLY ?? 'insert1,insert20,tpcb,tpcb-raced,delete,large,mesh,big').split(
-      ',',
-    );
+    const only = (
+      process.env.BENCH_ONLY ?? 'insert1,insert20,tpcb,tpcb-raced,delete,large,parallel,mesh,big'
+    ).split(',');
     const workloads: DrainWorkload[] = [
       ...(only.includes('insert1') ? [insertWorkload(n(40_000), 1)] : []),
       ...(only.includes('insert20') ? [insertWorkload(n(8_000), 20)] : []),
@@ -45,9 +53,10 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
       ...(only.includes('large') ? [largeTransactionWorkload(n(200_000))] : []),
     ];
     const repeats = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
-    say(
-      `== multimaster: backlog drain, native logical replication vs pgfleet (PostgreSQL ${sb.major}), ${repeats} run(s) each ==`,
-    );
+    if (workloads.length > 0)
+      say(
+        `== multimaster: backlog drain, native logical replication vs pgfleet (PostgreSQL ${sb.major}), ${repeats} run(s) each ==`,
+      );
     const rows: Array<{ name: string; runs: Array<{ native: WorkloadDrain; ours: WorkloadDrain }> }> = [];
     for (const w of workloads) {
       say(`- ${w.name}`);
@@ -108,6 +117,7 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
           .join(' ')} on ${availableParallelism()} cores`,
       );
     }
+    if (only.includes('parallel')) await parallelCommitBench(target!, n(40_000), repeats, sb.major, say);
     if (!only.includes('mesh') && !only.includes('big')) return;
 
     const nodes = [source!, target!, third!];
@@ -158,6 +168,47 @@ async function meshBench(nodes: SandboxNode[], say: Say): Promise<void> {
     }
     say(`  highest sustained: ${best ? fmtRate(best) : 'none of the rates tried'} per node`);
     say(`  machine  load average ${loadavg()[0]?.toFixed(1)} (1 min) on ${availableParallelism()} cores`);
+  }
+}
+
+/**
+ * One-row transactions over one apply session and over two (parallel-commit.ts), on the
+ * target alone: what parallel apply could gain here before any dispatching is paid for.
+ */
+async function parallelCommitBench(
+  node: SandboxNode,
+  transactions: number,
+  repeats: number,
+  major: number,
+  say: Say,
+): Promise<void> {
+  say('');
+  say(
+    `== multimaster: ${transactions.toLocaleString('en-US')} one-row update transactions (witness, commit each) over one apply session and over two, one server, nothing else running (PostgreSQL ${major}), ${repeats} run(s) each ==`,
+  );
+  const seconds = new Map<CommitMode, number[]>(COMMIT_MODES.map((m) => [m, []]));
+  try {
+    for (let i = 0; i < repeats; i++) {
+      // Each round in another order, so no mode always runs on the warmest server.
+      const order = COMMIT_MODES.map((_, k) => COMMIT_MODES[(k + i) % COMMIT_MODES.length] as CommitMode);
+      for (const mode of order) seconds.get(mode)?.push(await applyTransactions(node, transactions, mode));
+    }
+  } finally {
+    await dropParallelCommitObjects(node);
+  }
+  const serial = summarize(seconds.get('serial') ?? []);
+  const what: Record<CommitMode, string> = {
+    serial: 'one session, in order',
+    ordered: 'two sessions, source commit order',
+    unordered: 'two sessions, any commit order',
+    ledger: 'same, a ledger row each (exactly once)',
+  };
+  for (const mode of COMMIT_MODES) {
+    const s = summarize(seconds.get(mode) ?? []);
+    const ratio = summarize((seconds.get(mode) ?? []).map((x) => serial.median / x));
+    say(
+      `  ${what[mode].padEnd(39)} ${s.min.toFixed(2)} / ${s.median.toFixed(2)} / ${s.max.toFixed(2)} s  ${fmtRate(transactions / s.median)} tx  vs one session ${ratio.min.toFixed(2)}x / ${ratio.median.toFixed(2)}x / ${ratio.max.toFixed(2)}x`,
+    );
   }
 }
 
