@@ -64,19 +64,14 @@ export async function multimasterBench(major: number | undefined, say: Say): Pro
       for (let i = 0; i < repeats; i++) {
         // Which system drains first alternates: a run after another on the same servers finds
         // them warmer (or fuller), and an order that never changes would pass that on as a ratio.
-        const drainNative = async () => {
-          const d = await drainNativeWorkload(source!, target!, w);
-          say(`  ${line(d)}`);
-          return d;
-        };
-        const drainOurs = async () => {
-          const d = await drainPgfleetWorkload(source!, target!, w);
+        const drain = async (system: typeof drainNativeWorkload) => {
+          const d = await system(source!, target!, w);
           say(`  ${line(d)}`);
           return d;
         };
         const nativeFirst = i % 2 === 0;
-        const first = nativeFirst ? await drainNative() : await drainOurs();
-        const second = nativeFirst ? await drainOurs() : await drainNative();
+        const first = await drain(nativeFirst ? drainNativeWorkload : drainPgfleetWorkload);
+        const second = await drain(nativeFirst ? drainPgfleetWorkload : drainNativeWorkload);
         const [native, ours] = nativeFirst ? [first, second] : [second, first];
         const c = ours.cpu;
         const cpu = (v: number | null | undefined) => (v == null ? '?' : `${v.toFixed(2)} s`);
