@@ -278,6 +278,8 @@ describe('loadConfig', () => {
       PGFLEET_MM_APPLY_MAX_IN_FLIGHT_TRANSACTIONS: '50',
       PGFLEET_MM_APPLY_BATCH_ROWS: '20',
       PGFLEET_MM_APPLY_SYNCHRONOUS_COMMIT: 'on',
+      PGFLEET_MM_APPLY_STREAMING: 'off',
+      PGFLEET_MM_APPLY_SPOOL_DIRECTORY: '/var/spool/pgfleet',
       PGFLEET_MM_RECONNECT_BASE_DELAY_MS: '10',
       PGFLEET_MM_RECONNECT_MAX_DELAY_MS: '20',
       PGFLEET_MM_STATUS_INTERVAL_MS: '500',
@@ -302,7 +304,13 @@ describe('loadConfig', () => {
     expect(c.deadLetter).toBe('discard');
     expect(c.conflictLog).toEqual({ retentionHours: 48, maxRows: 5000, pruneIntervalMs: 2000 });
     expect(c.http.listen).toBeNull();
-    expect(c.apply).toEqual({ maxInFlightTransactions: 50, batchRows: 20, synchronousCommit: 'on' });
+    expect(c.apply).toEqual({
+      maxInFlightTransactions: 50,
+      batchRows: 20,
+      synchronousCommit: 'on',
+      streaming: false,
+      spoolDirectory: '/var/spool/pgfleet',
+    });
     expect(c.reconnect).toEqual({ baseDelayMs: 10, maxDelayMs: 20 });
     expect(c.statusIntervalMs).toBe(500);
     expect(c.ha).toEqual({ retryMs: 150, checkIntervalMs: 300, resyncMarginMs: 2000 });

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import {
   type ConfigKey,
   envVarName,
@@ -96,6 +97,10 @@ const fileSchema = z.strictObject({
       batchRows: z.number().int().min(1).max(50_000).optional(),
       /** synchronous_commit of the apply session; acks always wait for flushed progress. */
       synchronousCommit: z.enum(['on', 'off', 'local', 'remote_write', 'remote_apply']).optional(),
+      /** `on`: sources stream large transactions while in progress (protocol 2), spooled here until commit. */
+      streaming: z.enum(['on', 'off']).optional(),
+      /** Where streamed transactions are spooled until they commit. */
+      spoolDirectory: z.string().min(1).optional(),
     })
     .optional(),
   reconnect: z
@@ -179,7 +184,13 @@ export interface ResolvedConfig {
   deadLetter: DeadLetterPolicy;
   conflictLog: ConflictLogSettings;
   http: { listen: HttpListen | null };
-  apply: { maxInFlightTransactions: number; batchRows: number; synchronousCommit: string };
+  apply: {
+    maxInFlightTransactions: number;
+    batchRows: number;
+    synchronousCommit: string;
+    streaming: boolean;
+    spoolDirectory: string;
+  };
   reconnect: { baseDelayMs: number; maxDelayMs: number };
   statusIntervalMs: number;
   ha: HaSettings;
@@ -362,6 +373,8 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
       maxInFlightTransactions: raw.apply?.maxInFlightTransactions ?? 2000,
       batchRows: raw.apply?.batchRows ?? 1000,
       synchronousCommit: raw.apply?.synchronousCommit ?? 'off',
+      streaming: (raw.apply?.streaming ?? 'on') === 'on',
+      spoolDirectory: raw.apply?.spoolDirectory ?? tmpdir(),
     },
     reconnect,
     statusIntervalMs: raw.statusIntervalMs ?? 1000,
@@ -393,6 +406,8 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { path: 'apply.maxInFlightTransactions', kind: 'integer' },
   { path: 'apply.batchRows', kind: 'integer' },
   { path: 'apply.synchronousCommit' },
+  { path: 'apply.streaming' },
+  { path: 'apply.spoolDirectory' },
   { path: 'reconnect.baseDelayMs', kind: 'integer' },
   { path: 'reconnect.maxDelayMs', kind: 'integer' },
   { path: 'statusIntervalMs', kind: 'integer' },

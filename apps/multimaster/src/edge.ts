@@ -25,6 +25,7 @@ import type { NodeConfig, ResolvedConfig } from './config.js';
 import { pruneConflicts } from './conflict-retention.js';
 import { ConflictTail } from './conflict-tail.js';
 import { ReplicationStream } from './decode/replication-stream.js';
+import { StreamedTransactions } from './decode/streamed-transactions.js';
 import {
   openApplySession,
   openControl,
@@ -275,6 +276,7 @@ export class EdgeRunner {
     let control: pg.Client | null = null;
     let db: pg.Client | null = null;
     let stream: ReplicationStream | null = null;
+    let streamed: StreamedTransactions | null = null;
     let applier: Applier | null = null;
     let timer: NodeJS.Timeout | null = null;
     let sourceClient: pg.Client | null = null;
@@ -342,14 +344,17 @@ export class EdgeRunner {
       db.once('end', lost('apply', edge.target));
       sourceClient?.once('end', lost('standby gate', edge.source));
       let replyNow: (() => void) | null = null;
-      // The applier (backlog) and the standby gate each may hold the stream; it flows when neither does.
-      const holds = new Set<'applier' | 'gate'>();
-      const hold = (why: 'applier' | 'gate', on: boolean) => {
+      // The applier (backlog), the standby gate and a streamed transaction being handed on
+      // each may hold the stream; it flows when none does.
+      const holds = new Set<'applier' | 'gate' | 'streamed'>();
+      const hold = (why: 'applier' | 'gate' | 'streamed', on: boolean) => {
         if (on) holds.add(why);
         else holds.delete(why);
         if (holds.size > 0) stream?.pause();
         else stream?.resume();
+        if (!on && why !== 'streamed' && !downstreamHeld()) streamed?.resume();
       };
+      const downstreamHeld = () => holds.has('applier') || holds.has('gate');
       const gated = gate
         ? new GatedStream({
             gate,
@@ -360,6 +365,16 @@ export class EdgeRunner {
             signal,
           })
         : null;
+      const deliver = gated ? (msg: Buffer) => gated.receive(msg) : (msg: Buffer) => applier?.receive(msg);
+      const spool = config.apply.streaming
+        ? new StreamedTransactions({
+            dir: config.apply.spoolDirectory,
+            deliver,
+            downstreamHeld,
+            hold: (on) => hold('streamed', on),
+          })
+        : null;
+      streamed = spool;
       const s = new ReplicationStream({
         clientConfig: replicationClientConfig(ends.source.conninfo, `${appName}:stream`),
         slot: edge.slot,
@@ -368,8 +383,18 @@ export class EdgeRunner {
         // messages tell what the source had applied from other nodes when it wrote each of
         // its own transactions (apply/seen.ts), which decides what counts as a conflict.
         originNone: false,
+        streaming: spool !== null,
         startLsn: startProgress,
-        onMessage: gated ? (msg) => gated.receive(msg) : (msg) => applier?.receive(msg),
+        onMessage: spool
+          ? (msg) => {
+              try {
+                spool.receive(msg);
+              } catch (err) {
+                // A stream it cannot follow, or a spool it cannot write: start over from progress.
+                endStream(err as Error);
+              }
+            }
+          : deliver,
         onReplyRequested: () => replyNow?.(),
         onEnd: (err) => endStream(err),
       });
@@ -433,7 +458,7 @@ export class EdgeRunner {
             durable,
             lastApplied: a.lastAppliedEndLsn,
             lastHandled: a.lastHandledEndLsn,
-            inFlight: a.inFlight() || (gated?.pending() ?? 0) > 0,
+            inFlight: a.inFlight() || (gated?.pending() ?? 0) > 0 || (spool?.replaying() ?? false),
             keepalive: s.safeKeepalive(),
             previous: this.ackedLsn,
           });
@@ -487,6 +512,7 @@ export class EdgeRunner {
       if (applier) this.lastSessionHandled = applier.lastHandledEndLsn;
       this.current = null;
       await stream?.stop();
+      streamed?.close();
       if (applier) await Promise.race([applier.drain(), pause(5000)]);
       await db?.end().catch(() => {});
       await control?.end().catch(() => {});

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { accessSync, constants, statSync } from 'node:fs';
 import { ConfigError } from '@pgfleet/connection';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from './config.js';
@@ -60,6 +61,7 @@ export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions)
   const logger = opts.logger.child({ component: 'replicator' });
   if (opts.node !== undefined && !config.nodes.some((n) => n.name === opts.node))
     throw new ConfigError(`--node: no node named "${opts.node}" in the mesh`, { key: 'node' });
+  if (config.apply.streaming) assertSpoolDirectory(config.apply.spoolDirectory);
   const holder = opts.holder ?? replicatorIdentity(opts.node ?? null);
   const edges = edgesFor(config.nodes).filter(
     (e) => (!opts.edges || opts.edges.includes(e.id)) && (opts.node === undefined || e.target === opts.node),
@@ -115,4 +117,23 @@ export function startReplicator(config: ResolvedConfig, opts: ReplicatorOptions)
       await done;
     },
   };
+}
+
+/** Streamed transactions are spooled there: it must be a directory this process can write. */
+function assertSpoolDirectory(dir: string): void {
+  const hint = 'set apply.spoolDirectory to a writable directory, or apply.streaming to off';
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+    if (isDir) accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new ConfigError(
+      `apply.spoolDirectory: ${dir} is not usable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); ${hint}`,
+      { key: 'apply.spoolDirectory' },
+    );
+  }
+  if (!isDir)
+    throw new ConfigError(`apply.spoolDirectory: ${dir} is not a directory; ${hint}`, {
+      key: 'apply.spoolDirectory',
+    });
 }

@@ -11,6 +11,12 @@ export interface ReplicationStreamOptions {
   publication: string;
   /** Ask the server to drop transactions that carry an origin (PostgreSQL 16+). */
   originNone: boolean;
+  /**
+   * Protocol 2 with `streaming 'on'`: a transaction larger than the source's
+   * logical_decoding_work_mem arrives in blocks while in progress (decode/streamed-transactions.ts
+   * turns it back into a whole one) instead of being spilled to the source's disk first.
+   */
+  streaming: boolean;
   startLsn: Lsn;
   /**
    * One pgoutput message (the XLogData payload). The buffer is only valid during the call:
@@ -31,7 +37,7 @@ interface CopyConnection {
 
 /**
  * One logical replication stream on node-pg's replication connection: START_REPLICATION
- * with pgoutput (protocol 1: whole transactions at commit, values as text), each message
+ * with pgoutput (values as text; protocol 1, or 2 with large transactions streamed), each message
  * handed over synchronously as it is parsed, keepalives noted, and standby status sent
  * only when the edge says what is durable. No message becomes a promise or an event of
  * its own: a slow target pauses the socket (pause/resume) instead of queueing in memory.
@@ -69,8 +75,9 @@ export class ReplicationStream {
     this.connection = connection;
     connection.on('copyData', ({ chunk }) => this.onCopyData(chunk));
     if (this.paused) connection.stream.pause();
-    // proto_version 1: whole transactions at commit (no in-progress streaming), text values.
-    const options = [`proto_version '1'`, `publication_names '${this.o.publication}'`];
+    // Text values; protocol 1 sends whole transactions at commit, protocol 2 may stream them.
+    const options = this.o.streaming ? [`proto_version '2'`, `streaming 'on'`] : [`proto_version '1'`];
+    options.push(`publication_names '${this.o.publication}'`);
     if (this.o.originNone) options.push(`origin 'none'`);
     await client.query(
       `START_REPLICATION SLOT ${quoteIdent(this.o.slot)} LOGICAL ${formatLsn(this.o.startLsn)} (${options.join(', ')})`,
