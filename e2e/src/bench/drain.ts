@@ -54,9 +54,11 @@ export async function drainNativeWorkload(
   const tables = [...w.tables, MARKER_TABLE].join(', ');
   await source.query(`CREATE PUBLICATION bench_pub FOR TABLE ${tables}`);
   const conn = source.conninfo().replaceAll("'", "''");
+  // Native runs at its defaults; BENCH_NATIVE_STREAMING (off, on, parallel on 16+) sets its `streaming`.
+  const streaming = nativeStreaming();
   await target.query(
     `CREATE SUBSCRIPTION bench_sub CONNECTION '${conn}' PUBLICATION bench_pub
-       WITH (copy_data = false, enabled = false, create_slot = true, slot_name = 'bench_sub')`,
+       WITH (copy_data = false, enabled = false, create_slot = true, slot_name = 'bench_sub'${streaming ? `, streaming = ${streaming}` : ''})`,
   );
   try {
     const [sub] = await target.query<{ oid: number }>(
@@ -134,4 +136,12 @@ export async function drainPgfleetWorkload(
   } finally {
     await teardownPgfleet(nodes);
   }
+}
+
+function nativeStreaming(): string | null {
+  const v = process.env.BENCH_NATIVE_STREAMING?.trim();
+  if (!v) return null;
+  if (v !== 'off' && v !== 'on' && v !== 'parallel')
+    throw new Error(`BENCH_NATIVE_STREAMING: expected off, on or parallel, got "${v}"`);
+  return v;
 }
