@@ -278,7 +278,7 @@ describe('loadConfig', () => {
       PGFLEET_MM_APPLY_MAX_IN_FLIGHT_TRANSACTIONS: '50',
       PGFLEET_MM_APPLY_BATCH_ROWS: '20',
       PGFLEET_MM_APPLY_SYNCHRONOUS_COMMIT: 'on',
-      PGFLEET_MM_APPLY_STREAMING: 'off',
+      PGFLEET_MM_APPLY_STREAMING: 'on',
       PGFLEET_MM_APPLY_SPOOL_DIRECTORY: '/var/spool/pgfleet',
       PGFLEET_MM_RECONNECT_BASE_DELAY_MS: '10',
       PGFLEET_MM_RECONNECT_MAX_DELAY_MS: '20',
@@ -308,7 +308,7 @@ describe('loadConfig', () => {
       maxInFlightTransactions: 50,
       batchRows: 20,
       synchronousCommit: 'on',
-      streaming: false,
+      streaming: true,
       spoolDirectory: '/var/spool/pgfleet',
     });
     expect(c.reconnect).toEqual({ baseDelayMs: 10, maxDelayMs: 20 });

@@ -97,7 +97,10 @@ const fileSchema = z.strictObject({
       batchRows: z.number().int().min(1).max(50_000).optional(),
       /** synchronous_commit of the apply session; acks always wait for flushed progress. */
       synchronousCommit: z.enum(['on', 'off', 'local', 'remote_write', 'remote_apply']).optional(),
-      /** `on`: sources stream large transactions while in progress (protocol 2), spooled here until commit. */
+      /**
+       * `on`: sources stream large transactions while in progress (protocol 2) instead of
+       * spilling them to their own disk; the replicator spools them until commit.
+       */
       streaming: z.enum(['on', 'off']).optional(),
       /** Where streamed transactions are spooled until they commit. */
       spoolDirectory: z.string().min(1).optional(),
@@ -373,7 +376,7 @@ export function resolveConfig(input: unknown, source = 'config'): ResolvedConfig
       maxInFlightTransactions: raw.apply?.maxInFlightTransactions ?? 2000,
       batchRows: raw.apply?.batchRows ?? 1000,
       synchronousCommit: raw.apply?.synchronousCommit ?? 'off',
-      streaming: (raw.apply?.streaming ?? 'on') === 'on',
+      streaming: (raw.apply?.streaming ?? 'off') === 'on',
       spoolDirectory: raw.apply?.spoolDirectory ?? tmpdir(),
     },
     reconnect,

@@ -65,7 +65,7 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
       tables: ['app.*'],
       http: { listen: false },
       statusIntervalMs: 200,
-      apply: { spoolDirectory: spoolDir },
+      apply: { streaming: 'on', spoolDirectory: spoolDir },
     });
     await initMesh(config, { logger });
     rep = startReplicator(config, { logger });
@@ -173,10 +173,57 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
     expect((await contents(a)).c).toBeGreaterThan(4000);
   });
 
+  it('streams a transaction again from its start after the stream broke in the middle of it, applying it once', async () => {
+    const big = new pg.Client({ connectionString: a.uri() });
+    await big.connect();
+    try {
+      const before = await streamedBy(a);
+      await big.query('BEGIN');
+      await big.query(
+        `INSERT INTO app.big SELECT g, 'across a break', repeat('c', 200) FROM generate_series(300001, 308000) g`,
+      );
+      // Part of it has reached the replicator's spool...
+      await waitFor(
+        'a streamed part of it',
+        () => streamedBy(a),
+        (n) => n > before,
+      );
+      const spooled = () =>
+        readdirSync(spoolDir)
+          .filter((d) => d.startsWith('pgfleet-spool-'))
+          .flatMap((d) => readdirSync(join(spoolDir, d)));
+      await waitFor(
+        'a spool file on the replicator',
+        async () => spooled(),
+        (f) => f.length > 0,
+      );
+      // ...when the source's walsender for the edge goes away.
+      const killed = await a.query<{ n: number }>(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_replication WHERE application_name = 'pgfleet-mm:a_b:stream'`,
+      );
+      expect(killed).toEqual([{ n: 1 }]);
+      await big.query(`UPDATE app.big SET n = n + 100 WHERE part = 'across a break'`);
+      await big.query('COMMIT');
+    } finally {
+      await big.end();
+    }
+    const want = await contents(a);
+    await waitFor(
+      'b equal to a after the break',
+      () => contents(b),
+      (r) => r.h === want.h,
+    );
+    expect(
+      await b.query(
+        `SELECT count(*)::int AS c, min(n) AS lo, max(n) AS hi FROM app.big WHERE part = 'across a break'`,
+      ),
+    ).toEqual([{ c: 8000, lo: 100, hi: 100 }]);
+  });
+
   it('refuses to start with a spool directory it cannot use, naming the key', () => {
     const missing = join(spoolDir, 'does-not-exist');
     expect(existsSync(missing)).toBe(false);
-    const bad = resolveConfig({ ...rawOf(config), apply: { spoolDirectory: missing } });
+    const bad = resolveConfig({ ...rawOf(config), apply: { streaming: 'on', spoolDirectory: missing } });
     let err: unknown;
     try {
       startReplicator(bad, { logger });
@@ -186,8 +233,8 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).message).toContain('apply.spoolDirectory');
     expect((err as ConfigError).message).toContain(missing);
-    // Off, it does not look at the directory at all.
-    const off = resolveConfig({ ...rawOf(config), apply: { spoolDirectory: missing, streaming: 'off' } });
+    // Off (the default), it does not look at the directory at all.
+    const off = resolveConfig({ ...rawOf(config), apply: { spoolDirectory: missing } });
     const r = startReplicator(off, { logger, edges: [] });
     return r.stop();
   });
