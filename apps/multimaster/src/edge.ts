@@ -75,6 +75,12 @@ export interface EdgeStatus {
   echoSkippedTransactions: number;
   conflicts: number;
   restarts: number;
+  /**
+   * With apply.streaming on: transactions the source is streaming that have not committed
+   * yet, and the bytes spooled for them in apply.spoolDirectory. Null with it off.
+   */
+  streamedInProgress: number | null;
+  spooledBytes: number | null;
   /** Server of a primary + standby (or multi-host) source / target this edge streams from / applies to. */
   sourceServer: string | null;
   targetServer: string | null;
@@ -128,7 +134,11 @@ export class EdgeRunner {
   /** A transaction to record whole as a dead letter and skip (skip_transaction). */
   private deadLetter: { commitLsn: Lsn; row: DeadLetterRow } | null = null;
   private ackedLsn: Lsn = ZERO_LSN;
-  private current: { applier: Applier; stream: ReplicationStream } | null = null;
+  private current: {
+    applier: Applier;
+    stream: ReplicationStream;
+    streamed: StreamedTransactions | null;
+  } | null = null;
   private readonly now: () => number;
   /** Set while paused: everything up to here was handled before the failing transaction. */
   private pausedAfter: Lsn | null = null;
@@ -168,6 +178,8 @@ export class EdgeRunner {
       echoSkippedTransactions: 0,
       conflicts: 0,
       restarts: 0,
+      streamedInProgress: null,
+      spooledBytes: null,
       sourceServer: null,
       targetServer: null,
     };
@@ -176,6 +188,8 @@ export class EdgeRunner {
   status(): EdgeStatus {
     const cur = this.current;
     if (cur) {
+      this.st.streamedInProgress = cur.streamed?.inProgress() ?? null;
+      this.st.spooledBytes = cur.streamed?.spooledBytes() ?? null;
       const walEnd = cur.stream.serverWalEnd;
       const handled = cur.applier.lastHandledEndLsn;
       this.st.lastAppliedLsn = formatLsn(cur.applier.lastAppliedEndLsn);
@@ -425,7 +439,7 @@ export class EdgeRunner {
         { originFilter: this.st.originFilter, startLsn: formatLsn(startProgress) },
         'streaming; echoes dropped here, after noting what the source had applied',
       );
-      this.current = { applier: a, stream: s };
+      this.current = { applier: a, stream: s, streamed: spool };
       // With a standby on the target, what its primary holds may not be acknowledged yet.
       if (!ackBound && startProgress > this.ackedLsn) this.ackedLsn = startProgress;
       s.start();

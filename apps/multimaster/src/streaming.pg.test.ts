@@ -197,6 +197,9 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
         async () => spooled(),
         (f) => f.length > 0,
       );
+      const edge = rep.status().edges.find((e) => e.edge === 'a_b');
+      expect(edge?.streamedInProgress).toBe(1);
+      expect(edge?.spooledBytes).toBeGreaterThan(1 << 20);
       // ...when the source's walsender for the edge goes away.
       const killed = await a.query<{ n: number }>(
         `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_replication WHERE application_name = 'pgfleet-mm:a_b:stream'`,

@@ -14,10 +14,15 @@ export function benchMeshConfig(
   nodes: SandboxNode[],
   tables: Array<string | { name: string; columns?: string[] }>,
 ): ResolvedConfig {
+  // pgfleet runs at its defaults; BENCH_PGFLEET_STREAMING=on turns on apply.streaming.
+  const streaming = process.env.BENCH_PGFLEET_STREAMING?.trim();
+  if (streaming && streaming !== 'on' && streaming !== 'off')
+    throw new Error(`BENCH_PGFLEET_STREAMING: expected on or off, got "${streaming}"`);
   return resolveConfig({
     nodes: nodes.map((n) => ({ name: n.name, conninfo: n.conninfo() })),
     tables,
     http: { listen: false },
+    ...(streaming ? { apply: { streaming: streaming as 'on' | 'off' } } : {}),
   });
 }
 

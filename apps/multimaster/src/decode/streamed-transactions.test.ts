@@ -113,6 +113,7 @@ describe('StreamedTransactions', () => {
     );
     expect(h.out.map((m) => m.tag)).toEqual(['begin', 'insert', 'commit']);
     expect(h.st.inProgress()).toBe(1);
+    expect(h.st.spooledBytes()).toBeGreaterThan(0);
     h.feed(start(800, false), inStream(800, ins('2')), stop());
     h.feed(streamCommit(800, 0x300n, 0x330n, 7n));
     expect(h.out.slice(3)).toEqual([
@@ -124,6 +125,7 @@ describe('StreamedTransactions', () => {
     ]);
     expect(h.holds).toEqual([true, false]);
     expect(h.st.inProgress()).toBe(0);
+    expect(h.st.spooledBytes()).toBe(0);
   });
 
   it('drops a rolled-back subtransaction with its children, and keeps the schema it carried', () => {

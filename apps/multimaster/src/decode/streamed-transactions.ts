@@ -98,6 +98,13 @@ export class StreamedTransactions {
     return this.open.size;
   }
 
+  /** Bytes held for them and for the one being handed on, in memory or in files. */
+  spooledBytes(): number {
+    let n = this.replay?.spooled.file.size ?? 0;
+    for (const s of this.open.values()) n += s.file.size;
+    return n;
+  }
+
   /**
    * What `deliver` feeds stopped holding the stream: carry on with a waiting replay, once
    * the caller's own handling has unwound (it may be in the middle of its resume).
