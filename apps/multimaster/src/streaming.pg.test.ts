@@ -6,8 +6,8 @@ import { eventually, Sandbox, type SandboxNode } from '@pgfleet/sandbox';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ResolvedConfig, resolveConfig } from './config.js';
 import { initMesh } from './init/init.js';
+import { meshConfig } from './membership/pg-test-support.js';
 import { type ReplicatorHandle, startReplicator } from './replicator.js';
 
 const logger = pino({ level: process.env.PGFLEET_TEST_LOG ?? 'silent' });
@@ -40,16 +40,12 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
   let sb: Sandbox;
   let a: SandboxNode;
   let b: SandboxNode;
-  let config: ResolvedConfig;
   let rep: ReplicatorHandle;
   let spoolDir: string;
 
   beforeAll(async () => {
     sb = await Sandbox.create();
-    [a, b] = (await Promise.all([
-      sb.startNode('a', { logical: true }),
-      sb.startNode('b', { logical: true }),
-    ])) as [SandboxNode, SandboxNode];
+    [a, b] = (await sb.startLogicalNodes(['a', 'b'])) as [SandboxNode, SandboxNode];
     for (const n of [a, b]) {
       await n.query(DDL);
       // The smallest setting: every transaction past 64 kB of changes streams.
@@ -57,18 +53,8 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
       await n.query('SELECT pg_reload_conf()');
     }
     spoolDir = mkdtempSync(join(tmpdir(), 'pgfleet-streaming-test-'));
-    config = resolveConfig({
-      nodes: [
-        { name: 'a', conninfo: a.conninfo() },
-        { name: 'b', conninfo: b.conninfo() },
-      ],
-      tables: ['app.*'],
-      http: { listen: false },
-      statusIntervalMs: 200,
-      apply: { streaming: 'on', spoolDirectory: spoolDir },
-    });
-    await initMesh(config, { logger });
-    rep = startReplicator(config, { logger });
+    await initMesh(meshConfig([a, b]), { logger });
+    rep = startReplicator(meshConfig([a, b], { streaming: 'on', spoolDirectory: spoolDir }), { logger });
   });
 
   afterAll(async () => {
@@ -226,7 +212,7 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
   it('refuses to start with a spool directory it cannot use, naming the key', () => {
     const missing = join(spoolDir, 'does-not-exist');
     expect(existsSync(missing)).toBe(false);
-    const bad = resolveConfig({ ...rawOf(config), apply: { streaming: 'on', spoolDirectory: missing } });
+    const bad = meshConfig([a, b], { streaming: 'on', spoolDirectory: missing });
     let err: unknown;
     try {
       startReplicator(bad, { logger });
@@ -237,16 +223,8 @@ describe('large transactions streamed while in progress (protocol 2)', () => {
     expect((err as ConfigError).message).toContain('apply.spoolDirectory');
     expect((err as ConfigError).message).toContain(missing);
     // Off (the default), it does not look at the directory at all.
-    const off = resolveConfig({ ...rawOf(config), apply: { spoolDirectory: missing } });
+    const off = meshConfig([a, b], { spoolDirectory: missing });
     const r = startReplicator(off, { logger, edges: [] });
     return r.stop();
   });
 });
-
-function rawOf(c: ResolvedConfig) {
-  return {
-    nodes: c.nodes.map((n) => ({ name: n.name, conninfo: n.conninfo })),
-    tables: ['app.*'],
-    http: { listen: false as const },
-  };
-}

@@ -1,16 +1,17 @@
 import { Sandbox, type SandboxNode, slotsConfirmed } from '@pgfleet/sandbox';
-import { type ResolvedConfig, resolveConfig } from '../config.js';
+import { type RawConfig, type ResolvedConfig, resolveConfig } from '../config.js';
 
-/** Shared by the membership pg tests. */
+/** Shared by the membership pg tests (and streaming.pg.test.ts). */
 
-/** A mesh of `nodes` replicating every table of schema app, quick to retry. */
-export function meshConfig(nodes: SandboxNode[]): ResolvedConfig {
+/** A mesh of `nodes` replicating every table of schema app, quick to retry; `apply` as given. */
+export function meshConfig(nodes: SandboxNode[], apply?: RawConfig['apply']): ResolvedConfig {
   return resolveConfig({
     nodes: nodes.map((n) => ({ name: n.name, conninfo: n.conninfo() })),
     tables: ['app.*'],
     http: { listen: false },
     statusIntervalMs: 200,
     reconnect: { baseDelayMs: 50, maxDelayMs: 500 },
+    ...(apply ? { apply } : {}),
   });
 }
 
