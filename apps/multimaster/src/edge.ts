@@ -386,6 +386,8 @@ export class EdgeRunner {
             deliver,
             downstreamHeld,
             hold: (on) => hold('streamed', on),
+            // A stream it cannot follow, or a spool it cannot write: start over from progress.
+            fail: (err) => endStream(err),
           })
         : null;
       streamed = spool;
@@ -399,16 +401,7 @@ export class EdgeRunner {
         originNone: false,
         streaming: spool !== null,
         startLsn: startProgress,
-        onMessage: spool
-          ? (msg) => {
-              try {
-                spool.receive(msg);
-              } catch (err) {
-                // A stream it cannot follow, or a spool it cannot write: start over from progress.
-                endStream(err as Error);
-              }
-            }
-          : deliver,
+        onMessage: spool ? (msg) => spool.receive(msg) : deliver,
         onReplyRequested: () => replyNow?.(),
         onEnd: (err) => endStream(err),
       });

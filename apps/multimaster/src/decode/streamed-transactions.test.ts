@@ -60,23 +60,27 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function harness(opts: { heldAfter?: (delivered: number) => boolean } = {}) {
+function harness(opts: { heldAfter?: (delivered: number) => boolean; throwAt?: number } = {}) {
   const out: PgoutputMessage[] = [];
   const holds: boolean[] = [];
+  const failures: Error[] = [];
   let held = false;
   const st = new StreamedTransactions({
     dir,
     deliver: (m) => {
+      if (out.length + 1 === opts.throwAt) throw new Error('downstream broke');
       out.push(parsePgoutput(Buffer.from(m)));
       if (opts.heldAfter?.(out.length)) held = true;
     },
     downstreamHeld: () => held,
     hold: (on) => holds.push(on),
+    fail: (err) => failures.push(err),
   });
   return {
     st,
     out,
     holds,
+    failures,
     async release() {
       held = false;
       st.resume();
@@ -246,14 +250,38 @@ describe('StreamedTransactions', () => {
     expect(h.out.at(-1)).toEqual({ tag: 'commit', commitLsn: 0x1000n, endLsn: 0x1100n, commitTs: 9n });
   });
 
-  it('refuses a stream that continues a transaction it never saw start, or carries a message it does not know', () => {
+  it('fails, and hands nothing on after, for a stream that continues a transaction it never saw start', () => {
     const h = harness();
-    expect(() => h.feed(start(70, false))).toThrow(DecodeError);
-    h.feed(start(71, true));
-    expect(() => h.feed(Buffer.from([0x42, 0, 0]))).toThrow(
-      /unexpected message 0x42 inside the stream of transaction 71/,
-    );
-    expect(() => h.feed(streamCommit(72, 1n, 2n, 3n))).toThrow(/never streamed/);
+    h.feed(start(70, false), inStream(70, ins('1')), stop());
+    expect(h.failures).toHaveLength(1);
+    expect(h.failures[0]).toBeInstanceOf(DecodeError);
+    expect(h.failures[0]?.message).toMatch(/transaction 70 continued/);
+    h.feed(encodePgoutput({ tag: 'begin', finalLsn: 0x10n as Lsn, commitTs: 1n, xid: 71 }));
+    expect(h.out).toEqual([]);
+  });
+
+  it('fails on a message it does not know inside a stream, and on the commit of a transaction never streamed', () => {
+    const h = harness();
+    h.feed(start(71, true), Buffer.from([0x42, 0, 0]));
+    expect(h.failures[0]?.message).toMatch(/unexpected message 0x42 inside the stream of transaction 71/);
+    const h2 = harness();
+    h2.feed(streamCommit(72, 1n, 2n, 3n));
+    expect(h2.failures[0]?.message).toMatch(/never streamed/);
+  });
+
+  it('fails, instead of throwing from a microtask, when handing on breaks during a paced replay', async () => {
+    const h = harness({ heldAfter: (n) => n === 2, throwAt: 4 });
+    h.feed(start(90, true));
+    for (let i = 0; i < 5; i++) h.feed(inStream(90, ins(String(i))));
+    h.feed(stop(), streamCommit(90, 0x90n, 0x99n, 1n));
+    expect(h.out).toHaveLength(2);
+    await h.release();
+    expect(h.failures.map((e) => e.message)).toEqual(['downstream broke']);
+    expect(h.out).toHaveLength(3);
+    // Closed: what still arrives is dropped, and its spool directory is gone.
+    h.feed(encodePgoutput({ tag: 'begin', finalLsn: 0x10n as Lsn, commitTs: 1n, xid: 91 }));
+    expect(h.out).toHaveLength(3);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('removes spool directories of replicators that no longer run', () => {

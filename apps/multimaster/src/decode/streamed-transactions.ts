@@ -24,6 +24,11 @@ export interface StreamedTransactionsOptions {
   downstreamHeld(): boolean;
   /** Pauses (true) or resumes (false) the replication stream while a transaction is replayed. */
   hold(on: boolean): void;
+  /**
+   * A stream it cannot follow (DecodeError) or a spool it cannot write or read: the session
+   * must end and start over from progress. Nothing is handed on after it.
+   */
+  fail(err: Error): void;
 }
 
 interface Spooled {
@@ -85,7 +90,16 @@ export class StreamedTransactions {
       this.queue.push(Buffer.from(msg));
       return;
     }
-    this.handle(msg);
+    this.guarded(() => this.handle(msg));
+  }
+
+  private guarded(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.close();
+      this.o.fail(err as Error);
+    }
   }
 
   /** Whether a committed transaction is being handed on or messages wait behind it. */
@@ -114,7 +128,7 @@ export class StreamedTransactions {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      this.pump();
+      if (!this.closed) this.guarded(() => this.pump());
     });
   }
 
@@ -263,7 +277,8 @@ export class StreamedTransactions {
         this.replay = null;
         this.o.deliver(r.commit);
         // What arrived meanwhile, in order, until it starts another replay.
-        while (this.replay === null && this.queue.length > 0) this.handle(this.queue.shift() as Buffer);
+        while (this.replay === null && this.queue.length > 0 && !this.closed)
+          this.handle(this.queue.shift() as Buffer);
       }
     } finally {
       this.pumping = false;
