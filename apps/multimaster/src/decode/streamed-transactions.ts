@@ -65,7 +65,12 @@ interface Replay {
  * until its abort); an aborted transaction is dropped; at Stream Commit the spool is read
  * back and handed on. While it is, the replication stream is paused and what still
  * arrives waits here, copied, behind it. Transactions that carry an origin (echoes, which
- * the applier drops whole after noting their origin) keep only their Origin message.
+ * the applier drops whole after noting their origin) keep only their Origin and schema
+ * messages.
+ *
+ * Off by default (apply.streaming): the apply starts only at the commit, so the whole is
+ * slower than protocol 1 here, which overlaps the source's read-back with the apply (figures
+ * in the multimaster README).
  *
  * Nothing here is durable or needs to be: a transaction still in progress is not part of
  * any acknowledged position, so after a restart the source streams it again from its start.
