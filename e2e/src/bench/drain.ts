@@ -2,6 +2,7 @@ import { initMesh, startReplicator } from '@pgfleet/multimaster';
 import type { SandboxNode } from '@pgfleet/sandbox';
 import {
   backendCpuSeconds,
+  benchChoice,
   benchLogger,
   benchMeshConfig,
   nativeApplyWorkerCpuSeconds,
@@ -55,7 +56,7 @@ export async function drainNativeWorkload(
   await source.query(`CREATE PUBLICATION bench_pub FOR TABLE ${tables}`);
   const conn = source.conninfo().replaceAll("'", "''");
   // Native runs at its defaults; BENCH_NATIVE_STREAMING (off, on, parallel on 16+) sets its `streaming`.
-  const streaming = nativeStreaming();
+  const streaming = benchChoice('BENCH_NATIVE_STREAMING', ['off', 'on', 'parallel'] as const);
   await target.query(
     `CREATE SUBSCRIPTION bench_sub CONNECTION '${conn}' PUBLICATION bench_pub
        WITH (copy_data = false, enabled = false, create_slot = true, slot_name = 'bench_sub'${streaming ? `, streaming = ${streaming}` : ''})`,
@@ -136,12 +137,4 @@ export async function drainPgfleetWorkload(
   } finally {
     await teardownPgfleet(nodes);
   }
-}
-
-function nativeStreaming(): string | null {
-  const v = process.env.BENCH_NATIVE_STREAMING?.trim();
-  if (!v) return null;
-  if (v !== 'off' && v !== 'on' && v !== 'parallel')
-    throw new Error(`BENCH_NATIVE_STREAMING: expected off, on or parallel, got "${v}"`);
-  return v;
 }

@@ -6,6 +6,15 @@ import { formatLsn, type Lsn } from '@pgfleet/wal';
 import pino from 'pino';
 import { BENCH_TABLE_DDL } from './backlog.js';
 
+/** The value of the bench knob `name`, one of `choices`, or null when unset. */
+export function benchChoice<T extends string>(name: string, choices: readonly T[]): T | null {
+  const v = process.env[name]?.trim();
+  if (!v) return null;
+  if (!(choices as readonly string[]).includes(v))
+    throw new Error(`${name}: expected one of ${choices.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
 /** pgfleet's own logs stay quiet during a benchmark unless asked for. */
 export const benchLogger = pino({ level: process.env.PGFLEET_BENCH_LOG ?? 'silent' }, pino.destination(2));
 
@@ -15,14 +24,12 @@ export function benchMeshConfig(
   tables: Array<string | { name: string; columns?: string[] }>,
 ): ResolvedConfig {
   // pgfleet runs at its defaults; BENCH_PGFLEET_STREAMING=on turns on apply.streaming.
-  const streaming = process.env.BENCH_PGFLEET_STREAMING?.trim();
-  if (streaming && streaming !== 'on' && streaming !== 'off')
-    throw new Error(`BENCH_PGFLEET_STREAMING: expected on or off, got "${streaming}"`);
+  const streaming = benchChoice('BENCH_PGFLEET_STREAMING', ['on', 'off'] as const);
   return resolveConfig({
     nodes: nodes.map((n) => ({ name: n.name, conninfo: n.conninfo() })),
     tables,
     http: { listen: false },
-    ...(streaming ? { apply: { streaming: streaming as 'on' | 'off' } } : {}),
+    ...(streaming ? { apply: { streaming } } : {}),
   });
 }
 
