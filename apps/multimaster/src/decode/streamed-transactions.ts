@@ -48,7 +48,8 @@ interface Spooled {
 
 interface Replay {
   next: () => Buffer | null;
-  spooled: Spooled;
+  /** The committed transaction's spool, discarded once handed on. */
+  file: SpoolFile;
   commit: Buffer;
 }
 
@@ -119,7 +120,7 @@ export class StreamedTransactions {
 
   /** Bytes held for them and for the one being handed on, in memory or in files. */
   spooledBytes(): number {
-    let n = this.replay?.spooled.file.size ?? 0;
+    let n = this.replay?.file.size ?? 0;
     for (const s of this.open.values()) n += s.file.size;
     return n;
   }
@@ -142,7 +143,7 @@ export class StreamedTransactions {
     this.closed = true;
     for (const s of this.open.values()) s.file.discard();
     this.open.clear();
-    this.replay?.spooled.file.discard();
+    this.replay?.file.discard();
     this.replay = null;
     this.queue.length = 0;
     if (this.dir !== null) rmSync(this.dir, { recursive: true, force: true });
@@ -261,7 +262,7 @@ export class StreamedTransactions {
     const commit = Buffer.allocUnsafe(26);
     commit[0] = 0x43; // C: flags, commit LSN, end LSN, commit timestamp
     msg.copy(commit, 1, 5, 30);
-    this.replay = { next: s.file.reader(), spooled: s, commit };
+    this.replay = { next: s.file.reader(), file: s.file, commit };
     this.o.hold(true);
     this.o.deliver(begin);
     this.pump();
@@ -278,7 +279,7 @@ export class StreamedTransactions {
           this.o.deliver(m);
           continue;
         }
-        r.spooled.file.discard();
+        r.file.discard();
         this.replay = null;
         this.o.deliver(r.commit);
         // What arrived meanwhile, in order, until it starts another replay.
